@@ -1,0 +1,1 @@
+"""Magpie: product recommendation services, models and tools."""

@@ -1,0 +1,101 @@
+"""The `magpie` command: database, local platform, services, models."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import runpy
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from services.common import schema
+from services.common.logs import configure_logging
+from services.common.settings import load_settings
+from services.local_platform import SERVICES, LocalPlatform, available_services
+
+__all__ = ["main"]
+
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    url = args.database_url or load_settings().database_url
+    schema.ensure_database(url)
+    schema.upgrade(url, args.revision)
+    print(f"schema at revision {schema.current_revision(url)}")
+    return 0
+
+
+def _up(args: argparse.Namespace) -> int:
+    platform = LocalPlatform(Path(args.state_dir))
+    services = args.services or available_services()
+    started = platform.up(services)
+    print(f"{'service':<12} {'address':<18} health")
+    for name, address in started.items():
+        print(f"{name:<12} {address:<18} SERVING")
+    print(f"logs in {platform.log_dir}; stop with: magpie down")
+    return 0
+
+
+def _down(args: argparse.Namespace) -> int:
+    stopped = LocalPlatform(Path(args.state_dir)).down()
+    print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    running = LocalPlatform(Path(args.state_dir)).running()
+    for name in SERVICES:
+        pid = running.get(name)
+        print(f"{name:<12} {f'running (pid {pid})' if pid else 'stopped'}")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    runpy.run_module(f"services.{args.service}", run_name="__main__")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="magpie", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    db = commands.add_parser("db", help="database schema").add_subparsers(dest="db", required=True)
+    upgrade = db.add_parser("upgrade", help="create the database if needed and migrate it")
+    upgrade.add_argument("--database-url", help="default: MAGPIE_DATABASE_URL")
+    upgrade.add_argument("--revision", default="head")
+    upgrade.set_defaults(run=_db_upgrade)
+
+    for name, run, text in (
+        ("up", _up, "start the platform locally"),
+        ("down", _down, "stop the local platform"),
+        ("status", _status, "show the local platform's processes"),
+    ):
+        command = commands.add_parser(name, help=text)
+        command.add_argument("--state-dir", default=".magpie", help="pids, logs, embedded data")
+        command.set_defaults(run=run)
+        if name == "up":
+            command.add_argument("services", nargs="*", choices=[[], *SERVICES], default=[])
+
+    serve = commands.add_parser("serve", help="run one service in the foreground")
+    serve.add_argument("service", choices=list(SERVICES))
+    serve.set_defaults(run=_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command != "serve":
+        configure_logging("magpie", "INFO", json_lines=False)
+    try:
+        return int(args.run(args))
+    except ValidationError as error:
+        print(f"invalid settings: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    logging.captureWarnings(True)
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Plumbing shared by every Magpie service: settings, errors, gRPC runtime, database."""

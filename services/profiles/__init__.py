@@ -1,0 +1,1 @@
+"""User profile service: static attributes plus behaviour-derived features."""

@@ -1,0 +1,43 @@
+"""Wiring of the profile service: storage, logic, servicer, health."""
+
+from __future__ import annotations
+
+import grpc
+from magpie.v1 import profiles_pb2, profiles_pb2_grpc
+
+from services.common.db import Database
+from services.common.server import ServiceSpec
+from services.common.settings import Settings
+from services.profiles import config
+from services.profiles.service import ProfileService
+from services.profiles.servicer import VALIDATORS, ProfileServicer
+from services.profiles.storage import ProfileStore
+
+__all__ = ["build_spec"]
+
+SERVICE_NAME = profiles_pb2.DESCRIPTOR.services_by_name["ProfileService"].full_name
+
+
+def build_spec(settings: Settings) -> ServiceSpec:
+    db = Database(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        retry_seconds=settings.db_retry_seconds,
+    )
+    servicer = ProfileServicer(ProfileService(ProfileStore(db)))
+
+    def register(server: grpc.aio.Server) -> None:
+        profiles_pb2_grpc.add_ProfileServiceServicer_to_server(servicer, server)
+
+    async def close() -> None:
+        db.close()
+
+    return ServiceSpec(
+        name="profiles",
+        service_names=[SERVICE_NAME],
+        register=register,
+        default_port=config.DEFAULT_PORT,
+        validators=VALIDATORS,
+        probes=[db.ping],
+        close=close,
+    )
