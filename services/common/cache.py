@@ -1,0 +1,62 @@
+"""A Redis read-through cache of serialized values, optional and never fatal.
+
+With no Redis URL, or while Redis is down, every read is a miss and writes are
+dropped: the service answers from PostgreSQL, only slower.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+__all__ = ["Cache"]
+
+logger = logging.getLogger(__name__)
+
+
+class Cache:
+    def __init__(self, url: str, *, namespace: str, ttl_seconds: int) -> None:
+        self._client = aioredis.Redis.from_url(url, socket_timeout=0.2) if url else None
+        self._prefix = f"magpie:{namespace}:"
+        self._ttl = ttl_seconds
+
+    def _key(self, key: str) -> str:
+        return self._prefix + key
+
+    async def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
+        """Cached values by key; missing keys (and all keys on error) are absent."""
+        if self._client is None or not keys:
+            return {}
+        try:
+            values = await self._client.mget([self._key(k) for k in keys])
+        except RedisError as error:
+            logger.warning("cache read failed: %s", error)
+            return {}
+        return {k: v for k, v in zip(keys, values, strict=True) if v is not None}
+
+    async def set_many(self, items: Mapping[str, bytes]) -> None:
+        if self._client is None or not items:
+            return
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for key, value in items.items():
+                    pipe.set(self._key(key), value, ex=self._ttl)
+                await pipe.execute()
+        except RedisError as error:
+            logger.warning("cache write failed: %s", error)
+
+    async def delete(self, keys: Sequence[str]) -> None:
+        """Invalidates keys; call after the database write has committed."""
+        if self._client is None or not keys:
+            return
+        try:
+            await self._client.delete(*[self._key(k) for k in keys])
+        except RedisError as error:
+            logger.warning("cache invalidation failed: %s", error)
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()

@@ -1,0 +1,101 @@
+"""Fixtures shared by all tests: a fresh PostgreSQL database, Redis, settings, servers."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+
+import psycopg2
+import pytest
+import redis
+
+from services.common import schema
+from services.common.server import RunningServer, ServiceSpec, start_server
+from services.common.settings import Settings, load_settings
+
+ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+_APP_TABLES_SQL = """
+    SELECT string_agg(format('%I', tablename), ', ') FROM pg_tables
+    WHERE schemaname = 'public' AND tablename <> 'alembic_version'
+"""
+
+
+def _url_for(database: str) -> str:
+    return ADMIN_URL.rsplit("/", 1)[0] + "/" + database
+
+
+def _admin(sql: str) -> None:
+    conn = psycopg2.connect(ADMIN_URL)
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(sql)
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """A database created for this test session and migrated to head."""
+    name = f"magpie_test_{uuid.uuid4().hex[:10]}"
+    _admin(f"CREATE DATABASE {name}")
+    url = _url_for(name)
+    try:
+        schema.upgrade(url)
+        yield url
+    finally:
+        _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def clean_db(database_url: str) -> str:
+    """The session database with every application table emptied."""
+    conn = psycopg2.connect(database_url)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(_APP_TABLES_SQL)
+            (tables,) = cur.fetchone()
+            cur.execute(f"TRUNCATE {tables} RESTART IDENTITY")
+    finally:
+        conn.close()
+    return database_url
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """A Redis database of its own, emptied."""
+    redis.Redis.from_url(TEST_REDIS_URL).flushdb()
+    return TEST_REDIS_URL
+
+
+@pytest.fixture
+def settings(clean_db: str, redis_url: str) -> Settings:
+    return load_settings(
+        {
+            "database_url": clean_db,
+            "redis_url": redis_url,
+            "port": 0,
+            "grace_seconds": 5.0,
+            "health_probe_seconds": 0.3,
+            "db_retry_seconds": 1.0,
+            "log_json": False,
+        }
+    )
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Callable[[ServiceSpec, Settings], object]]:
+    """Starts real servers in this event loop: `running = await serve(spec, settings)`."""
+    started: list[RunningServer] = []
+
+    async def start(spec: ServiceSpec, settings: Settings) -> RunningServer:
+        running = await start_server(spec, settings)
+        started.append(running)
+        return running
+
+    yield start
+    for running in reversed(started):
+        await running.stop(0)

@@ -1,0 +1,89 @@
+"""Helpers for tests that run real Magpie services."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from google.rpc import error_details_pb2, status_pb2
+
+from services.common.settings import ENV_PREFIX, Settings
+from services.local_platform import wait_serving
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def field_violations(error: grpc.RpcError) -> list[str]:
+    """The fields named by the google.rpc.BadRequest detail of an INVALID_ARGUMENT error."""
+    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT, error
+    raw = dict(error.trailing_metadata() or ())["grpc-status-details-bin"]
+    status = status_pb2.Status.FromString(raw)
+    bad_request = error_details_pb2.BadRequest()
+    assert status.details[0].Unpack(bad_request)
+    return [v.field for v in bad_request.field_violations]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The MAGPIE_* environment that reproduces `settings` in a child process."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+    for name, value in settings.model_dump().items():
+        if value is not None:
+            env[ENV_PREFIX + name.upper()] = (
+                str(value).lower() if isinstance(value, bool) else str(value)
+            )
+    return env
+
+
+@dataclass
+class ServiceProcess:
+    name: str
+    address: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@contextlib.contextmanager
+def service_process(
+    name: str, settings: Settings, log_dir: Path, extra_env: Mapping[str, str] | None = None
+) -> Iterator[ServiceProcess]:
+    """Runs `python -m services.<name>` on a free port until the block ends."""
+    port = free_port()
+    env = {**settings_env(settings), "MAGPIE_PORT": str(port), **(extra_env or {})}
+    log = log_dir / f"{name}-{port}.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", f"services.{name}"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+        )
+    running = ServiceProcess(name, f"127.0.0.1:{port}", process, log)
+    try:
+        if not wait_serving(running.address, timeout=30):
+            raise AssertionError(f"{name} never became SERVING:\n{running.output()}")
+        yield running
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()

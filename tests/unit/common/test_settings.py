@@ -1,0 +1,32 @@
+import pytest
+from pydantic import ValidationError
+
+from services.common.settings import load_settings
+
+
+def test_environment_sets_fields(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAGPIE_PORT", "6000")
+    monkeypatch.setenv("MAGPIE_LOG_JSON", "false")
+
+    settings = load_settings()
+
+    assert settings.port == 6000
+    assert settings.log_json is False
+
+
+def test_unknown_magpie_variable_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAGPIE_DATABSE_URL", "postgresql://typo")
+
+    with pytest.raises(ValidationError) as raised:
+        load_settings()
+
+    assert "MAGPIE_DATABSE_URL" in str(raised.value)
+
+
+def test_out_of_range_value_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAGPIE_DB_POOL_SIZE", "0")
+
+    with pytest.raises(ValidationError) as raised:
+        load_settings()
+
+    assert "db_pool_size" in str(raised.value)
