@@ -50,6 +50,17 @@ class Settings(BaseSettings):
     ranking_addr: str = "127.0.0.1:50054"
     feedback_addr: str = "127.0.0.1:50055"
 
+    artifact_dir: str = ".magpie/artifacts"
+    """Where trained model bundles live, one directory per version (a shared volume in k8s)."""
+    model_repository: str = "model_repository"
+    """Triton model repository that published versions are copied into."""
+    triton_addr: str = "127.0.0.1:8001"
+    """Triton's gRPC endpoint."""
+    triton_model: str = "magpie_ranker"
+    """Name of the ranker in the Triton model repository."""
+    triton_timeout_seconds: float = Field(default=0.2, gt=0)
+    """Most time one ranker inference may take before Recommend falls back."""
+
     log_level: str = "INFO"
     log_json: bool = True
     """JSON lines on stdout; plain text for a developer's terminal when false."""

@@ -1,0 +1,1 @@
+"""Trained model bundles, the model registry in PostgreSQL, and publishing to Triton."""
