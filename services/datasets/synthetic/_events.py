@@ -98,8 +98,9 @@ def block_interactions(world: World, block: int) -> list[Interaction]:
     n_steps = page_session.size
     position = np.arange(n_steps) - _segment_starts(n_pages)[page_session]
     user = first_user + local_user[page_session]
+    n_favourites = world.user_favourites.shape[1]
     favourite_cdf = world.user_favourite_cdf[user]
-    pick = np.minimum((rng.random(n_steps)[:, None] > favourite_cdf).sum(axis=1), 2)
+    pick = np.minimum((rng.random(n_steps)[:, None] > favourite_cdf).sum(axis=1), n_favourites - 1)
     proposed = np.where(
         rng.random(n_steps) < _EXPLORE,
         rng.choice(world.leaf_weight.size, size=n_steps, p=world.leaf_weight),
@@ -123,7 +124,7 @@ def block_interactions(world: World, block: int) -> list[Interaction]:
     # Slates.
     k = config.slate_size
     source = rng.random((n_steps, k))
-    other = world.user_favourites[user[:, None], rng.integers(3, size=(n_steps, k))]
+    other = world.user_favourites[user[:, None], rng.integers(n_favourites, size=(n_steps, k))]
     slot_leaf = np.where(source < _FROM_LEAF, leaf[:, None], other)
     rank = (world.leaf_count[slot_leaf] * rng.random((n_steps, k)) ** _LEAF_SKEW).astype(np.int64)
     from_leaf = world.leaf_items[world.leaf_start[slot_leaf] + rank]
@@ -171,16 +172,13 @@ def block_interactions(world: World, block: int) -> list[Interaction]:
 
     # Events in (page, funnel stage, slot) order, which is also time order per user.
     shown_page, shown_slot = np.nonzero(shown)
-    funnel = [(clicked, np.ones(clicked.size, dtype=bool))] + [
-        (clicked, mask) for mask in (carted, bought, rated)
-    ]
-    pages = [shown_page] + [steps[mask] for steps, mask in funnel]
-    stages = [np.full(p.size, stage) for stage, p in enumerate(pages)]
+    reached = [np.ones(clicked.size, dtype=bool), carted, bought, rated]
+    pages = [shown_page] + [clicked[mask] for mask in reached]
     page = np.concatenate(pages)
-    stage = np.concatenate(stages)
-    slot = np.concatenate([shown_slot] + [clicked_slot[mask] for _, mask in funnel])
+    stage = np.concatenate([np.full(p.size, stage) for stage, p in enumerate(pages)])
+    slot = np.concatenate([shown_slot] + [clicked_slot[mask] for mask in reached])
     item = np.concatenate(
-        [slate[shown_page, shown_slot]] + [clicked_item[mask] for _, mask in funnel]
+        [slate[shown_page, shown_slot]] + [clicked_item[mask] for mask in reached]
     )
     rating = np.concatenate([np.zeros(page.size - rated.sum()), stars[rated]])
     when = np.where(stage == 0, page_time[page], funnel_time[page, np.maximum(stage - 1, 0)])
