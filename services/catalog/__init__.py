@@ -1,0 +1,1 @@
+"""Product features service: the catalog and each product's behaviour statistics."""

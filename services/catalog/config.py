@@ -1,0 +1,26 @@
+"""Limits and defaults of the catalog service."""
+
+DEFAULT_PORT = 50052
+
+MAX_UPSERT_BATCH = 1000
+MAX_GET_BATCH = 2000
+MAX_STATUS_BATCH = 1000
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+
+MAX_TITLE_LENGTH = 500
+MAX_DESCRIPTION_LENGTH = 20_000
+MAX_CATEGORY_LEVELS = 10
+MAX_TEXT_LENGTH = 200
+"""Longest category level, tag, brand, attribute key or category prefix."""
+MAX_TAGS = 100
+MAX_ATTRIBUTES = 100
+MAX_ATTRIBUTE_VALUE_LENGTH = 2000
+MAX_PRICE_UNITS = 9_000_000_000
+"""Largest price in whole units, so that the price in nano units fits a bigint."""
+MAX_FILTER_ENTRIES = 10_000
+"""Most category prefixes, brands or excluded ids in one ListProducts filter."""
+
+STATS_CACHE_SECONDS = 30
+"""Lifetime of cached behaviour statistics; the event consumer does not invalidate them."""
+POPULARITY_HALF_LIFE_DAYS = 7.0

@@ -1,0 +1,54 @@
+"""Wiring of the catalog service: storage, caches, logic, servicer, health."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+from magpie.v1 import catalog_pb2, catalog_pb2_grpc
+
+from services.catalog import config
+from services.catalog.service import CatalogService
+from services.catalog.servicer import VALIDATORS, CatalogServicer
+from services.catalog.storage import CatalogStore
+from services.common.cache import Cache
+from services.common.db import Database
+from services.common.server import ServiceSpec
+from services.common.settings import Settings
+
+__all__ = ["SERVICE_NAME", "build_spec"]
+
+SERVICE_NAME = catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name
+
+
+def build_spec(settings: Settings) -> ServiceSpec:
+    db = Database(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        retry_seconds=settings.db_retry_seconds,
+    )
+    products_cache = Cache(
+        settings.redis_url, namespace="catalog", ttl_seconds=settings.cache_ttl_seconds
+    )
+    stats_cache = Cache(
+        settings.redis_url, namespace="catalog-stats", ttl_seconds=config.STATS_CACHE_SECONDS
+    )
+    service = CatalogService(CatalogStore(db), products_cache, stats_cache)
+    servicer = CatalogServicer(service)
+
+    def register(server: grpc.aio.Server) -> None:
+        catalog_pb2_grpc.add_CatalogServiceServicer_to_server(servicer, server)
+
+    async def close() -> None:
+        await asyncio.gather(products_cache.close(), stats_cache.close())
+        db.close()
+
+    return ServiceSpec(
+        name="catalog",
+        service_names=[SERVICE_NAME],
+        register=register,
+        default_port=config.DEFAULT_PORT,
+        validators=VALIDATORS,
+        probes=[db.ping],  # Redis is optional: health follows PostgreSQL only
+        close=close,
+    )

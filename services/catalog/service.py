@@ -1,0 +1,395 @@
+"""Catalog logic: per-product checks, cached batch reads, paging, status changes.
+
+Reads return `magpie.v1.Product` messages: the catalog is a read-heavy feature
+store whose cached form is the wire form, so a read served from Redis is parsed
+once and never converted through another model.
+
+Caching. Products (without stats) are cached under `p:<id>` for the settings'
+cache TTL; stats are cached apart for `STATS_CACHE_SECONDS`, because the event
+consumer rewrites them constantly and does not invalidate anything, so a short
+lifetime is what bounds their staleness. Every write invalidates the products
+it changed after its transaction committed, in this order: store a fresh random
+write marker `w:<id>`, then delete `p:<id>`.
+
+The read-through race (a reader fetches the old row, the writer commits and
+invalidates, then the reader caches the old row) is closed with those markers:
+a reader reads `w:<id>` together with `p:<id>` before it queries PostgreSQL,
+caches what it fetched, then reads the markers again and deletes any entry
+whose marker changed in between. Whatever the interleaving, either the writer's
+delete comes after the reader's set, or the reader sees the new marker. What
+remains: when Redis fails during a writer's invalidation, a cached product can
+be stale until its TTL ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import math
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
+
+from magpie.v1 import catalog_pb2 as pb
+
+from services.catalog import config
+from services.catalog.paging import InvalidPageToken, decode_page_token, encode_page_token
+from services.common.errors import FieldViolation, InvalidArgument
+from services.common.validation import MAX_ID_LENGTH
+
+__all__ = [
+    "CATEGORY_SEPARATOR",
+    "ByteCache",
+    "CatalogService",
+    "CatalogStorage",
+    "ItemOutcome",
+    "Page",
+    "Price",
+    "ProductDraft",
+    "ProductQuery",
+    "category_problem",
+    "price_problem",
+    "product_problem",
+]
+
+CATEGORY_SEPARATOR = " > "
+_CURRENCY = re.compile(r"[A-Z]{3}")
+_NANOS_PER_UNIT = 1_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    currency_code: str
+    units: int
+    nanos: int
+
+    @property
+    def total_nanos(self) -> int:
+        return self.units * _NANOS_PER_UNIT + self.nanos
+
+
+@dataclass(frozen=True, slots=True)
+class ProductDraft:
+    """A product as a caller asked to store it; checked by `product_problem`."""
+
+    product_id: str
+    title: str
+    description: str = ""
+    category_path: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    brand: str = ""
+    price: Price | None = None
+    rating: float = 0.0
+    stock: int = 0
+    created_at: datetime | None = None
+    """None keeps the stored creation time (now, for a new product)."""
+    attributes: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ItemOutcome:
+    id: str
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ProductQuery:
+    """What ListProducts selects; everything but the page position and size."""
+
+    category_prefixes: tuple[str, ...] = ()
+    currency_code: str = ""
+    """Currency of the price bounds; empty when there are none."""
+    min_price_nanos: int | None = None
+    max_price_nanos: int | None = None
+    exclude_product_ids: tuple[str, ...] = ()
+    brands: tuple[str, ...] = ()
+    in_stock_only: bool = False
+    include_inactive: bool = False
+    updated_since: datetime | None = None
+
+    def fingerprint(self) -> str:
+        """Stable digest of the query; lists are sets, so their order does not matter."""
+        canonical = {
+            k: sorted(set(v)) if isinstance(v, tuple) else v for k, v in asdict(self).items()
+        }
+        encoded = json.dumps(canonical, sort_keys=True, default=str).encode()
+        return hashlib.sha256(encoded).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    products: list[pb.Product]
+    next_page_token: str
+
+
+class CatalogStorage(Protocol):
+    async def upsert(self, drafts: Sequence[ProductDraft]) -> None: ...
+
+    async def fetch(
+        self, product_ids: Sequence[str], stats_ids: Sequence[str], now: datetime
+    ) -> tuple[dict[str, pb.Product], dict[str, pb.ProductStats]]:
+        """Products (without stats) and the stats of products, by id; absent ids are left out."""
+        ...
+
+    async def list(
+        self, query: ProductQuery, after_id: str, limit: int, now: datetime
+    ) -> list[pb.Product]:
+        """Up to `limit` matching products with stats, ordered by id, ids above `after_id`."""
+        ...
+
+    async def set_status(self, product_ids: Sequence[str], status: int) -> set[str]:
+        """Sets the status of the products that exist; returns their ids."""
+        ...
+
+
+class ByteCache(Protocol):
+    """The part of `services.common.cache.Cache` the catalog uses."""
+
+    async def get_many(self, keys: Sequence[str]) -> dict[str, bytes]: ...
+    async def set_many(self, items: Mapping[str, bytes]) -> None: ...
+    async def delete(self, keys: Sequence[str]) -> None: ...
+
+
+def category_problem(level: str) -> str | None:
+    """Why `level` cannot be one level of a category path, or None.
+
+    Levels are stored joined by " > ", so none may contain it, nor start or end
+    so that joining would create it, nor carry surrounding spaces.
+    """
+    if not level:
+        return "must not be empty"
+    if level != level.strip():
+        return "must not start or end with spaces"
+    if CATEGORY_SEPARATOR in f" {level} ":
+        return f"must not contain {CATEGORY_SEPARATOR.strip()!r} between spaces"
+    if len(level) > config.MAX_TEXT_LENGTH:
+        return f"must be at most {config.MAX_TEXT_LENGTH} characters"
+    return None
+
+
+def _id_problem(value: str) -> str | None:
+    if not value:
+        return "must not be empty"
+    if len(value) > MAX_ID_LENGTH:
+        return f"must be at most {MAX_ID_LENGTH} characters"
+    if not value.isprintable():
+        return "must contain printable characters only"
+    return None
+
+
+def price_problem(price: Price) -> str | None:
+    if not _CURRENCY.fullmatch(price.currency_code):
+        return f"currency_code must be a three-letter ISO 4217 code, got {price.currency_code!r}"
+    if not 0 <= price.nanos < _NANOS_PER_UNIT:
+        return "nanos must be between 0 and 999999999"
+    if not 0 <= price.units <= config.MAX_PRICE_UNITS:
+        return f"units must be between 0 and {config.MAX_PRICE_UNITS}"
+    return None
+
+
+def _first_problem(checks: Iterable[tuple[str, str | None]]) -> str | None:
+    for name, problem in checks:
+        if problem is not None:
+            return f"{name}: {problem}"
+    return None
+
+
+def _too_long(value: str, most: int) -> str | None:
+    return f"must be at most {most} characters" if len(value) > most else None
+
+
+def _tags_problem(tags: Sequence[str]) -> str | None:
+    if len(tags) > config.MAX_TAGS:
+        return f"must have at most {config.MAX_TAGS} entries"
+    for i, tag in enumerate(tags):
+        if not tag or len(tag) > config.MAX_TEXT_LENGTH:
+            return f"[{i}] must be 1-{config.MAX_TEXT_LENGTH} characters"
+    return None
+
+
+def _attributes_problem(attributes: Mapping[str, str]) -> str | None:
+    if len(attributes) > config.MAX_ATTRIBUTES:
+        return f"must have at most {config.MAX_ATTRIBUTES} entries"
+    for key, value in attributes.items():
+        if not key or len(key) > config.MAX_TEXT_LENGTH:
+            return f"keys must be 1-{config.MAX_TEXT_LENGTH} characters, got {key!r}"
+        if len(value) > config.MAX_ATTRIBUTE_VALUE_LENGTH:
+            return f"[{key!r}] must be at most {config.MAX_ATTRIBUTE_VALUE_LENGTH} characters"
+    return None
+
+
+def _category_path_problem(levels: Sequence[str]) -> str | None:
+    if len(levels) > config.MAX_CATEGORY_LEVELS:
+        return f"must have at most {config.MAX_CATEGORY_LEVELS} levels"
+    for i, level in enumerate(levels):
+        problem = category_problem(level)
+        if problem is not None:
+            return f"[{i}] {problem}"
+    return None
+
+
+def product_problem(draft: ProductDraft) -> str | None:
+    """Why the product cannot be stored, as "field: reason", or None."""
+    return _first_problem(
+        [
+            ("product_id", _id_problem(draft.product_id)),
+            ("title", "must not be blank" if not draft.title.strip() else None),
+            ("title", _too_long(draft.title, config.MAX_TITLE_LENGTH)),
+            ("description", _too_long(draft.description, config.MAX_DESCRIPTION_LENGTH)),
+            ("category_path", _category_path_problem(draft.category_path)),
+            ("tags", _tags_problem(draft.tags)),
+            ("brand", _too_long(draft.brand, config.MAX_TEXT_LENGTH)),
+            ("price", None if draft.price is None else price_problem(draft.price)),
+            ("rating", None if 0 <= draft.rating <= 5 else "must be between 0 and 5"),
+            ("stock", None if draft.stock >= 0 else "must not be negative"),
+            ("attributes", _attributes_problem(draft.attributes)),
+        ]
+    )
+
+
+def decayed_popularity(score: float, as_of: datetime, now: datetime) -> float:
+    """`score` (valid at `as_of`) decayed with the popularity half-life to `now`."""
+    age_days = (now - as_of).total_seconds() / 86_400
+    return score * math.pow(0.5, age_days / config.POPULARITY_HALF_LIFE_DAYS)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _product_key(product_id: str) -> str:
+    return "p:" + product_id
+
+
+def _marker_key(product_id: str) -> str:
+    return "w:" + product_id
+
+
+class CatalogService:
+    def __init__(
+        self,
+        storage: CatalogStorage,
+        products_cache: ByteCache,
+        stats_cache: ByteCache,
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> None:
+        self._storage = storage
+        self._products_cache = products_cache
+        self._stats_cache = stats_cache
+        self._clock = clock
+
+    async def upsert(self, drafts: Sequence[ProductDraft]) -> list[ItemOutcome]:
+        """Stores every acceptable product; the others are reported and skipped."""
+        outcomes: list[ItemOutcome] = []
+        accepted: dict[str, ProductDraft] = {}
+        first_index: dict[str, int] = {}
+        for i, draft in enumerate(drafts):
+            problem = product_problem(draft)
+            if problem is None and draft.product_id in first_index:
+                problem = f"product_id: duplicate of products[{first_index[draft.product_id]}]"
+            first_index.setdefault(draft.product_id, i)
+            if problem is None:
+                accepted[draft.product_id] = draft
+            outcomes.append(ItemOutcome(draft.product_id, problem or ""))
+        if accepted:
+            await self._storage.upsert(list(accepted.values()))
+            await self._invalidate(list(accepted))
+        return outcomes
+
+    async def set_status(self, product_ids: Sequence[str], status: int) -> list[ItemOutcome]:
+        unique = list(dict.fromkeys(product_ids))
+        found = await self._storage.set_status(unique, status)
+        await self._invalidate([i for i in unique if i in found])
+        return [ItemOutcome(i, "" if i in found else "not found") for i in product_ids]
+
+    async def get(
+        self, product_ids: Sequence[str], *, include_inactive: bool
+    ) -> tuple[list[pb.Product], list[str]]:
+        """Products in request order (repeated ids repeat) and the distinct missing ids."""
+        unique = list(dict.fromkeys(product_ids))
+        products, stats = await self._read_through(unique)
+        found: list[pb.Product] = []
+        missing: dict[str, None] = {}
+        for product_id in product_ids:
+            product = products.get(product_id)
+            if product is None or not (
+                include_inactive or product.status == pb.PRODUCT_STATUS_ACTIVE
+            ):
+                missing[product_id] = None
+                continue
+            product.stats.CopyFrom(stats.get(product_id, pb.ProductStats()))
+            found.append(product)
+        return found, list(missing)
+
+    async def list(self, query: ProductQuery, page_size: int, page_token: str) -> Page:
+        fingerprint = query.fingerprint()
+        after_id = ""
+        if page_token:
+            try:
+                after_id = decode_page_token(page_token, fingerprint)
+            except InvalidPageToken as error:
+                raise InvalidArgument([FieldViolation("page_token", str(error))]) from None
+        rows = await self._storage.list(query, after_id, page_size + 1, self._clock())
+        if len(rows) <= page_size:
+            return Page(rows, "")
+        page = rows[:page_size]
+        return Page(page, encode_page_token(page[-1].product_id, fingerprint))
+
+    async def _invalidate(self, product_ids: Sequence[str]) -> None:
+        """After a commit: new write markers first, then drop the cached products."""
+        marker = os.urandom(8)
+        await self._products_cache.set_many({_marker_key(i): marker for i in product_ids})
+        await self._products_cache.delete([_product_key(i) for i in product_ids])
+
+    async def _read_through(
+        self, product_ids: Sequence[str]
+    ) -> tuple[dict[str, pb.Product], dict[str, pb.ProductStats]]:
+        keys = [_product_key(i) for i in product_ids] + [_marker_key(i) for i in product_ids]
+        cached, cached_stats = await asyncio.gather(
+            self._products_cache.get_many(keys), self._stats_cache.get_many(product_ids)
+        )
+        products = {
+            i: pb.Product.FromString(cached[_product_key(i)])
+            for i in product_ids
+            if _product_key(i) in cached
+        }
+        stats = {i: pb.ProductStats.FromString(v) for i, v in cached_stats.items()}
+        need_products = [i for i in product_ids if i not in products]
+        need_stats = [i for i in product_ids if i not in stats]
+        if not need_products and not need_stats:
+            return products, stats
+
+        fetched, fetched_stats = await self._storage.fetch(need_products, need_stats, self._clock())
+        products.update(fetched)
+        for product_id in need_stats:
+            if product_id in products:
+                stats[product_id] = fetched_stats.get(product_id, pb.ProductStats())
+        await self._stats_cache.set_many(
+            {i: stats[i].SerializeToString() for i in need_stats if i in stats}
+        )
+        markers = {k: v for k, v in cached.items() if k.startswith(_marker_key(""))}
+        await self._cache_fetched(fetched, markers)
+        return products, stats
+
+    async def _cache_fetched(
+        self, fetched: Mapping[str, pb.Product], markers_before: Mapping[str, bytes]
+    ) -> None:
+        """Caches products read from PostgreSQL unless a write invalidated them meanwhile."""
+        if not fetched:
+            return
+        await self._products_cache.set_many(
+            {_product_key(i): p.SerializeToString() for i, p in fetched.items()}
+        )
+        marker_keys = [_marker_key(i) for i in fetched]
+        markers_after = await self._products_cache.get_many(marker_keys)
+        stale = [
+            _product_key(i)
+            for i, key in zip(fetched, marker_keys, strict=True)
+            if markers_after.get(key) != markers_before.get(key)
+        ]
+        if stale:
+            await self._products_cache.delete(stale)

@@ -1,0 +1,202 @@
+"""gRPC surface of the catalog service: request validation and protobuf <-> domain only.
+
+Validators reject what is malformed about a request as a whole (batch sizes,
+ids of reads, filters, timestamps outside the protobuf range); a product whose
+content cannot be stored is the service's per-item concern, answered in its
+`ItemResult`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+from magpie.v1 import catalog_pb2 as pb
+from magpie.v1 import catalog_pb2_grpc, common_pb2
+
+from services.catalog import config
+from services.catalog.service import (
+    CATEGORY_SEPARATOR,
+    CatalogService,
+    ItemOutcome,
+    Price,
+    ProductDraft,
+    ProductQuery,
+    category_problem,
+    price_problem,
+)
+from services.common.validation import Validators, Violations
+
+__all__ = ["VALIDATORS", "CatalogServicer"]
+
+_MIN_TIMESTAMP_SECONDS = -62_135_596_800  # 0001-01-01T00:00:00Z
+_MAX_TIMESTAMP_SECONDS = 253_402_300_799  # 9999-12-31T23:59:59Z
+_SETTABLE_STATUSES = (
+    pb.PRODUCT_STATUS_ACTIVE,
+    pb.PRODUCT_STATUS_HIDDEN,
+    pb.PRODUCT_STATUS_WITHDRAWN,
+)
+
+
+def _check_timestamp(v: Violations, ts: Timestamp, field: str) -> None:
+    v.check(
+        _MIN_TIMESTAMP_SECONDS <= ts.seconds <= _MAX_TIMESTAMP_SECONDS
+        and 0 <= ts.nanos < 1_000_000_000,
+        field,
+        "must be a valid timestamp between years 1 and 9999",
+    )
+
+
+def _price(money: common_pb2.Money) -> Price:
+    return Price(money.currency_code, money.units, money.nanos)
+
+
+def _check_ids(v: Violations, ids: list[str], field: str, *, most: int, least: int) -> None:
+    v.check_count(ids, field, least=least, most=most)
+    for i, product_id in enumerate(ids):
+        v.check_id(product_id, f"{field}[{i}]")
+
+
+def _validate_upsert(request: pb.UpsertProductsRequest) -> None:
+    v = Violations()
+    v.check_count(request.products, "products", least=1, most=config.MAX_UPSERT_BATCH)
+    for i, product in enumerate(request.products):
+        if product.HasField("created_at"):
+            _check_timestamp(v, product.created_at, f"products[{i}].created_at")
+    v.raise_if_any()
+
+
+def _validate_get(request: pb.GetProductsRequest) -> None:
+    v = Violations()
+    _check_ids(v, list(request.product_ids), "product_ids", least=1, most=config.MAX_GET_BATCH)
+    v.raise_if_any()
+
+
+def _check_filter(v: Violations, f: common_pb2.ProductFilter) -> None:
+    most = config.MAX_FILTER_ENTRIES
+    v.check_count(f.category_prefixes, "filter.category_prefixes", most=most)
+    for i, prefix in enumerate(f.category_prefixes):
+        problems = {category_problem(level) for level in prefix.split(CATEGORY_SEPARATOR)}
+        for level_problem in sorted(p for p in problems if p is not None):
+            v.add(f"filter.category_prefixes[{i}]", f"each level {level_problem}")
+    bounds = [(n, getattr(f, n)) for n in ("min_price", "max_price") if f.HasField(n)]
+    for name, money in bounds:
+        problem = price_problem(_price(money))
+        if problem is not None:
+            v.add(f"filter.{name}", problem)
+    if len(bounds) == 2:
+        low, high = _price(f.min_price), _price(f.max_price)
+        if low.currency_code != high.currency_code:
+            v.add("filter.max_price.currency_code", "must equal filter.min_price.currency_code")
+        elif low.total_nanos > high.total_nanos:
+            v.add("filter.max_price", "must not be below filter.min_price")
+    _check_ids(v, list(f.exclude_product_ids), "filter.exclude_product_ids", least=0, most=most)
+    v.check_count(f.brands, "filter.brands", most=most)
+
+
+def _validate_list(request: pb.ListProductsRequest) -> None:
+    v = Violations()
+    v.check_range(request.page_size, "page_size", low=0, high=config.MAX_PAGE_SIZE)
+    _check_filter(v, request.filter)
+    if request.HasField("updated_since"):
+        _check_timestamp(v, request.updated_since, "updated_since")
+    v.raise_if_any()
+
+
+def _validate_set_status(request: pb.SetProductStatusRequest) -> None:
+    v = Violations()
+    _check_ids(v, list(request.product_ids), "product_ids", least=1, most=config.MAX_STATUS_BATCH)
+    v.check(
+        request.status in _SETTABLE_STATUSES,
+        "status",
+        "must be ACTIVE, HIDDEN or WITHDRAWN",
+    )
+    v.raise_if_any()
+
+
+VALIDATORS: Validators = {
+    pb.UpsertProductsRequest: _validate_upsert,
+    pb.GetProductsRequest: _validate_get,
+    pb.ListProductsRequest: _validate_list,
+    pb.SetProductStatusRequest: _validate_set_status,
+}
+
+
+def _datetime(ts: Timestamp) -> datetime:
+    return ts.ToDatetime(tzinfo=UTC)
+
+
+def _draft_from_proto(p: pb.Product) -> ProductDraft:
+    return ProductDraft(
+        product_id=p.product_id,
+        title=p.title,
+        description=p.description,
+        category_path=tuple(p.category_path),
+        tags=tuple(p.tags),
+        brand=p.brand,
+        price=_price(p.price) if p.HasField("price") else None,
+        rating=p.rating,
+        stock=p.stock,
+        created_at=_datetime(p.created_at) if p.HasField("created_at") else None,
+        attributes=dict(p.attributes),
+    )
+
+
+def _query_from_proto(request: pb.ListProductsRequest) -> ProductQuery:
+    f = request.filter
+    low = _price(f.min_price) if f.HasField("min_price") else None
+    high = _price(f.max_price) if f.HasField("max_price") else None
+    bound = low or high
+    return ProductQuery(
+        category_prefixes=tuple(f.category_prefixes),
+        currency_code=bound.currency_code if bound else "",
+        min_price_nanos=low.total_nanos if low else None,
+        max_price_nanos=high.total_nanos if high else None,
+        exclude_product_ids=tuple(f.exclude_product_ids),
+        brands=tuple(f.brands),
+        in_stock_only=request.in_stock_only,
+        include_inactive=request.include_inactive,
+        updated_since=_datetime(request.updated_since)
+        if request.HasField("updated_since")
+        else None,
+    )
+
+
+def _results(outcomes: list[ItemOutcome]) -> list[pb.ItemResult]:
+    return [pb.ItemResult(id=o.id, ok=not o.error, error=o.error) for o in outcomes]
+
+
+class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
+    def __init__(self, service: CatalogService) -> None:
+        self._service = service
+
+    async def UpsertProducts(
+        self, request: pb.UpsertProductsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.UpsertProductsResponse:
+        outcomes = await self._service.upsert([_draft_from_proto(p) for p in request.products])
+        return pb.UpsertProductsResponse(results=_results(outcomes))
+
+    async def GetProducts(
+        self, request: pb.GetProductsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetProductsResponse:
+        products, missing = await self._service.get(
+            request.product_ids, include_inactive=request.include_inactive
+        )
+        return pb.GetProductsResponse(products=products, missing_product_ids=missing)
+
+    async def ListProducts(
+        self, request: pb.ListProductsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListProductsResponse:
+        page = await self._service.list(
+            _query_from_proto(request),
+            request.page_size or config.DEFAULT_PAGE_SIZE,
+            request.page_token,
+        )
+        return pb.ListProductsResponse(products=page.products, next_page_token=page.next_page_token)
+
+    async def SetProductStatus(
+        self, request: pb.SetProductStatusRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SetProductStatusResponse:
+        outcomes = await self._service.set_status(request.product_ids, request.status)
+        return pb.SetProductStatusResponse(results=_results(outcomes))
