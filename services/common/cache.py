@@ -12,9 +12,16 @@ from collections.abc import Mapping, Sequence
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-__all__ = ["Cache"]
+__all__ = ["PRODUCTS", "PROFILES", "Cache"]
 
 logger = logging.getLogger(__name__)
+
+# Namespaces shared by the service that caches an entity and those that
+# invalidate it (the feedback consumer invalidates both); keys are the entity ids.
+PROFILES = "profiles"
+"""Profiles by user id (profile service)."""
+PRODUCTS = "products"
+"""Products by product id (catalog service)."""
 
 
 class Cache:
@@ -35,7 +42,7 @@ class Cache:
         except RedisError as error:
             logger.warning("cache read failed: %s", error)
             return {}
-        return {k: v for k, v in zip(keys, values, strict=True) if v is not None}
+        return {k: v for k, v in zip(keys, values, strict=True) if isinstance(v, bytes)}
 
     async def set_many(self, items: Mapping[str, bytes]) -> None:
         if self._client is None or not items:

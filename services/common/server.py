@@ -14,8 +14,9 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -51,6 +52,8 @@ class ServiceSpec:
     """Releases the service's resources after the server has stopped."""
     interceptors: Sequence[grpc.aio.ServerInterceptor] = ()
     """Extra interceptors (tracing, metrics) run before the Magpie interceptor."""
+    background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = ()
+    """Work run as tasks while the server runs (e.g. an event consumer); cancelled on stop."""
 
 
 class RunningServer:
@@ -70,6 +73,7 @@ class RunningServer:
         self._health = health_servicer
         self._healthy: bool | None = None
         self._monitor = asyncio.create_task(self._watch_dependencies(probe_seconds))
+        self._background = [asyncio.create_task(work()) for work in spec.background]
 
     @property
     def address(self) -> str:
@@ -103,6 +107,11 @@ class RunningServer:
             await self._monitor
         await self._health.enter_graceful_shutdown()
         await self._server.stop(grace_seconds)
+        for task in self._background:
+            task.cancel()
+        for task in self._background:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         if self.spec.close is not None:
             await self.spec.close()
         logger.info("%s stopped", self.spec.name)

@@ -1,0 +1,1 @@
+"""Feedback service: durable, idempotent event ingestion and the consumer deriving features."""

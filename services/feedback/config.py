@@ -1,0 +1,19 @@
+"""Limits and defaults of the feedback service."""
+
+DEFAULT_PORT = 50055
+MAX_BATCH = 5000
+"""Most events in one RecordEvents request or one StreamEvents message."""
+MAX_FUTURE_SECONDS = 300.0
+"""Events dated further ahead of the server's clock than this are rejected."""
+MAX_RATING = 5.0
+STREAM_PIPELINE_DEPTH = 3
+"""Batches of one stream being written at once; acknowledgements still follow commit order."""
+PRODUCT_CACHE_SECONDS = 60.0
+"""How long a product id seen in the catalog is trusted without asking PostgreSQL again."""
+PRODUCT_CACHE_MAX = 1_000_000
+
+CONSUMER_NAME = "feedback-features"
+CONSUMER_BATCH = 5000
+"""Events folded into the derived features per consumer transaction."""
+CONSUMER_IDLE_SECONDS = 0.2
+"""Pause of the consumer after it found nothing new."""

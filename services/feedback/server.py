@@ -1,0 +1,54 @@
+"""Wiring of the feedback service: storage, logic, servicer, health, the event consumer."""
+
+from __future__ import annotations
+
+import grpc
+from magpie.v1 import feedback_pb2, feedback_pb2_grpc
+
+from services.common.cache import PRODUCTS, PROFILES, Cache
+from services.common.db import Database
+from services.common.server import ServiceSpec
+from services.common.settings import Settings
+from services.feedback import config
+from services.feedback.consumer import EventConsumer
+from services.feedback.service import FeedbackService, KnownProducts
+from services.feedback.servicer import VALIDATORS, FeedbackServicer
+from services.feedback.storage import EventStore
+
+__all__ = ["build_spec"]
+
+SERVICE_NAME = feedback_pb2.DESCRIPTOR.services_by_name["FeedbackService"].full_name
+
+
+def build_spec(settings: Settings) -> ServiceSpec:
+    db = Database(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        retry_seconds=settings.db_retry_seconds,
+    )
+    known = KnownProducts(config.PRODUCT_CACHE_SECONDS, config.PRODUCT_CACHE_MAX)
+    servicer = FeedbackServicer(FeedbackService(EventStore(db), known))
+    caches = [
+        Cache(settings.redis_url, namespace=namespace, ttl_seconds=settings.cache_ttl_seconds)
+        for namespace in (PROFILES, PRODUCTS)
+    ]
+    consumer = EventConsumer(db, *caches)
+
+    def register(server: grpc.aio.Server) -> None:
+        feedback_pb2_grpc.add_FeedbackServiceServicer_to_server(servicer, server)
+
+    async def close() -> None:
+        for cache in caches:
+            await cache.close()
+        db.close()
+
+    return ServiceSpec(
+        name="feedback",
+        service_names=[SERVICE_NAME],
+        register=register,
+        default_port=config.DEFAULT_PORT,
+        validators=VALIDATORS,
+        probes=[db.ping],
+        close=close,
+        background=[consumer.run],
+    )

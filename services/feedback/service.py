@@ -1,0 +1,233 @@
+"""Feedback logic: per-event checks, product existence, in-batch duplicates, stream pipelining.
+
+Events travel as plain tuples (`EventRow`) rather than objects: ingestion
+handles tens of thousands of events a second and per-event Python work is
+what bounds it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import AsyncIterator, Collection, Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Protocol
+
+from services.common.validation import MAX_ID_LENGTH
+from services.feedback import config
+
+__all__ = [
+    "BatchResult",
+    "EventRow",
+    "EventStorage",
+    "EventType",
+    "FeedbackService",
+    "KnownProducts",
+    "Outcome",
+    "event_problem",
+]
+
+EventRow = tuple[str, str, str, int, int | None, float, str, str, int, str, int]
+"""(event_id, user_id, product_id, event_type, occurred_at in Unix microseconds or None
+for "now", rating, recommendation_id, model_version, position, session_id, device)."""
+
+_OCCURRED = 4
+_MAX_DEVICE = 4  # magpie.v1.Device
+
+
+class EventType(IntEnum):
+    """magpie.v1.EventType."""
+
+    IMPRESSION = 1
+    CLICK = 2
+    ADD_TO_CART = 3
+    PURCHASE = 4
+    RATING = 5
+
+
+class Outcome(IntEnum):
+    """magpie.v1.EventOutcome."""
+
+    ACCEPTED = 1
+    DUPLICATE = 2
+    REJECTED = 3
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    results: list[tuple[str, Outcome, str]]
+    """(event_id, outcome, reason) per event, in request order."""
+    accepted: int
+    duplicates: int
+    rejected: int
+
+
+class EventStorage(Protocol):
+    async def existing_products(self, product_ids: Collection[str]) -> set[str]:
+        """The subset of `product_ids` present in the catalog."""
+        ...
+
+    async def insert(self, rows: Sequence[EventRow]) -> set[str]:
+        """Durably stores rows whose event_id is new; returns those event ids."""
+        ...
+
+
+def _id_problem(value: str, name: str, *, required: bool = True) -> str | None:
+    if not value:
+        return f"{name} must not be empty" if required else None
+    if len(value) > MAX_ID_LENGTH:
+        return f"{name} must be at most {MAX_ID_LENGTH} characters"
+    if not value.isprintable():
+        return f"{name} must contain printable characters only"
+    return None
+
+
+def event_problem(row: EventRow, latest_us: int) -> str | None:
+    """Why the event cannot be stored, or None; `latest_us` bounds occurred_at."""
+    (
+        event_id,
+        user_id,
+        product_id,
+        event_type,
+        occurred_us,
+        rating,
+        rec,
+        model,
+        pos,
+        session,
+        dev,
+    ) = row
+    problem = (
+        _id_problem(event_id, "event_id")
+        or _id_problem(user_id, "user_id")
+        or _id_problem(product_id, "product_id")
+        or _id_problem(rec, "recommendation_id", required=False)
+        or _id_problem(model, "model_version", required=False)
+        or _id_problem(session, "session_id", required=False)
+    )
+    if problem:
+        return problem
+    if not EventType.IMPRESSION <= event_type <= EventType.RATING:
+        return f"event_type must be one of 1-5, got {event_type}"
+    if event_type == EventType.RATING:
+        if not (math.isfinite(rating) and 0.0 <= rating <= config.MAX_RATING):
+            return f"rating must be between 0 and {config.MAX_RATING:g} for a rating event"
+    elif rating != 0.0:
+        return "rating must be 0 unless event_type is EVENT_TYPE_RATING"
+    if occurred_us is not None:
+        if occurred_us > latest_us:
+            return f"occurred_at is more than {config.MAX_FUTURE_SECONDS:g}s in the future"
+        if occurred_us < 0:
+            return "occurred_at must not be before 1970"
+    if pos < 0:
+        return "position must not be negative"
+    if not 0 <= dev <= _MAX_DEVICE:
+        return f"device must be one of 0-{_MAX_DEVICE}, got {dev}"
+    return None
+
+
+class KnownProducts:
+    """Product ids recently seen in the catalog; a miss is always re-checked in the database."""
+
+    def __init__(self, ttl_seconds: float, max_entries: int) -> None:
+        self._ttl = ttl_seconds
+        self._max = max_entries
+        self._expiry: dict[str, float] = {}
+
+    def unknown(self, product_ids: Collection[str], now: float) -> set[str]:
+        get = self._expiry.get
+        return {p for p in product_ids if get(p, 0.0) <= now}
+
+    def add(self, product_ids: Collection[str], now: float) -> None:
+        if len(self._expiry) + len(product_ids) > self._max:
+            self._expiry.clear()
+        expiry = now + self._ttl
+        self._expiry.update(dict.fromkeys(product_ids, expiry))
+
+
+class FeedbackService:
+    def __init__(self, storage: EventStorage, products: KnownProducts) -> None:
+        self._storage = storage
+        self._products = products
+
+    async def record(self, rows: Sequence[EventRow]) -> BatchResult:
+        """Stores the batch's good, new events; says what happened to each event."""
+        now = time.time()
+        now_us = int(now * 1_000_000)
+        latest_us = now_us + int(config.MAX_FUTURE_SECONDS * 1_000_000)
+        problems = [event_problem(row, latest_us) for row in rows]
+        missing = await self._missing_products(
+            {row[2] for row, problem in zip(rows, problems, strict=True) if problem is None}, now
+        )
+        results: list[tuple[str, Outcome, str]] = []
+        to_store: list[EventRow] = []
+        stored_at: list[int] = []  # index in results of each row of to_store
+        seen: set[str] = set()
+        for row, problem in zip(rows, problems, strict=True):
+            event_id = row[0]
+            if problem is None and row[2] in missing:
+                problem = "unknown product_id"
+            if problem is not None:
+                results.append((event_id, Outcome.REJECTED, problem))
+            elif event_id in seen:
+                results.append((event_id, Outcome.DUPLICATE, "repeated in this batch"))
+            else:
+                seen.add(event_id)
+                stored_at.append(len(results))
+                results.append((event_id, Outcome.ACCEPTED, ""))
+                to_store.append(row if row[_OCCURRED] is not None else _at(row, now_us))
+        stored = await self._storage.insert(to_store) if to_store else set()
+        if len(stored) < len(to_store):
+            for i in stored_at:
+                if results[i][0] not in stored:
+                    results[i] = (results[i][0], Outcome.DUPLICATE, "")
+        rejected = sum(1 for _, outcome, _ in results if outcome is Outcome.REJECTED)
+        return BatchResult(results, len(stored), len(results) - len(stored) - rejected, rejected)
+
+    async def _missing_products(self, product_ids: set[str], now: float) -> set[str]:
+        unknown = self._products.unknown(product_ids, now)
+        if not unknown:
+            return set()
+        found = await self._storage.existing_products(unknown)
+        self._products.add(found, now)
+        return unknown - found
+
+    async def record_stream(
+        self, batches: AsyncIterator[tuple[int, Sequence[EventRow]]]
+    ) -> AsyncIterator[tuple[int, BatchResult]]:
+        """Records numbered batches, up to STREAM_PIPELINE_DEPTH at once.
+
+        Each (sequence, result) comes out only after its batch and every
+        earlier one are committed, in the order the batches came in.
+        """
+        window = asyncio.Semaphore(config.STREAM_PIPELINE_DEPTH)
+        queue: asyncio.Queue[asyncio.Task[tuple[int, BatchResult]] | None] = asyncio.Queue()
+
+        async def numbered(sequence: int, rows: Sequence[EventRow]) -> tuple[int, BatchResult]:
+            return sequence, await self.record(rows)
+
+        async def read() -> None:
+            try:
+                async for sequence, rows in batches:
+                    await window.acquire()
+                    queue.put_nowait(asyncio.create_task(numbered(sequence, rows)))
+            finally:
+                queue.put_nowait(None)
+
+        reader = asyncio.create_task(read())
+        try:
+            while (task := await queue.get()) is not None:
+                yield await task
+                window.release()
+            await reader  # raises what ended the request stream, if anything did
+        finally:
+            reader.cancel()
+            while not queue.empty():
+                if (left := queue.get_nowait()) is not None:
+                    left.cancel()
+
+
+def _at(row: EventRow, occurred_us: int) -> EventRow:
+    return (*row[:_OCCURRED], occurred_us, *row[_OCCURRED + 1 :])  # type: ignore[return-value]
