@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-__all__ = ["PRODUCTS", "PROFILES", "Cache"]
+__all__ = ["PRODUCT_STATS", "PROFILES", "Cache"]
 
 logger = logging.getLogger(__name__)
 
@@ -20,8 +20,8 @@ logger = logging.getLogger(__name__)
 # invalidate it (the feedback consumer invalidates both); keys are the entity ids.
 PROFILES = "profiles"
 """Profiles by user id (profile service)."""
-PRODUCTS = "products"
-"""Products by product id (catalog service)."""
+PRODUCT_STATS = "catalog-stats"
+"""Behaviour statistics of products by product id (catalog service)."""
 
 
 class Cache:

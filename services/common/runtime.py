@@ -25,6 +25,13 @@ def main(build_spec: Callable[[Settings], ServiceSpec]) -> None:
     except ValidationError as error:
         print(f"invalid settings: {error}", file=sys.stderr)
         raise SystemExit(2) from None
+    asyncio.run(_build_and_serve(build_spec, settings))
+
+
+async def _build_and_serve(
+    build_spec: Callable[[Settings], ServiceSpec], settings: Settings
+) -> None:
+    # Built inside the event loop: gRPC aio channels and Redis clients bind to it.
     spec = build_spec(settings)
     configure_logging(spec.name, settings.log_level, json_lines=settings.log_json)
-    asyncio.run(serve(spec, settings))
+    await serve(spec, settings)

@@ -60,13 +60,18 @@ class ModelWatcher(Generic[M]):
 
     async def _poll(self) -> None:
         while True:
+            await asyncio.sleep(self._poll_seconds)
             try:
                 await self.refresh()
             except Exception as error:  # noqa: BLE001 - keep serving the loaded version
                 logger.warning("%s model refresh failed: %s", self._name, error)
-            await asyncio.sleep(self._poll_seconds)
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        """Loads the promoted version now (if any), then keeps polling in the background."""
+        try:
+            await self.refresh()
+        except Exception as error:  # noqa: BLE001 - serve degraded until a version loads
+            logger.warning("%s could not load a model at start: %s", self._name, error)
         self._task = asyncio.create_task(self._poll())
 
     async def stop(self) -> None:
