@@ -155,17 +155,17 @@ def fold_once(conn: Connection, consumer: str = config.CONSUMER_NAME) -> Fold:
 class EventConsumer:
     """Runs `fold_once` until stopped and invalidates caches after each commit."""
 
-    def __init__(self, db: Database, profiles: Cache, products: Cache) -> None:
+    def __init__(self, db: Database, profiles: Cache, product_stats: Cache) -> None:
         self._db = db
         self._profiles = profiles
-        self._products = products
+        self._product_stats = product_stats
 
     async def step(self) -> Fold:
         """One fold plus its cache invalidation."""
         fold = await self._db.run(fold_once)
         if fold.events:
             await self._profiles.delete(fold.user_ids)
-            await self._products.delete(fold.product_ids)
+            await self._product_stats.delete(fold.product_ids)
         return fold
 
     async def run(self) -> None:

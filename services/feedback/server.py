@@ -5,7 +5,7 @@ from __future__ import annotations
 import grpc
 from magpie.v1 import feedback_pb2, feedback_pb2_grpc
 
-from services.common.cache import PRODUCTS, PROFILES, Cache
+from services.common.cache import PRODUCT_STATS, PROFILES, Cache
 from services.common.db import Database
 from services.common.server import ServiceSpec
 from services.common.settings import Settings
@@ -30,7 +30,7 @@ def build_spec(settings: Settings) -> ServiceSpec:
     servicer = FeedbackServicer(FeedbackService(EventStore(db), known))
     caches = [
         Cache(settings.redis_url, namespace=namespace, ttl_seconds=settings.cache_ttl_seconds)
-        for namespace in (PROFILES, PRODUCTS)
+        for namespace in (PROFILES, PRODUCT_STATS)
     ]
     consumer = EventConsumer(db, *caches)
 
