@@ -1,0 +1,1 @@
+"""Ranking service: Recommend and Rank, the request path that ties Magpie together."""

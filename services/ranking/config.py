@@ -1,0 +1,24 @@
+"""Limits, defaults and per-hop time budgets of the ranking service."""
+
+DEFAULT_PORT = 50054
+DEFAULT_K = 10
+MAX_K = 200
+MAX_RANK_IDS = 2000
+CANDIDATES = 500
+"""How many candidates Recommend asks retrieval for and the ranker scores."""
+HISTORY_LIMIT = 100
+"""Most recent interactions read from the profile and fed to the ranker."""
+
+PROFILE_TIMEOUT_SECONDS = 0.05
+RETRIEVAL_TIMEOUT_SECONDS = 0.1
+CATALOG_TIMEOUT_SECONDS = 0.08
+"""Each hop's budget; the incoming deadline shortens them further."""
+
+BREAKER_FAILURES = 5
+BREAKER_RESET_SECONDS = 2.0
+MODEL_POLL_SECONDS = 3.0
+
+NEW_PRODUCT_DAYS = 30
+"""A product this young counts as new for the "new in a category you like" reason."""
+FALLBACK_POPULAR = 500
+"""Size of the last-known popular list kept for when retrieval is down."""

@@ -1,0 +1,210 @@
+"""Adapters to the services and the Triton model the ranking service calls.
+
+Each adapter converts protobuf to the ranking domain, bounds its hop with a time
+budget (the incoming deadline shortens it further, see services.common.deadline)
+and sits behind a circuit breaker so a dependency that is down costs nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import grpc
+import tritonclient.grpc.aio as triton
+from google.protobuf.message import Message
+from magpie.v1 import (
+    catalog_pb2,
+    catalog_pb2_grpc,
+    common_pb2,
+    profiles_pb2,
+    profiles_pb2_grpc,
+    retrieval_pb2,
+    retrieval_pb2_grpc,
+)
+from tritonclient.utils import InferenceServerException
+
+from services.common.breaker import CircuitBreaker
+from services.common.deadline import remaining_seconds
+from services.common.errors import DeadlineExceeded, Unavailable
+from services.learning.signature import CANDIDATE_IDS, CONTEXT, HISTORY_IDS, SCORES
+from services.ranking import config
+from services.ranking.domain import Candidate, Filter, Floats, Ids, Product, Source, UserState
+from services.ranking.model import ServingModel
+
+__all__ = ["CatalogClient", "ProfileClient", "RetrievalClient", "TritonScorer", "filter_to_proto"]
+
+_NANOS = 1_000_000_000
+
+
+def _breaker(name: str) -> CircuitBreaker:
+    return CircuitBreaker(
+        name, failure_threshold=config.BREAKER_FAILURES, reset_seconds=config.BREAKER_RESET_SECONDS
+    )
+
+
+async def _call(
+    breaker: CircuitBreaker, method: Callable[..., Any], request: Message, timeout: float
+) -> Any:
+    """One unary call through the breaker; gRPC failures become `Unavailable`."""
+
+    async def attempt() -> Any:
+        try:
+            return await method(request, timeout=timeout)
+        except grpc.aio.AioRpcError as error:
+            raise Unavailable(f"{breaker.name}: {error.code().name}: {error.details()}") from error
+
+    return await breaker.call(attempt)
+
+
+class ProfileClient:
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self._stub = profiles_pb2_grpc.ProfileServiceStub(channel)
+        self._breaker = _breaker("profiles")
+
+    async def get(self, user_id: str) -> UserState:
+        request = profiles_pb2.GetProfileRequest(
+            user_id=user_id, history_limit=config.HISTORY_LIMIT
+        )
+
+        reply: profiles_pb2.GetProfileResponse = await _call(
+            self._breaker, self._stub.GetProfile, request, config.PROFILE_TIMEOUT_SECONDS
+        )
+        profile = reply.profile
+        recent = profile.recent_interactions
+        affinities = sorted(
+            (a for a in profile.category_affinities if a.window == profiles_pb2.FEATURE_WINDOW_30D),
+            key=lambda a: -a.score,
+        )
+        return UserState(
+            user_id=user_id,
+            recent_product_ids=tuple(dict.fromkeys(i.product_id for i in recent)),
+            last_event_at=recent[0].occurred_at.ToSeconds() if recent else None,
+            purchased=frozenset(profile.purchased_product_ids),
+            liked_categories=tuple(a.category for a in affinities[:3]),
+        )
+
+
+def filter_to_proto(request_filter: Filter) -> common_pb2.ProductFilter:
+    def money(nanos: int | None) -> common_pb2.Money | None:
+        if nanos is None:
+            return None
+        return common_pb2.Money(
+            currency_code=request_filter.currency_code,
+            units=nanos // _NANOS,
+            nanos=nanos % _NANOS,
+        )
+
+    return common_pb2.ProductFilter(
+        category_prefixes=request_filter.category_prefixes,
+        min_price=money(request_filter.min_price_nanos),
+        max_price=money(request_filter.max_price_nanos),
+        exclude_product_ids=sorted(request_filter.exclude_product_ids),
+        brands=sorted(request_filter.brands),
+    )
+
+
+class RetrievalClient:
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self._stub = retrieval_pb2_grpc.RetrievalServiceStub(channel)
+        self._breaker = _breaker("retrieval")
+
+    async def retrieve(
+        self, user: UserState, limit: int, request_filter: Filter
+    ) -> tuple[list[Candidate], str]:
+        request = retrieval_pb2.RetrieveRequest(
+            user_id=user.user_id,
+            limit=limit,
+            filter=filter_to_proto(request_filter),
+            recent_product_ids=user.recent_product_ids,
+        )
+
+        reply: retrieval_pb2.RetrieveResponse = await _call(
+            self._breaker, self._stub.Retrieve, request, config.RETRIEVAL_TIMEOUT_SECONDS
+        )
+        candidates = [
+            Candidate(c.product_id, c.score, Source(c.source), c.anchor_product_id)
+            for c in reply.candidates
+        ]
+        return candidates, reply.model_version
+
+
+def _product(p: catalog_pb2.Product) -> Product:
+    price = p.price.units * _NANOS + p.price.nanos
+    return Product(
+        product_id=p.product_id,
+        title=p.title,
+        category_path=tuple(p.category_path),
+        brand=p.brand,
+        currency_code=p.price.currency_code,
+        price_nanos=price,
+        stock=p.stock,
+        active=p.status
+        in (catalog_pb2.PRODUCT_STATUS_ACTIVE, catalog_pb2.PRODUCT_STATUS_UNSPECIFIED),
+        created_at=p.created_at.ToSeconds(),
+    )
+
+
+class CatalogClient:
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self._stub = catalog_pb2_grpc.CatalogServiceStub(channel)
+        self._breaker = _breaker("catalog")
+
+    async def products(self, product_ids: Sequence[str]) -> dict[str, Product]:
+        if not product_ids:
+            return {}
+        request = catalog_pb2.GetProductsRequest(product_ids=product_ids)
+
+        reply: catalog_pb2.GetProductsResponse = await _call(
+            self._breaker, self._stub.GetProducts, request, config.CATALOG_TIMEOUT_SECONDS
+        )
+        return {p.product_id: _product(p) for p in reply.products}
+
+
+class TritonScorer:
+    """Scores candidates with the ranker in Triton: one request per call, one version."""
+
+    def __init__(self, address: str, model_name: str, timeout_seconds: float) -> None:
+        self._client = triton.InferenceServerClient(address)
+        self._model = model_name
+        self._timeout = timeout_seconds
+        self._breaker = _breaker("triton")
+
+    async def score(
+        self, model: ServingModel, history: Ids, candidates: Ids, context: Floats
+    ) -> Floats:
+        inputs = []
+        for name, array, dtype in (
+            (HISTORY_IDS, history, "INT64"),
+            (CANDIDATE_IDS, candidates, "INT64"),
+            (CONTEXT, context, "FP32"),
+        ):
+            tensor = triton.InferInput(name, list(array.shape), dtype)
+            tensor.set_data_from_numpy(array)
+            inputs.append(tensor)
+        left = remaining_seconds()
+        timeout = self._timeout if left is None else min(self._timeout, left)
+        if timeout <= 0:
+            raise DeadlineExceeded("no time left for the ranker")
+
+        async def call() -> Floats:
+            try:
+                result = await self._client.infer(
+                    self._model,
+                    inputs,
+                    model_version=model.version_name,
+                    outputs=[triton.InferRequestedOutput(SCORES)],
+                    client_timeout=timeout,
+                )
+            except InferenceServerException as error:
+                raise Unavailable(f"triton: {error.message()}") from error
+            scores: Floats | None = result.as_numpy(SCORES)
+            if scores is None:
+                raise Unavailable("triton returned no scores")
+            row: Floats = scores[0]
+            return row
+
+        return await self._breaker.call(call)
+
+    async def close(self) -> None:
+        await self._client.close()

@@ -1,0 +1,67 @@
+"""The model version the ranking service serves, and how it follows the registry.
+
+The ranker itself runs in Triton; this side holds what turns a request into the
+ranker's inputs for one version (its item vocabulary) plus the text embeddings
+used for diversity. A request uses one version end to end: the Triton call
+names the version whose vocabulary built its inputs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from services.learning.sequences import FIRST_ITEM_INDEX, context_vector, pad_left
+from services.learning.signature import HISTORY_LEN, OOV_INDEX
+from services.modelstore import bundle
+from services.ranking.domain import Floats, Ids
+
+__all__ = ["ServingModel", "load_serving_model"]
+
+
+@dataclass(frozen=True)
+class ServingModel:
+    version: int
+    positions: dict[str, int]
+    """Product id -> vocabulary index of this version."""
+    text_vectors: Floats
+    """float32 [vocab, dim], unit rows; zero rows for PAD/OOV."""
+
+    @property
+    def version_name(self) -> str:
+        return str(self.version)
+
+    def indices(self, product_ids: Sequence[str]) -> Ids:
+        get = self.positions.get
+        return np.fromiter((get(p, OOV_INDEX) for p in product_ids), np.int64, len(product_ids))
+
+    def inputs(
+        self,
+        recent_newest_first: Sequence[str],
+        candidate_ids: Sequence[str],
+        now: float,
+        last_event_at: float | None,
+        device: str,
+    ) -> tuple[Ids, Ids, Floats]:
+        """history_ids [1, HISTORY_LEN], candidate_ids [1, C], context [1, D]."""
+        history = self.indices(list(reversed(recent_newest_first[:HISTORY_LEN])))
+        return (
+            pad_left([history.tolist()], HISTORY_LEN),
+            self.indices(candidate_ids)[None, :],
+            context_vector(now, last_event_at, device)[None, :],
+        )
+
+    def text_rows(self, product_ids: Sequence[str]) -> Floats:
+        rows: Floats = self.text_vectors[self.indices(product_ids)]
+        return rows
+
+
+def load_serving_model(version: int, directory: Path) -> ServingModel:
+    item_ids = json.loads((directory / bundle.VOCAB).read_text())["item_ids"]
+    positions = {pid: i + FIRST_ITEM_INDEX for i, pid in enumerate(item_ids)}
+    text = np.load(directory / bundle.TEXT_VECTORS).astype(np.float32, copy=False)
+    return ServingModel(version, positions, text)

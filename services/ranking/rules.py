@@ -1,0 +1,144 @@
+"""Business rules applied after scoring: exclusions, filters, diversity, reasons."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from services.ranking.domain import (
+    Candidate,
+    Filter,
+    Floats,
+    Product,
+    Reason,
+    ReasonType,
+    Source,
+    UserState,
+)
+
+__all__ = ["allowed", "diversify", "reason_for"]
+
+_CATEGORY_SEPARATOR = " > "
+
+
+def allowed(product: Product | None, user: UserState, request_filter: Filter) -> bool:
+    """Whether a product may be shown to this user under this request's filter.
+
+    With no product data (catalog unavailable) only the id-based rules apply.
+    """
+    if product is None:
+        return False
+    pid = product.product_id
+    if pid in request_filter.exclude_product_ids or pid in user.purchased:
+        return False
+    if not product.active or product.stock <= 0:
+        return False
+    if request_filter.brands and product.brand not in request_filter.brands:
+        return False
+    if request_filter.category_prefixes:
+        path = _CATEGORY_SEPARATOR.join(product.category_path)
+        if not any(_has_prefix(path, prefix) for prefix in request_filter.category_prefixes):
+            return False
+    return _price_ok(product, request_filter)
+
+
+def _has_prefix(path: str, prefix: str) -> bool:
+    return path == prefix or path.startswith(prefix + _CATEGORY_SEPARATOR)
+
+
+def _price_ok(product: Product, request_filter: Filter) -> bool:
+    if request_filter.min_price_nanos is None and request_filter.max_price_nanos is None:
+        return True
+    if request_filter.currency_code and product.currency_code != request_filter.currency_code:
+        return False
+    low = request_filter.min_price_nanos
+    high = request_filter.max_price_nanos
+    return (low is None or product.price_nanos >= low) and (
+        high is None or product.price_nanos <= high
+    )
+
+
+def diversify(
+    order: Sequence[int],
+    scores: Floats,
+    categories: Sequence[str],
+    embeddings: Floats | None,
+    *,
+    k: int,
+    diversity: float,
+    max_per_category: int,
+) -> list[int]:
+    """Picks k positions from `order` (best first) with MMR and a per-category cap.
+
+    MMR maximises (1 - diversity) * relevance - diversity * max similarity to the
+    items already picked; relevance is the score min-max normalised over the
+    candidates; similarity is the cosine of the rows of `embeddings` (unit
+    vectors). With diversity 0 (or no embeddings) this is the score order.
+    """
+    per_category: dict[str, int] = {}
+
+    def fits(i: int) -> bool:
+        return max_per_category <= 0 or per_category.get(categories[i], 0) < max_per_category
+
+    def take(i: int, picked: list[int]) -> None:
+        picked.append(i)
+        per_category[categories[i]] = per_category.get(categories[i], 0) + 1
+
+    picked: list[int] = []
+    if diversity <= 0 or embeddings is None:
+        for i in order:
+            if len(picked) == k:
+                break
+            if fits(i):
+                take(i, picked)
+        return picked
+
+    pool = np.asarray(order, dtype=np.int64)
+    relevance = scores[pool].astype(np.float64)
+    span = float(relevance.max() - relevance.min()) if len(pool) else 0.0
+    relevance = (relevance - relevance.min()) / span if span > 0 else np.ones_like(relevance)
+    vectors = embeddings[pool]
+    max_similarity = np.full(len(pool), -np.inf)
+    available = np.ones(len(pool), dtype=bool)
+    while len(picked) < k and available.any():
+        redundancy = np.where(np.isfinite(max_similarity), max_similarity, 0.0)
+        value = (1.0 - diversity) * relevance - diversity * redundancy
+        value[~available] = -np.inf
+        best = int(np.argmax(value))
+        available[best] = False
+        i = int(pool[best])
+        if not fits(i):
+            continue
+        take(i, picked)
+        max_similarity = np.maximum(max_similarity, vectors @ vectors[best])
+    return picked
+
+
+def reason_for(
+    candidate: Candidate,
+    product: Product | None,
+    user: UserState,
+    titles: Mapping[str, str],
+    now: float,
+    new_product_seconds: float,
+) -> Reason:
+    """A human-readable reason, from the candidate's source and the user's tastes."""
+    category = product.top_category if product is not None else ""
+    anchor = candidate.anchor_product_id
+    if anchor and anchor in titles and candidate.source in (Source.COVISITATION, Source.CONTENT):
+        verb = "viewed" if candidate.source is Source.COVISITATION else "liked"
+        return Reason(
+            ReasonType.RELATED_TO_ITEM, f"Because you {verb} {titles[anchor]}", anchor, category
+        )
+    is_new = product is not None and now - product.created_at <= new_product_seconds
+    if is_new and category and category in user.liked_categories:
+        return Reason(
+            ReasonType.NEW_IN_CATEGORY, f"New in {category}, a category you like", "", category
+        )
+    if candidate.source is Source.POPULAR or not user.recent_product_ids:
+        text = f"Popular in {category}" if category else "Popular right now"
+        return Reason(ReasonType.POPULAR, text, "", category)
+    if category and category in user.liked_categories:
+        return Reason(ReasonType.PERSONALIZED, f"Because you like {category}", "", category)
+    return Reason(ReasonType.PERSONALIZED, "Picked for you", "", category)

@@ -1,0 +1,78 @@
+"""Wiring of the ranking service: channels to its dependencies, Triton, the model watcher."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import grpc
+from magpie.v1 import ranking_pb2, ranking_pb2_grpc
+
+from services.common.clients import open_channel
+from services.common.db import Database
+from services.common.server import ServiceSpec
+from services.common.settings import Settings
+from services.modelstore import registry
+from services.modelstore.watch import ModelWatcher
+from services.ranking import config
+from services.ranking.downstream import CatalogClient, ProfileClient, RetrievalClient, TritonScorer
+from services.ranking.model import load_serving_model
+from services.ranking.service import RankingService
+from services.ranking.servicer import VALIDATORS, RankingServicer
+
+__all__ = ["build_spec"]
+
+SERVICE_NAME = ranking_pb2.DESCRIPTOR.services_by_name["RankingService"].full_name
+
+
+def build_spec(settings: Settings) -> ServiceSpec:
+    channels = [
+        open_channel(address, settings)
+        for address in (settings.profiles_addr, settings.retrieval_addr, settings.catalog_addr)
+    ]
+    profiles_channel, retrieval_channel, catalog_channel = channels
+    db = Database(settings.database_url, pool_size=2, retry_seconds=settings.db_retry_seconds)
+
+    async def active_version() -> int | None:
+        return await db.run(lambda conn: registry.active_version(conn, settings.triton_model))
+
+    models = ModelWatcher(
+        "ranking",
+        active_version,
+        load_serving_model,
+        Path(settings.artifact_dir),
+        config.MODEL_POLL_SECONDS,
+    )
+    scorer = TritonScorer(
+        settings.triton_addr, settings.triton_model, settings.triton_timeout_seconds
+    )
+    service = RankingService(
+        ProfileClient(profiles_channel),
+        RetrievalClient(retrieval_channel),
+        CatalogClient(catalog_channel),
+        scorer,
+        models,
+    )
+    servicer = RankingServicer(service)
+
+    def register(server: grpc.aio.Server) -> None:
+        ranking_pb2_grpc.add_RankingServiceServicer_to_server(servicer, server)
+
+    async def start() -> None:
+        await models.start()
+
+    async def close() -> None:
+        await models.stop()
+        await scorer.close()
+        for channel in channels:
+            await channel.close()
+        db.close()
+
+    return ServiceSpec(
+        name="ranking",
+        service_names=[SERVICE_NAME],
+        register=register,
+        default_port=config.DEFAULT_PORT,
+        validators=VALIDATORS,
+        start=start,
+        close=close,
+    )

@@ -1,0 +1,245 @@
+"""Recommend and Rank: profile -> candidates -> features -> ranker -> business rules.
+
+Every dependency may fail. Each failure is caught here, recorded as a
+`Degradation` on the answer, and replaced by the best fallback: a new-user
+profile, the last known popular products, id-only rules, retrieval order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from services.common.errors import MagpieError
+from services.ranking import config
+from services.ranking.domain import (
+    Candidate,
+    Degradation,
+    Filter,
+    Floats,
+    Ids,
+    Product,
+    RankedItem,
+    Recommendation,
+    Source,
+    UserState,
+)
+from services.ranking.model import ServingModel
+from services.ranking.rules import allowed, diversify, reason_for
+
+__all__ = [
+    "CandidateSource",
+    "Catalog",
+    "ModelProvider",
+    "ProfileSource",
+    "RankingService",
+    "RequestOptions",
+    "Scorer",
+]
+
+logger = logging.getLogger(__name__)
+
+_DEPENDENCY_ERRORS = (MagpieError, TimeoutError, OSError)
+
+
+class ProfileSource(Protocol):
+    async def get(self, user_id: str) -> UserState: ...
+
+
+class CandidateSource(Protocol):
+    async def retrieve(
+        self, user: UserState, limit: int, request_filter: Filter
+    ) -> tuple[list[Candidate], str]: ...
+
+
+class Catalog(Protocol):
+    async def products(self, product_ids: Sequence[str]) -> dict[str, Product]: ...
+
+
+class Scorer(Protocol):
+    async def score(
+        self, model: ServingModel, history: Ids, candidates: Ids, context: Floats
+    ) -> Floats: ...
+
+
+class ModelProvider(Protocol):
+    @property
+    def current(self) -> ServingModel | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RequestOptions:
+    k: int = config.DEFAULT_K
+    request_filter: Filter = field(default_factory=Filter)
+    max_per_category: int = 0
+    diversity: float = 0.0
+    device: str = ""
+    request_time: float | None = None
+
+
+class RankingService:
+    def __init__(
+        self,
+        profiles: ProfileSource,
+        retrieval: CandidateSource,
+        catalog: Catalog,
+        scorer: Scorer,
+        models: ModelProvider,
+    ) -> None:
+        self._profiles = profiles
+        self._retrieval = retrieval
+        self._catalog = catalog
+        self._scorer = scorer
+        self._models = models
+        self._popular: list[Candidate] = []
+        """Last popular candidates retrieval returned: the fallback when it is down."""
+
+    async def recommend(self, user_id: str, options: RequestOptions) -> Recommendation:
+        degradations: list[Degradation] = []
+        user = await self._user(user_id, degradations)
+        try:
+            candidates, retrieval_version = await self._retrieval.retrieve(
+                user, config.CANDIDATES, options.request_filter
+            )
+            self._remember_popular(candidates)
+        except _DEPENDENCY_ERRORS as error:
+            logger.warning("retrieval failed, falling back to popular: %s", error)
+            degradations.append(Degradation.RETRIEVAL_UNAVAILABLE)
+            candidates, retrieval_version = list(self._popular), ""
+        return await self._rank(user, candidates, options, degradations, retrieval_version)
+
+    async def rank(
+        self, user_id: str, product_ids: Sequence[str], options: RequestOptions
+    ) -> Recommendation:
+        degradations: list[Degradation] = []
+        user = await self._user(user_id, degradations)
+        unique = list(dict.fromkeys(product_ids))
+        candidates = [
+            Candidate(pid, float(len(unique) - i), Source.CALLER) for i, pid in enumerate(unique)
+        ]
+        return await self._rank(user, candidates, options, degradations, "")
+
+    async def _user(self, user_id: str, degradations: list[Degradation]) -> UserState:
+        try:
+            return await self._profiles.get(user_id)
+        except _DEPENDENCY_ERRORS as error:
+            logger.warning("profile failed, treating %s as new: %s", user_id, error)
+            degradations.append(Degradation.PROFILE_UNAVAILABLE)
+            return UserState(user_id)
+
+    def _remember_popular(self, candidates: Sequence[Candidate]) -> None:
+        popular = [c for c in candidates if c.source is Source.POPULAR]
+        if popular:
+            self._popular = popular[: config.FALLBACK_POPULAR]
+
+    async def _rank(
+        self,
+        user: UserState,
+        candidates: list[Candidate],
+        options: RequestOptions,
+        degradations: list[Degradation],
+        retrieval_version: str,
+    ) -> Recommendation:
+        model = self._models.current
+        anchors = {c.anchor_product_id for c in candidates if c.anchor_product_id}
+        products_task = asyncio.ensure_future(
+            self._products([c.product_id for c in candidates] + sorted(anchors), degradations)
+        )
+        scores_task = asyncio.ensure_future(self._scores(model, user, candidates, options))
+        products, scores = await asyncio.gather(products_task, scores_task)
+        if scores is None:
+            degradations.append(Degradation.RANKER_UNAVAILABLE)
+            scores = np.arange(len(candidates), 0, -1, dtype=np.float32)  # retrieval order
+
+        keep = [
+            i
+            for i, c in enumerate(candidates)
+            if allowed(
+                products.get(c.product_id) if products is not None else _unknown(c),
+                user,
+                options.request_filter,
+            )
+        ]
+        order = sorted(keep, key=lambda i: -float(scores[i]))
+        categories = [
+            p.top_category if (p := (products or {}).get(c.product_id)) else "" for c in candidates
+        ]
+        embeddings = model.text_rows([c.product_id for c in candidates]) if model else None
+        picked = diversify(
+            order,
+            scores,
+            categories,
+            embeddings,
+            k=options.k,
+            diversity=options.diversity,
+            max_per_category=options.max_per_category,
+        )
+        now = options.request_time or time.time()
+        titles = {pid: p.title for pid, p in (products or {}).items()}
+        items = [
+            RankedItem(
+                candidates[i].product_id,
+                float(scores[i]),
+                candidates[i].source,
+                reason_for(
+                    candidates[i],
+                    (products or {}).get(candidates[i].product_id),
+                    user,
+                    titles,
+                    now,
+                    config.NEW_PRODUCT_DAYS * 86400.0,
+                ),
+            )
+            for i in picked
+        ]
+        version = (
+            model.version_name
+            if model and Degradation.RANKER_UNAVAILABLE not in degradations
+            else retrieval_version
+        )
+        return Recommendation(uuid.uuid4().hex, version, items, degradations)
+
+    async def _products(
+        self, product_ids: Sequence[str], degradations: list[Degradation]
+    ) -> dict[str, Product] | None:
+        try:
+            return await self._catalog.products(product_ids)
+        except _DEPENDENCY_ERRORS as error:
+            logger.warning("catalog failed, applying id-only rules: %s", error)
+            degradations.append(Degradation.FEATURES_UNAVAILABLE)
+            return None
+
+    async def _scores(
+        self,
+        model: ServingModel | None,
+        user: UserState,
+        candidates: Sequence[Candidate],
+        options: RequestOptions,
+    ) -> Floats | None:
+        if model is None or not candidates:
+            return None
+        now = options.request_time or time.time()
+        history, candidate_ids, context = model.inputs(
+            user.recent_product_ids,
+            [c.product_id for c in candidates],
+            now,
+            user.last_event_at,
+            options.device,
+        )
+        try:
+            return await self._scorer.score(model, history, candidate_ids, context)
+        except _DEPENDENCY_ERRORS as error:
+            logger.warning("ranker failed, keeping retrieval order: %s", error)
+            return None
+
+
+def _unknown(candidate: Candidate) -> Product:
+    """Stand-in when the catalog is down: retrieval already dropped inactive products."""
+    return Product(candidate.product_id, "", (), "", "", 0, 1, True, 0.0)

@@ -1,0 +1,160 @@
+"""gRPC surface of the ranking service: validation and protobuf <-> domain only."""
+
+from __future__ import annotations
+
+import grpc
+from magpie.v1 import common_pb2, ranking_pb2, ranking_pb2_grpc
+
+from services.common.validation import Validators, Violations
+from services.ranking import config
+from services.ranking.domain import Filter, Recommendation
+from services.ranking.service import RankingService, RequestOptions
+
+__all__ = ["VALIDATORS", "RankingServicer"]
+
+_NANOS = 1_000_000_000
+_DEVICES = {
+    common_pb2.DEVICE_DESKTOP: "web",
+    common_pb2.DEVICE_MOBILE: "mobile",
+    common_pb2.DEVICE_TABLET: "mobile",
+    common_pb2.DEVICE_APP: "app",
+}
+
+
+def _check_filter(v: Violations, f: common_pb2.ProductFilter, field: str = "filter") -> None:
+    for i, prefix in enumerate(f.category_prefixes):
+        v.check(bool(prefix.strip()), f"{field}.category_prefixes[{i}]", "must not be empty")
+    currencies = set()
+    for name in ("min_price", "max_price"):
+        if f.HasField(name):
+            money: common_pb2.Money = getattr(f, name)
+            code = money.currency_code
+            v.check(
+                len(code) == 3 and code.isalpha() and code.isupper(),
+                f"{field}.{name}.currency_code",
+                "must be a three-letter ISO 4217 code",
+            )
+            v.check(
+                money.units >= 0 and money.nanos >= 0, f"{field}.{name}", "must not be negative"
+            )
+            v.check(abs(money.nanos) < _NANOS, f"{field}.{name}.nanos", "must be below 1e9")
+            currencies.add(code)
+    v.check(len(currencies) <= 1, f"{field}.max_price.currency_code", "must match min_price")
+    if f.HasField("min_price") and f.HasField("max_price"):
+        v.check(
+            _nanos(f.min_price) <= _nanos(f.max_price), f"{field}.max_price", "must be >= min_price"
+        )
+    for i, pid in enumerate(f.exclude_product_ids):
+        v.check_id(pid, f"{field}.exclude_product_ids[{i}]")
+
+
+def _validate_recommend(request: ranking_pb2.RecommendRequest) -> None:
+    v = Violations()
+    v.check_id(request.user_id, "user_id")
+    v.check_range(request.k, "k", low=0, high=config.MAX_K)
+    v.check_range(request.diversity, "diversity", low=0.0, high=1.0)
+    v.check(request.max_per_category >= 0, "max_per_category", "must not be negative")
+    _check_filter(v, request.filter)
+    v.raise_if_any()
+
+
+def _validate_rank(request: ranking_pb2.RankRequest) -> None:
+    v = Violations()
+    v.check_id(request.user_id, "user_id")
+    v.check_count(request.product_ids, "product_ids", least=1, most=config.MAX_RANK_IDS)
+    for i, pid in enumerate(request.product_ids):
+        v.check_id(pid, f"product_ids[{i}]")
+    v.raise_if_any()
+
+
+VALIDATORS: Validators = {
+    ranking_pb2.RecommendRequest: _validate_recommend,
+    ranking_pb2.RankRequest: _validate_rank,
+}
+
+
+def _nanos(money: common_pb2.Money) -> int:
+    return money.units * _NANOS + money.nanos
+
+
+def _filter(f: common_pb2.ProductFilter) -> Filter:
+    currency = f.min_price.currency_code or f.max_price.currency_code
+    return Filter(
+        category_prefixes=tuple(f.category_prefixes),
+        currency_code=currency,
+        min_price_nanos=_nanos(f.min_price) if f.HasField("min_price") else None,
+        max_price_nanos=_nanos(f.max_price) if f.HasField("max_price") else None,
+        exclude_product_ids=frozenset(f.exclude_product_ids),
+        brands=frozenset(f.brands),
+    )
+
+
+def _options(
+    context: common_pb2.RequestContext,
+    *,
+    k: int = config.DEFAULT_K,
+    request_filter: Filter | None = None,
+    max_per_category: int = 0,
+    diversity: float = 0.0,
+) -> RequestOptions:
+    return RequestOptions(
+        k=k,
+        request_filter=request_filter or Filter(),
+        max_per_category=max_per_category,
+        diversity=diversity,
+        device=_DEVICES.get(context.device, ""),
+        request_time=context.request_time.ToSeconds() if context.HasField("request_time") else None,
+    )
+
+
+def _items(result: Recommendation) -> list[ranking_pb2.RecommendedItem]:
+    return [
+        ranking_pb2.RecommendedItem(
+            product_id=item.product_id,
+            score=item.score,
+            source=int(item.source),  # type: ignore[arg-type]
+            reason=ranking_pb2.Reason(
+                type=int(item.reason.type),  # type: ignore[arg-type]
+                text=item.reason.text,
+                anchor_product_id=item.reason.anchor_product_id,
+                category=item.reason.category,
+            ),
+            position=position,
+        )
+        for position, item in enumerate(result.items, start=1)
+    ]
+
+
+class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
+    def __init__(self, service: RankingService) -> None:
+        self._service = service
+
+    async def Recommend(
+        self, request: ranking_pb2.RecommendRequest, context: grpc.aio.ServicerContext
+    ) -> ranking_pb2.RecommendResponse:
+        options = _options(
+            request.context,
+            k=request.k or config.DEFAULT_K,
+            request_filter=_filter(request.filter),
+            max_per_category=request.max_per_category,
+            diversity=request.diversity,
+        )
+        result = await self._service.recommend(request.user_id, options)
+        return ranking_pb2.RecommendResponse(
+            recommendation_id=result.recommendation_id,
+            model_version=result.model_version,
+            items=_items(result),
+            degradations=[int(d) for d in result.degradations],  # type: ignore[misc]
+        )
+
+    async def Rank(
+        self, request: ranking_pb2.RankRequest, context: grpc.aio.ServicerContext
+    ) -> ranking_pb2.RankResponse:
+        options = _options(request.context, k=len(request.product_ids))
+        result = await self._service.rank(request.user_id, list(request.product_ids), options)
+        return ranking_pb2.RankResponse(
+            recommendation_id=result.recommendation_id,
+            model_version=result.model_version,
+            items=_items(result),
+            degradations=[int(d) for d in result.degradations],  # type: ignore[misc]
+        )

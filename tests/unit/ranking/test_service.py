@@ -1,0 +1,149 @@
+"""Recommend's orchestration and degradation, with hand-written fakes of its dependencies."""
+
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+
+from services.common.errors import Unavailable
+from services.ranking.domain import Candidate, Degradation, Filter, Product, Source, UserState
+from services.ranking.model import ServingModel
+from services.ranking.service import RankingService, RequestOptions
+
+
+class Profiles:
+    def __init__(self, user: UserState | None) -> None:
+        self.user = user
+
+    async def get(self, user_id: str) -> UserState:
+        if self.user is None:
+            raise Unavailable("profiles down")
+        return self.user
+
+
+class Retrieval:
+    def __init__(self, candidates: list[Candidate] | None) -> None:
+        self.candidates = candidates
+
+    async def retrieve(self, user: UserState, limit: int, f: Filter) -> tuple[list[Candidate], str]:
+        if self.candidates is None:
+            raise Unavailable("retrieval down")
+        return list(self.candidates), "7"
+
+
+class Catalog:
+    def __init__(self, products: dict[str, Product] | None) -> None:
+        self.products_by_id = products
+
+    async def products(self, product_ids: Sequence[str]) -> dict[str, Product]:
+        if self.products_by_id is None:
+            raise Unavailable("catalog down")
+        return {p: self.products_by_id[p] for p in product_ids if p in self.products_by_id}
+
+
+class Scorer:
+    """Scores by the candidate's vocabulary index, so the ranker's order is known."""
+
+    def __init__(self, up: bool = True) -> None:
+        self.up = up
+
+    async def score(
+        self, model: ServingModel, history: np.ndarray, candidates: np.ndarray, context: np.ndarray
+    ) -> np.ndarray:
+        if not self.up:
+            raise TimeoutError
+        return candidates[0].astype(np.float32)
+
+
+class Models:
+    def __init__(self, model: ServingModel | None) -> None:
+        self.current = model
+
+
+IDS = [f"p{i}" for i in range(10)]
+MODEL = ServingModel(3, {pid: i + 2 for i, pid in enumerate(IDS)}, np.eye(12, 4, dtype=np.float32))
+
+
+def _product(pid: str, stock: int = 3) -> Product:
+    return Product(pid, pid.upper(), ("Cat",), "b", "EUR", 1, stock, True, 0.0)
+
+
+def _service(
+    *,
+    user: UserState | None = None,
+    profiles_down: bool = False,
+    candidates: list[Candidate] | None = None,
+    products: dict[str, Product] | None = None,
+    scorer_up: bool = True,
+    model: ServingModel | None = MODEL,
+) -> RankingService:
+    if candidates is None:
+        candidates = [Candidate(pid, 1.0, Source.POPULAR) for pid in IDS]
+    return RankingService(
+        Profiles(None if profiles_down else (user or UserState("u"))),
+        Retrieval(candidates),
+        Catalog(products),
+        Scorer(scorer_up),
+        Models(model),
+    )
+
+
+PRODUCTS = {pid: _product(pid) for pid in IDS}
+
+
+async def test_ranker_order_business_rules_and_attribution() -> None:
+    products = {**PRODUCTS, "p9": _product("p9", stock=0)}
+    service = _service(user=UserState("u", purchased=frozenset({"p8"})), products=products)
+
+    result = await service.recommend("u", RequestOptions(k=3))
+
+    assert [i.product_id for i in result.items] == ["p7", "p6", "p5"]
+    assert result.model_version == "3"
+    assert result.degradations == []
+    assert len(result.recommendation_id) == 32
+
+
+async def test_ranker_down_keeps_retrieval_order_and_says_so() -> None:
+    service = _service(products=PRODUCTS, scorer_up=False)
+
+    result = await service.recommend("u", RequestOptions(k=3))
+
+    assert [i.product_id for i in result.items] == ["p0", "p1", "p2"]
+    assert result.degradations == [Degradation.RANKER_UNAVAILABLE]
+    assert result.model_version == "7"
+
+
+async def test_retrieval_down_falls_back_to_the_last_popular_list() -> None:
+    service = _service(products=PRODUCTS)
+    await service.recommend("u", RequestOptions(k=3))
+    service._retrieval = Retrieval(None)  # type: ignore[assignment]
+
+    result = await service.recommend("u", RequestOptions(k=3))
+
+    assert Degradation.RETRIEVAL_UNAVAILABLE in result.degradations
+    assert len(result.items) == 3
+
+
+@pytest.mark.parametrize("down", ["profiles", "catalog"])
+async def test_other_dependencies_down_still_answer(down: str) -> None:
+    service = _service(
+        profiles_down=down == "profiles",
+        products=None if down == "catalog" else PRODUCTS,
+    )
+
+    result = await service.recommend("u", RequestOptions(k=3))
+
+    expected = (
+        Degradation.PROFILE_UNAVAILABLE if down == "profiles" else Degradation.FEATURES_UNAVAILABLE
+    )
+    assert result.degradations == [expected]
+    assert len(result.items) == 3
+
+
+async def test_rank_scores_caller_candidates_and_drops_unknown_ones() -> None:
+    service = _service(products=PRODUCTS)
+
+    result = await service.rank("u", ["p1", "nope", "p4", "p1"], RequestOptions(k=10))
+
+    assert [i.product_id for i in result.items] == ["p4", "p1"]
+    assert all(i.source is Source.CALLER for i in result.items)
