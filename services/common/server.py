@@ -48,10 +48,8 @@ class ServiceSpec:
     default_port: int
     validators: Validators = field(default_factory=dict)
     probes: Sequence[Probe] = ()
-    start: Callable[[], Awaitable[None]] | None = None
-    """Starts background work (watchers, consumers) once the server listens."""
     close: Callable[[], Awaitable[None]] | None = None
-    """Stops that work and releases the service's resources after the server has stopped."""
+    """Releases the service's resources after the server and its background work stopped."""
     interceptors: Sequence[grpc.aio.ServerInterceptor] = ()
     """Extra interceptors (tracing, metrics) run before the Magpie interceptor."""
     background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = ()
@@ -138,8 +136,6 @@ async def start_server(spec: ServiceSpec, settings: Settings) -> RunningServer:
     port = settings.port if settings.port is not None else spec.default_port
     bound = server.add_insecure_port(f"{settings.host}:{port}")
     await server.start()
-    if spec.start is not None:
-        await spec.start()
     running = RunningServer(spec, server, bound, health_servicer, settings.health_probe_seconds)
     await running.check_dependencies()
     logger.info("%s listening on %s:%d", spec.name, settings.host, bound)

@@ -9,7 +9,6 @@ the new version. A failed load keeps the loaded version serving.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -38,7 +37,6 @@ class ModelWatcher(Generic[M]):
         self._poll_seconds = poll_seconds
         self._current: M | None = None
         self._version: int | None = None
-        self._task: asyncio.Task[None] | None = None
 
     @property
     def current(self) -> M | None:
@@ -58,24 +56,11 @@ class ModelWatcher(Generic[M]):
         logger.info("%s now serves model version %d", self._name, version)
         return True
 
-    async def _poll(self) -> None:
+    async def run(self) -> None:
+        """Loads the promoted version now, then polls; run it as a service background task."""
         while True:
-            await asyncio.sleep(self._poll_seconds)
             try:
                 await self.refresh()
             except Exception as error:  # noqa: BLE001 - keep serving the loaded version
                 logger.warning("%s model refresh failed: %s", self._name, error)
-
-    async def start(self) -> None:
-        """Loads the promoted version now (if any), then keeps polling in the background."""
-        try:
-            await self.refresh()
-        except Exception as error:  # noqa: BLE001 - serve degraded until a version loads
-            logger.warning("%s could not load a model at start: %s", self._name, error)
-        self._task = asyncio.create_task(self._poll())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.sleep(self._poll_seconds)

@@ -33,7 +33,8 @@ def build_spec(settings: Settings) -> ServiceSpec:
     db = Database(settings.database_url, pool_size=2, retry_seconds=settings.db_retry_seconds)
 
     async def active_version() -> int | None:
-        return await db.run(lambda conn: registry.active_version(conn, settings.triton_model))
+        active = await db.run(lambda conn: registry.active_version(conn, settings.triton_model))
+        return active.version if active else None
 
     models = ModelWatcher(
         "ranking",
@@ -57,11 +58,7 @@ def build_spec(settings: Settings) -> ServiceSpec:
     def register(server: grpc.aio.Server) -> None:
         ranking_pb2_grpc.add_RankingServiceServicer_to_server(servicer, server)
 
-    async def start() -> None:
-        await models.start()
-
     async def close() -> None:
-        await models.stop()
         await scorer.close()
         for channel in channels:
             await channel.close()
@@ -73,6 +70,6 @@ def build_spec(settings: Settings) -> ServiceSpec:
         register=register,
         default_port=config.DEFAULT_PORT,
         validators=VALIDATORS,
-        start=start,
+        background=[models.run],
         close=close,
     )
