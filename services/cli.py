@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     upgrade = db.add_parser("upgrade", help="create the database if needed and migrate it")
     upgrade.add_argument("--database-url", help="default: MAGPIE_DATABASE_URL")
     upgrade.add_argument("--revision", default="head")
-    upgrade.set_defaults(run=_db_upgrade)
+    upgrade.set_defaults(handler=_db_upgrade)
 
     for name, run, text in (
         ("up", _up, "start the platform locally"),
@@ -73,13 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         command = commands.add_parser(name, help=text)
         command.add_argument("--state-dir", default=".magpie", help="pids, logs, embedded data")
-        command.set_defaults(run=run)
+        command.set_defaults(handler=run)
         if name == "up":
             command.add_argument("services", nargs="*", choices=[[], *SERVICES], default=[])
 
     serve = commands.add_parser("serve", help="run one service in the foreground")
     serve.add_argument("service", choices=list(SERVICES))
-    serve.set_defaults(run=_serve)
+    serve.set_defaults(handler=_serve)
     return parser
 
 
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command != "serve":
         configure_logging("magpie", "INFO", json_lines=False)
     try:
-        return int(args.run(args))
+        return int(args.handler(args))
     except ValidationError as error:
         print(f"invalid settings: {error}", file=sys.stderr)
         return 2
