@@ -5,13 +5,14 @@ from __future__ import annotations
 import grpc
 from magpie.v1 import profiles_pb2, profiles_pb2_grpc
 
+from services.common.cache import PROFILES, Cache
 from services.common.db import Database
 from services.common.server import ServiceSpec
 from services.common.settings import Settings
 from services.profiles import config
 from services.profiles.service import ProfileService
 from services.profiles.servicer import VALIDATORS, ProfileServicer
-from services.profiles.storage import ProfileStore
+from services.profiles.storage import CachedProfiles, ProfileStore
 
 __all__ = ["build_spec"]
 
@@ -24,12 +25,14 @@ def build_spec(settings: Settings) -> ServiceSpec:
         pool_size=settings.db_pool_size,
         retry_seconds=settings.db_retry_seconds,
     )
-    servicer = ProfileServicer(ProfileService(ProfileStore(db)))
+    cache = Cache(settings.redis_url, namespace=PROFILES, ttl_seconds=settings.cache_ttl_seconds)
+    servicer = ProfileServicer(ProfileService(ProfileStore(db), CachedProfiles(cache)))
 
     def register(server: grpc.aio.Server) -> None:
         profiles_pb2_grpc.add_ProfileServiceServicer_to_server(servicer, server)
 
     async def close() -> None:
+        await cache.close()
         db.close()
 
     return ServiceSpec(

@@ -68,6 +68,7 @@ def _attributes_from_proto(a: pb.UserAttributes) -> Attributes:
 
 def _profile_to_proto(p: StoredProfile) -> pb.Profile:
     a = p.attributes
+    c = p.counts
     profile = pb.Profile(
         user_id=p.user_id,
         known=p.known,
@@ -80,7 +81,24 @@ def _profile_to_proto(p: StoredProfile) -> pb.Profile:
                 personalization=a.consent_personalization, analytics=a.consent_analytics
             ),
         ),
+        category_affinities=[
+            pb.CategoryAffinity(category=f.category, window=f.window, score=f.score)  # type: ignore[arg-type]
+            for f in p.affinities
+        ],
+        purchased_product_ids=p.purchased,
+        counts=pb.InteractionCounts(
+            impressions=c.impressions,
+            clicks=c.clicks,
+            add_to_carts=c.add_to_carts,
+            purchases=c.purchases,
+        ),
     )
+    for interaction in p.recent:
+        added = profile.recent_interactions.add(
+            product_id=interaction.product_id,
+            event_type=interaction.event_type,
+        )
+        added.occurred_at.FromDatetime(interaction.occurred_at)
     if p.updated_at is not None:
         profile.updated_at.FromDatetime(p.updated_at)
     return profile
@@ -102,13 +120,13 @@ class ProfileServicer(profiles_pb2_grpc.ProfileServiceServicer):
     async def GetProfile(
         self, request: pb.GetProfileRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetProfileResponse:
-        (profile,) = await self._service.get_many([request.user_id])
+        (profile,) = await self._service.get_many([request.user_id], request.history_limit)
         return pb.GetProfileResponse(profile=_profile_to_proto(profile))
 
     async def BatchGetProfiles(
         self, request: pb.BatchGetProfilesRequest, context: grpc.aio.ServicerContext
     ) -> pb.BatchGetProfilesResponse:
-        profiles = await self._service.get_many(list(request.user_ids))
+        profiles = await self._service.get_many(list(request.user_ids), request.history_limit)
         return pb.BatchGetProfilesResponse(profiles=[_profile_to_proto(p) for p in profiles])
 
     async def DeleteProfile(
