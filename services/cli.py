@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from services.common import schema
 from services.common.logs import configure_logging
 from services.common.settings import load_settings
-from services.local_platform import SERVICES, LocalPlatform, available_services
+from services.local_platform import SERVICES, LocalPlatform, PlatformLayout, available_services
 
 __all__ = ["main"]
 
@@ -27,25 +27,25 @@ def _db_upgrade(args: argparse.Namespace) -> int:
 
 
 def _up(args: argparse.Namespace) -> int:
-    platform = LocalPlatform(Path(args.state_dir))
+    platform = LocalPlatform(PlatformLayout(Path(args.state_dir)))
     services = args.services or available_services()
     started = platform.up(services)
     print(f"{'service':<12} {'address':<18} health")
     for name, address in started.items():
         print(f"{name:<12} {address:<18} SERVING")
-    print(f"logs in {platform.log_dir}; stop with: magpie down")
+    print(f"logs in {platform.layout.log_dir}; stop with: magpie down")
     return 0
 
 
 def _down(args: argparse.Namespace) -> int:
-    stopped = LocalPlatform(Path(args.state_dir)).down()
+    stopped = LocalPlatform(PlatformLayout(Path(args.state_dir))).down()
     print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
     return 0
 
 
 def _status(args: argparse.Namespace) -> int:
-    running = LocalPlatform(Path(args.state_dir)).running()
-    for name in SERVICES:
+    running = LocalPlatform(PlatformLayout(Path(args.state_dir))).running()
+    for name in [*SERVICES, "triton"]:
         pid = running.get(name)
         print(f"{name:<12} {f'running (pid {pid})' if pid else 'stopped'}")
     return 0

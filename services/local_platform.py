@@ -3,7 +3,9 @@
 Uses the machine's PostgreSQL and Redis when they answer on their standard
 ports; otherwise starts an embedded PostgreSQL (pgserver) in the state
 directory and runs without a Redis cache. Each service runs as
-`python -m services.<name>` with its pid and log in the state directory.
+`python -m services.<name>`, Triton as the `tritonserver` binary from the
+nvidia-pytriton wheel; pids and logs live in the state directory. Tests and
+benchmarks use the same class with their own ports, database and directories.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -25,33 +28,31 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.common import schema
 from services.common.settings import ENV_PREFIX
+from services.modelstore import tritonserver
+from services.modelstore.tritonserver import TritonPorts
 
-__all__ = ["SERVICES", "LocalPlatform"]
+__all__ = ["SERVICES", "LocalPlatform", "PlatformLayout", "available_services", "wait_serving"]
 
 logger = logging.getLogger(__name__)
 
 SERVICES: dict[str, int] = {
     "profiles": 50051,
     "catalog": 50052,
+    "feedback": 50055,
     "retrieval": 50053,
     "ranking": 50054,
-    "feedback": 50055,
 }
 """Every Magpie service and its local port, in start order."""
 
+TRITON = "triton"
 MACHINE_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 MACHINE_REDIS = "redis://127.0.0.1:6379/0"
 DATABASE_NAME = "magpie"
-
-
-@dataclass(frozen=True)
-class Dependencies:
-    database_url: str
-    redis_url: str
+REPOSITORY = Path(__file__).resolve().parents[1] / "model_repository"
 
 
 def available_services() -> list[str]:
-    """Services whose package exists in this checkout (the platform grows issue by issue)."""
+    """Services whose package exists in this checkout."""
     root = Path(__file__).parent
     return [n for n in SERVICES if (root / n / "server.py").exists()]
 
@@ -85,92 +86,170 @@ def wait_serving(address: str, timeout: float) -> bool:
     return False
 
 
+@dataclass(frozen=True)
+class PlatformLayout:
+    """Where a local platform keeps its state and which ports it uses."""
+
+    state_dir: Path
+    ports: Mapping[str, int] = field(default_factory=lambda: dict(SERVICES))
+    triton: TritonPorts = field(default_factory=TritonPorts)
+    model_repository: Path = REPOSITORY
+
+    @property
+    def run_dir(self) -> Path:
+        return self.state_dir / "run"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def artifact_dir(self) -> Path:
+        return self.state_dir / "artifacts"
+
+    def address(self, service: str) -> str:
+        return f"127.0.0.1:{self.ports[service]}"
+
+
 class LocalPlatform:
-    def __init__(self, state_dir: Path) -> None:
-        self.state_dir = state_dir
-        self.run_dir = state_dir / "run"
-        self.log_dir = state_dir / "logs"
+    def __init__(
+        self,
+        layout: PlatformLayout,
+        *,
+        database_url: str | None = None,
+        redis_url: str | None = None,
+        settings: Mapping[str, str] | None = None,
+    ) -> None:
+        """`database_url`/`redis_url` default to the machine's (or embedded) servers;
+        `settings` are extra MAGPIE_* values for every service."""
+        self.layout = layout
+        self._database_url = database_url
+        self._redis_url = redis_url
+        self._settings = dict(settings or {})
 
-    def dependencies(self) -> Dependencies:
+    @property
+    def database_url(self) -> str:
+        if self._database_url is None:
+            self._database_url = self._find_database()
+        return self._database_url
+
+    def _find_database(self) -> str:
         if _postgres_reachable(MACHINE_POSTGRES):
-            database_url = MACHINE_POSTGRES.rsplit("/", 1)[0] + f"/{DATABASE_NAME}"
-        else:
-            from pgserver.postgres_server import get_server  # only without a PostgreSQL
+            return MACHINE_POSTGRES.rsplit("/", 1)[0] + f"/{DATABASE_NAME}"
+        from pgserver.postgres_server import get_server  # only without a PostgreSQL
 
-            logger.info("no PostgreSQL on 127.0.0.1:5432; starting an embedded one")
-            server = get_server(self.state_dir / "pgdata", cleanup_mode=None)
-            database_url = server.get_uri(DATABASE_NAME)
-        redis_url = MACHINE_REDIS if _redis_reachable(MACHINE_REDIS) else ""
-        if not redis_url:
-            logger.warning("no Redis on 127.0.0.1:6379; services run without a cache")
-        return Dependencies(database_url, redis_url)
+        logger.info("no PostgreSQL on 127.0.0.1:5432; starting an embedded one")
+        server = get_server(self.layout.state_dir / "pgdata", cleanup_mode=None)
+        return str(server.get_uri(DATABASE_NAME))
 
-    def environment(self, deps: Dependencies) -> dict[str, str]:
+    @property
+    def redis_url(self) -> str:
+        if self._redis_url is None:
+            self._redis_url = MACHINE_REDIS if _redis_reachable(MACHINE_REDIS) else ""
+            if not self._redis_url:
+                logger.warning("no Redis on 127.0.0.1:6379; services run without a cache")
+        return self._redis_url
+
+    def service_settings(self) -> dict[str, str]:
+        """The MAGPIE_* settings every service of this platform runs with."""
+        layout = self.layout
+        return {
+            "MAGPIE_DATABASE_URL": self.database_url,
+            "MAGPIE_REDIS_URL": self.redis_url,
+            "MAGPIE_ARTIFACT_DIR": str(layout.artifact_dir.resolve()),
+            "MAGPIE_MODEL_REPOSITORY": str(layout.model_repository.resolve()),
+            "MAGPIE_TRITON_ADDR": f"127.0.0.1:{layout.triton.grpc}",
+            **{f"MAGPIE_{n.upper()}_ADDR": layout.address(n) for n in layout.ports},
+            **self._settings,
+        }
+
+    def _environment(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
-        env.update(
-            {
-                "MAGPIE_DATABASE_URL": deps.database_url,
-                "MAGPIE_REDIS_URL": deps.redis_url,
-                **{f"MAGPIE_{n.upper()}_ADDR": f"127.0.0.1:{p}" for n, p in SERVICES.items()},
-            }
-        )
-        return env
+        return {**env, **self.service_settings()}
 
     def up(self, services: list[str], timeout: float = 60.0) -> dict[str, str]:
-        """Starts dependencies, migrates, starts `services`; returns name -> address."""
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        deps = self.dependencies()
-        schema.ensure_database(deps.database_url)
-        schema.upgrade(deps.database_url)
-        env = self.environment(deps)
-        started = {}
+        """Migrates, starts Triton (for ranking) and `services`; returns name -> address."""
+        layout = self.layout
+        for directory in (layout.run_dir, layout.log_dir, layout.artifact_dir):
+            directory.mkdir(parents=True, exist_ok=True)
+        schema.ensure_database(self.database_url)
+        schema.upgrade(self.database_url)
+        env = self._environment()
+        if "ranking" in services and self._pid(TRITON) is None:
+            self._start_triton(env)
         for name in services:
             if self._pid(name) is not None:
                 logger.info("%s already running", name)
-            else:
-                self._spawn(name, {**env, "MAGPIE_PORT": str(SERVICES[name])})
-            started[name] = f"127.0.0.1:{SERVICES[name]}"
+                continue
+            command = [sys.executable, "-m", f"services.{name}"]
+            self._spawn(name, command, {**env, "MAGPIE_PORT": str(layout.ports[name])})
+        started = {name: layout.address(name) for name in services}
         for name, address in started.items():
             if not wait_serving(address, timeout):
-                raise RuntimeError(f"{name} did not become SERVING; see {self.log_dir / name}.log")
+                raise RuntimeError(f"{name} did not become SERVING; see {self._log(name)}")
+        if self._pid(TRITON) is not None:
+            tritonserver.wait_ready(f"127.0.0.1:{layout.triton.grpc}", timeout=timeout)
+            started[TRITON] = f"127.0.0.1:{layout.triton.grpc}"
         return started
 
-    def _spawn(self, name: str, env: dict[str, str]) -> None:
-        log = (self.log_dir / f"{name}.log").open("ab")
-        process = subprocess.Popen(
-            [sys.executable, "-m", f"services.{name}"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+    def _start_triton(self, env: dict[str, str]) -> None:
+        work = self.layout.state_dir / "triton"
+        backends = tritonserver.prepare_backends(work)
+        command = tritonserver.server_command(
+            self.layout.model_repository, backends, self.layout.triton
         )
-        (self.run_dir / f"{name}.pid").write_text(str(process.pid))
+        self._spawn(TRITON, command, tritonserver.server_environment(env))
+
+    def _log(self, name: str) -> Path:
+        return self.layout.log_dir / f"{name}.log"
+
+    def _spawn(self, name: str, command: list[str], env: dict[str, str]) -> None:
+        with self._log(name).open("ab") as log:
+            process = subprocess.Popen(
+                command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        (self.layout.run_dir / f"{name}.pid").write_text(str(process.pid))
         logger.info("started %s (pid %d)", name, process.pid)
 
     def _pid(self, name: str) -> int | None:
-        path = self.run_dir / f"{name}.pid"
+        path = self.layout.run_dir / f"{name}.pid"
         try:
             pid = int(path.read_text())
             os.kill(pid, 0)
         except (FileNotFoundError, ValueError, ProcessLookupError):
             path.unlink(missing_ok=True)
             return None
+        with contextlib.suppress(ChildProcessError):
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:  # our own child that has exited
+                path.unlink(missing_ok=True)
+                return None
         return pid
 
     def running(self) -> dict[str, int]:
-        return {n: pid for n in SERVICES if (pid := self._pid(n)) is not None}
+        names = [*self.layout.ports, TRITON]
+        return {n: pid for n in names if (pid := self._pid(n)) is not None}
+
+    def stop(self, name: str, timeout: float = 15.0) -> None:
+        """SIGTERMs one process (services drain), SIGKILLs it after `timeout`."""
+        self._terminate({name: pid} if (pid := self._pid(name)) else {}, timeout)
 
     def down(self, timeout: float = 15.0) -> list[str]:
-        """SIGTERMs every running service (they drain), SIGKILLs stragglers."""
+        """Stops services first, then Triton."""
         running = self.running()
-        for pid in running.values():
-            os.kill(pid, signal.SIGTERM)
+        services = {n: p for n, p in running.items() if n != TRITON}
+        self._terminate(services, timeout)
+        self._terminate({n: p for n, p in running.items() if n == TRITON}, timeout)
+        return list(running)
+
+    def _terminate(self, processes: Mapping[str, int], timeout: float) -> None:
+        for pid in processes.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
         give_up = time.monotonic() + timeout
-        for name, pid in running.items():
+        for name, pid in processes.items():
             while self._pid(name) is not None and time.monotonic() < give_up:
                 time.sleep(0.1)
             if self._pid(name) is not None:
-                os.kill(pid, signal.SIGKILL)
-            (self.run_dir / f"{name}.pid").unlink(missing_ok=True)
-        return list(running)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            (self.layout.run_dir / f"{name}.pid").unlink(missing_ok=True)
