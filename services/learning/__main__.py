@@ -1,0 +1,3 @@
+from services.learning.cli import main
+
+raise SystemExit(main())

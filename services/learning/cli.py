@@ -1,0 +1,132 @@
+"""``magpie eval`` and ``magpie train``: :func:`add_commands` registers them on the main
+``magpie`` parser; ``python -m services.learning`` runs them on their own."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import logging
+import os
+import shlex
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from services.learning.train import PipelineConfig
+
+__all__ = ["add_commands", "main"]
+
+logger = logging.getLogger(__name__)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--encoder", default=None, help="sentence encoder path or name")
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="cap the epochs of every model (smoke runs)"
+    )
+    parser.add_argument(
+        "--max-seconds", type=float, default=None, help="training budget per neural model"
+    )
+
+
+def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    evaluate = subparsers.add_parser("eval", help="evaluate all models on MovieLens-100k")
+    _common(evaluate)
+    evaluate.add_argument("--output", type=Path, default=Path("bench-results/eval-ml100k.json"))
+    evaluate.add_argument("--artifacts", type=Path, default=Path("artifacts/eval"))
+    evaluate.set_defaults(handler=_run_eval)
+
+    train = subparsers.add_parser("train", help="train retrieval + ranker and export ONNX")
+    _common(train)
+    train.add_argument("--output", type=Path, default=Path("artifacts/ml100k"))
+    train.set_defaults(handler=_run_train)
+
+
+def _pipeline_config(args: argparse.Namespace) -> PipelineConfig:
+    from services.learning.text import TextConfig
+
+    config = PipelineConfig(seed=args.seed)
+    if args.encoder:
+        config = replace(config, text=TextConfig(encoder=args.encoder))
+    retrieval, ranker = config.retrieval, config.ranker
+    if args.epochs is not None:
+        retrieval, ranker = (
+            replace(retrieval, epochs=args.epochs),
+            replace(ranker, epochs=args.epochs),
+        )
+    if args.max_seconds is not None:
+        retrieval = replace(retrieval, max_seconds=args.max_seconds)
+        ranker = replace(ranker, max_seconds=args.max_seconds)
+    return replace(config, retrieval=retrieval, ranker=ranker)
+
+
+def _machine() -> dict[str, object]:
+    """Cores and date, as tools/bench/_report.py records them (services cannot import tools)."""
+    return {
+        "cores": os.cpu_count(),
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d"),
+    }
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    from services.datasets.movielens import load_movielens_100k
+    from services.learning.evaluate import EvalConfig, evaluate, format_table
+
+    pipeline = _pipeline_config(args)
+    config = EvalConfig(pipeline=pipeline, artifacts_dir=args.artifacts)
+    if args.epochs is not None:
+        config = replace(config, bpr=replace(config.bpr, epochs=args.epochs))
+    report = evaluate(load_movielens_100k(), config)
+    print(format_table(report))
+    print(f"total seconds: {report.seconds['total']:.1f}")
+    payload = {
+        "protocol": report.protocol,
+        "models": report.models,
+        "seconds": {k: round(v, 1) for k, v in report.seconds.items()},
+        "command": shlex.join(["magpie", *sys.argv[1:]]),
+        "machine": _machine(),
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(payload, indent=2) + "\n")
+    return 0
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from services.datasets.movielens import load_movielens_100k
+    from services.learning.export import (
+        convert_fp16,
+        export_ranker,
+        export_user_tower,
+        quantize_int8,
+    )
+    from services.learning.train import train_pipeline
+
+    pipeline = _pipeline_config(args)
+    start = time.perf_counter()
+    artifacts = train_pipeline(load_movielens_100k(), pipeline)
+    out: Path = args.output
+    fp32 = export_ranker(artifacts.ranker, out / "ranker.onnx")
+    quantize_int8(fp32, out / "ranker.int8.onnx")
+    convert_fp16(fp32, out / "ranker.fp16.onnx")
+    export_user_tower(artifacts.retrieval, out)
+    (out / "vocab.json").write_text(json.dumps(list(artifacts.vocab.item_ids)))
+    logger.info("trained and exported to %s in %.1f s", out, time.perf_counter() - start)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=os.environ.get("MAGPIE_LOG_LEVEL", "INFO"))
+    parser = argparse.ArgumentParser(prog="magpie")
+    add_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    code: int = args.handler(args)
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,214 @@
+"""ONNX export of the ranker and of the retrieval user tower, INT8 and FP16 variants.
+
+The exported graphs bake the item table (id + text + category parts folded into one
+[vocab, dim] matrix), so a request carries only ids; names, dtypes and shapes are in
+:mod:`services.learning.signature`. Batch and candidate dimensions are dynamic; the
+history is always ``HISTORY_LEN`` long (left-padded with ``PAD_INDEX``).
+
+* ``ranker.onnx``: FP32 reference.
+* ``ranker.int8.onnx``: dynamic INT8 quantization of MatMul/Gemm weights for CPU
+  (``reduce_range`` because AVX2 without VNNI saturates u8*s8 pairs otherwise).
+  Products of two activations (attention) stay FP32.
+* ``ranker.fp16.onnx``: FP16 weights and compute for GPU, FP32 inputs/outputs.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from torch import nn
+from torch.export import Dim
+
+from services.learning.ranker_model import Ranker
+from services.learning.retrieval_model import RetrievalModel
+from services.learning.signature import (
+    CANDIDATE_IDS,
+    CONTEXT,
+    CONTEXT_DIM,
+    HISTORY_IDS,
+    HISTORY_LEN,
+    SCORES,
+    USER_VECTORS,
+)
+
+__all__ = [
+    "OnnxRanker",
+    "convert_fp16",
+    "export_ranker",
+    "export_user_tower",
+    "max_abs_difference",
+    "quantize_int8",
+]
+
+logger = logging.getLogger(__name__)
+
+
+class _BakedRanker(nn.Module):
+    """The ranker with its item encoder folded into one embedding table."""
+
+    def __init__(self, ranker: Ranker) -> None:
+        super().__init__()
+        self.ranker = ranker
+        with torch.no_grad():
+            self.table = nn.Parameter(ranker.items.table().detach().clone(), requires_grad=False)
+
+    def forward(
+        self, history_ids: torch.Tensor, candidate_ids: torch.Tensor, context: torch.Tensor
+    ) -> torch.Tensor:
+        return self.ranker.score_vectors(
+            nn.functional.embedding(history_ids, self.table),
+            history_ids == 0,
+            nn.functional.embedding(candidate_ids, self.table),
+            context,
+        )
+
+
+class _BakedUserTower(nn.Module):
+    def __init__(self, retrieval: RetrievalModel) -> None:
+        super().__init__()
+        self.retrieval = retrieval
+        with torch.no_grad():
+            self.table = nn.Parameter(retrieval.items.table().detach().clone(), requires_grad=False)
+
+    def forward(self, history_ids: torch.Tensor) -> torch.Tensor:
+        history = nn.functional.embedding(history_ids, self.table)
+        hidden: torch.Tensor = self.retrieval.encoder(history, history_ids == 0)
+        return hidden[:, -1]
+
+
+def _example_inputs(candidates: int = 8) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    history = torch.zeros(2, HISTORY_LEN, dtype=torch.long)
+    history[:, -3:] = 2
+    return history, torch.full((2, candidates), 2, dtype=torch.long), torch.zeros(2, CONTEXT_DIM)
+
+
+def _export(module: nn.Module, inputs: tuple[torch.Tensor, ...], path: Path, **names: Any) -> Path:
+    """torch.export-based ONNX export; silences the exporter's own internal warnings."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
+        warnings.filterwarnings("ignore", message=".*axis name.*", category=UserWarning)
+        program = torch.onnx.export(module.eval(), inputs, dynamo=True, verbose=False, **names)
+    assert program is not None
+    program.save(str(path))
+    return path
+
+
+def export_ranker(ranker: Ranker, path: Path) -> Path:
+    """Write the FP32 ranker to ``path`` (eval mode, dynamic batch and candidates)."""
+    ranker.eval()
+    batch, candidates = Dim("batch"), Dim("candidates")
+    return _export(
+        _BakedRanker(ranker),
+        _example_inputs(),
+        path,
+        input_names=[HISTORY_IDS, CANDIDATE_IDS, CONTEXT],
+        output_names=[SCORES],
+        dynamic_shapes={
+            HISTORY_IDS: {0: batch},
+            CANDIDATE_IDS: {0: batch, 1: candidates},
+            CONTEXT: {0: batch},
+        },
+    )
+
+
+def export_user_tower(retrieval: RetrievalModel, directory: Path) -> Path:
+    """Write ``user_tower.onnx`` and the FAISS item matrix ``item_vectors.npy``."""
+    retrieval.eval()
+    path = _export(
+        _BakedUserTower(retrieval),
+        (_example_inputs()[0],),
+        directory / "user_tower.onnx",
+        input_names=[HISTORY_IDS],
+        output_names=[USER_VECTORS],
+        dynamic_shapes={HISTORY_IDS: {0: Dim("batch")}},
+    )
+    with torch.no_grad():
+        np.save(directory / "item_vectors.npy", retrieval.item_matrix().numpy().astype(np.float32))
+    return path
+
+
+def quantize_int8(source: Path, target: Path) -> Path:
+    """Dynamic INT8 quantization of MatMul/Gemm weights (per channel, reduced range)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(
+        str(source),
+        str(target),
+        op_types_to_quantize=["MatMul", "Gemm"],
+        per_channel=True,
+        reduce_range=True,
+        weight_type=QuantType.QInt8,
+    )
+    return target
+
+
+def convert_fp16(source: Path, target: Path) -> Path:
+    """FP16 copy of a model for GPU serving; inputs and outputs keep their FP32/int64 types."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = convert_float_to_float16(onnx.load(str(source)), keep_io_types=True)
+    onnx.save(model, str(target))
+    return target
+
+
+class OnnxRanker:
+    """The exported ranker run through onnxruntime (CPU unless ``providers`` say otherwise)."""
+
+    def __init__(self, path: Path, threads: int = 0, providers: list[str] | None = None) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(
+            str(path), options, providers=providers or ["CPUExecutionProvider"]
+        )
+
+    def __call__(
+        self, history_ids: NDArray[Any], candidate_ids: NDArray[Any], context: NDArray[Any]
+    ) -> NDArray[Any]:
+        feeds = {
+            HISTORY_IDS: history_ids.astype(np.int64),
+            CANDIDATE_IDS: candidate_ids.astype(np.int64),
+            CONTEXT: context.astype(np.float32),
+        }
+        scores: NDArray[Any] = self.session.run([SCORES], feeds)[0]
+        return scores
+
+    def rerank(
+        self, history_ids: NDArray[Any], contexts: NDArray[Any], batch_size: int = 64
+    ) -> Callable[[NDArray[Any]], NDArray[Any]]:
+        """A ``rerank`` callback for :func:`~services.learning.protocol.two_stage`."""
+
+        def rerank(candidates: NDArray[Any]) -> NDArray[Any]:
+            return np.concatenate(
+                [
+                    self(
+                        history_ids[start : start + batch_size],
+                        candidates[start : start + batch_size],
+                        contexts[start : start + batch_size],
+                    )
+                    for start in range(0, len(candidates), batch_size)
+                ]
+            )
+
+        return rerank
+
+
+def max_abs_difference(
+    ranker: Ranker, onnx_ranker: OnnxRanker, inputs: tuple[NDArray[Any], NDArray[Any], NDArray[Any]]
+) -> float:
+    """Largest |torch - onnx| score difference on ``inputs`` (history, candidates, context)."""
+    ranker.eval()
+    with torch.no_grad():
+        expected = ranker(*(torch.from_numpy(array) for array in inputs)).numpy()
+    return float(np.abs(expected - onnx_ranker(*inputs)).max())

@@ -1,0 +1,126 @@
+"""Ranking: target attention from candidates to a once-encoded history, then an MLP.
+
+Per request the history goes through a small causal transformer once; each candidate
+then attends to the encoded history (one query per candidate) and an MLP scores
+[candidate, attended history, candidate * user, user, context]. All per-candidate work
+is batched matrix products, most of it in Linear layers that INT8 quantization speeds up.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from services.learning.layers import ItemEncoder, SequenceEncoder
+from services.learning.signature import CONTEXT_DIM, HISTORY_LEN
+
+__all__ = ["Ranker", "RankerConfig"]
+
+
+@dataclass(frozen=True, slots=True)
+class RankerConfig:
+    dim: int = 64
+    layers: int = 2
+    heads: int = 2
+    max_len: int = HISTORY_LEN
+    dropout: float = 0.3
+    id_dropout: float = 0.1
+    use_text: bool = True
+    hidden: int = 256
+    positions: int = 8
+    """Target positions sampled per sequence and step for the candidate loss."""
+    hard_negatives: int = 32
+    """Negatives per position drawn from the retrieval model's top list."""
+    random_negatives: int = 31
+    epochs: int = 200
+    batch_size: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    eval_every: int = 5
+    patience: int = 3
+    max_seconds: float = 200.0
+
+
+class Ranker(nn.Module):
+    def __init__(
+        self, config: RankerConfig, item_category: torch.Tensor, text_table: torch.Tensor | None
+    ) -> None:
+        super().__init__()
+        self.config = config
+        dim = config.dim
+        self.items = ItemEncoder(
+            dim, item_category, text_table if config.use_text else None, config.id_dropout
+        )
+        self.encoder = SequenceEncoder(
+            dim, config.layers, config.heads, config.max_len, config.dropout
+        )
+        self.query = nn.Linear(dim, dim)
+        self.key = nn.Linear(dim, dim)
+        self.value = nn.Linear(dim, dim)
+        self.context = nn.Linear(CONTEXT_DIM, dim)
+        self.head = nn.Sequential(
+            nn.Linear(5 * dim, config.hidden),
+            nn.ReLU(),
+            nn.Dropout(config.dropout),
+            nn.Linear(config.hidden, config.hidden // 4),
+            nn.ReLU(),
+            nn.Linear(config.hidden // 4, 1),
+        )
+
+    def encode(self, history: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
+        """History item vectors [B, L, dim] and padding [B, L] -> hidden states [B, L, dim]."""
+        hidden: torch.Tensor = self.encoder(history, pad)
+        return hidden
+
+    def score(
+        self,
+        hidden: torch.Tensor,
+        visible: torch.Tensor,
+        positions: torch.Tensor,
+        candidates: torch.Tensor,
+        context: torch.Tensor,
+    ) -> torch.Tensor:
+        """Scores [B, S, C] for candidates [B, S, C, dim] at S positions of each history.
+
+        ``visible`` [B, S, L] says which history states position s may attend to,
+        ``positions`` [B, S] the index of the user state, ``context`` is [B, S, CONTEXT_DIM].
+        """
+        b, s, c, dim = candidates.shape
+        user = torch.gather(hidden, 1, positions.unsqueeze(-1).expand(b, s, dim))
+        queries = self.query(candidates).reshape(b, s * c, dim)
+        logits = (queries @ self.key(hidden).transpose(1, 2)).reshape(b, s, c, -1)
+        bias = torch.zeros(visible.shape, device=hidden.device).masked_fill(~visible, -1e9)
+        weights = torch.softmax(logits / math.sqrt(dim) + bias.unsqueeze(2), dim=-1)
+        attended = (weights.reshape(b, s * c, -1) @ self.value(hidden)).reshape(b, s, c, dim)
+        user = user.unsqueeze(2).expand(b, s, c, dim)
+        ctx = self.context(context).unsqueeze(2).expand(b, s, c, dim)
+        interaction = candidates * user
+        features = torch.cat([candidates, attended, interaction, user, ctx], dim=-1)
+        scores: torch.Tensor = self.head(features).squeeze(-1) + interaction.sum(-1)
+        return scores
+
+    def score_vectors(
+        self,
+        history: torch.Tensor,
+        pad: torch.Tensor,
+        candidates: torch.Tensor,
+        context: torch.Tensor,
+    ) -> torch.Tensor:
+        """Serving form: scores [B, C] after the whole history (user state = last position)."""
+        hidden = self.encode(history, pad)
+        last = torch.full(
+            (hidden.shape[0], 1), hidden.shape[1] - 1, dtype=torch.long, device=hidden.device
+        )
+        return self.score(
+            hidden, (~pad).unsqueeze(1), last, candidates.unsqueeze(1), context.unsqueeze(1)
+        ).squeeze(1)
+
+    def forward(
+        self, history_ids: torch.Tensor, candidate_ids: torch.Tensor, context: torch.Tensor
+    ) -> torch.Tensor:
+        return self.score_vectors(
+            self.items(history_ids), history_ids == 0, self.items(candidate_ids), context
+        )

@@ -1,0 +1,376 @@
+"""Training: the retrieval model, the ranker on top of it, and BPR, with model selection
+on the validation items of the leave-one-out split.
+
+Library entry point for retraining workers: :func:`train_pipeline`.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from torch import nn
+
+from services.datasets.schema import Dataset
+from services.learning.baselines import BPR, BPRConfig
+from services.learning.metrics import ndcg, target_ranks
+from services.learning.protocol import LeaveOneOut, mask_seen, stage_inputs, two_stage
+from services.learning.ranker_model import Ranker, RankerConfig
+from services.learning.retrieval_model import RetrievalConfig, RetrievalModel
+from services.learning.sequences import FIRST_ITEM_INDEX, ItemVocab, context_vector, pad_left
+from services.learning.signature import CONTEXT_DIM
+from services.learning.text import TextConfig
+
+__all__ = [
+    "PipelineConfig",
+    "TrainedArtifacts",
+    "TrainingSequences",
+    "rerank_with_ranker",
+    "seed_everything",
+    "train_bpr",
+    "train_pipeline",
+    "train_ranker",
+    "train_retrieval",
+    "training_sequences",
+]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineConfig:
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    ranker: RankerConfig = field(default_factory=RankerConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    use_text: bool = True
+    """Overrides ``use_text`` of both models (the "notext" ablation sets it False)."""
+    candidates: int = 200
+    """How many retrieval results the ranker reorders."""
+    seed: int = 0
+
+
+@dataclass(slots=True)
+class TrainedArtifacts:
+    vocab: ItemVocab
+    retrieval: RetrievalModel
+    ranker: Ranker
+    config: PipelineConfig
+    seconds: dict[str, float]
+    """Training wall time per model."""
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingSequences:
+    """Next-item training data: ``targets[:, t]`` follows ``inputs[:, :t+1]``."""
+
+    inputs: NDArray[Any]
+    """int64 [users, max_len], left-padded."""
+    targets: NDArray[Any]
+    contexts: NDArray[Any]
+    """float32 [users, max_len, CONTEXT_DIM]: the request context of each target."""
+    lengths: NDArray[Any]
+
+    def batches(self, batch_size: int, rng: np.random.Generator) -> Iterator[NDArray[Any]]:
+        """Row indices of similar-length users, batches in random order (less padding)."""
+        order = np.argsort(self.lengths + rng.random(len(self.lengths)), kind="stable")
+        chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        for chunk in rng.permutation(len(chunks)):
+            yield chunks[chunk]
+
+    def take(self, rows: NDArray[Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Inputs, targets and contexts of ``rows``, trimmed to their longest sequence."""
+        width = max(int(self.lengths[rows].max()), 1)
+        return (
+            torch.from_numpy(self.inputs[rows, -width:]),
+            torch.from_numpy(self.targets[rows, -width:]),
+            torch.from_numpy(self.contexts[rows, -width:]),
+        )
+
+
+def training_sequences(split: LeaveOneOut, max_len: int) -> TrainingSequences:
+    data = split.train_sequences()
+    contexts = np.zeros((len(data), max_len, CONTEXT_DIM), dtype=np.float32)
+    for row, (items, times) in enumerate(data):
+        tail = range(max(1, len(items) - max_len), len(items))
+        for column, t in enumerate(tail, start=max_len - len(tail)):
+            contexts[row, column] = context_vector(times[t], times[t - 1])
+    return TrainingSequences(
+        inputs=pad_left([items[:-1] for items, _ in data], max_len),
+        targets=pad_left([items[1:] for items, _ in data], max_len),
+        contexts=contexts,
+        lengths=np.array([min(max(len(items) - 1, 0), max_len) for items, _ in data]),
+    )
+
+
+def seed_everything(seed: int) -> np.random.Generator:
+    random.seed(seed)
+    torch.manual_seed(seed)
+    return np.random.default_rng(seed)
+
+
+class _Schedule(Protocol):
+    @property
+    def epochs(self) -> int: ...
+    @property
+    def lr(self) -> float: ...
+    @property
+    def weight_decay(self) -> float: ...
+    @property
+    def eval_every(self) -> int: ...
+    @property
+    def patience(self) -> int: ...
+    @property
+    def max_seconds(self) -> float: ...
+
+
+def _fit(
+    name: str,
+    model: nn.Module,
+    schedule: _Schedule,
+    epoch_losses: Callable[[], Iterator[torch.Tensor]],
+    validate: Callable[[], float],
+) -> float:
+    """Adam with early stopping on ``validate`` (higher is better); keeps the best weights.
+
+    Returns the wall time in seconds.
+    """
+    from tqdm import tqdm
+
+    optimizer = torch.optim.Adam(
+        [p for p in model.parameters() if p.requires_grad],
+        lr=schedule.lr,
+        weight_decay=schedule.weight_decay,
+    )
+    start = time.perf_counter()
+    best, best_state, stale = -1.0, copy.deepcopy(model.state_dict()), 0
+    bar = tqdm(range(schedule.epochs), desc=name, unit="epoch", leave=False)
+    for epoch in bar:
+        model.train()
+        for loss in epoch_losses():
+            optimizer.zero_grad()
+            loss.backward()  # type: ignore[no-untyped-call]
+            optimizer.step()
+        out_of_time = time.perf_counter() - start > schedule.max_seconds
+        last = epoch + 1 == schedule.epochs
+        if (epoch + 1) % schedule.eval_every and not (out_of_time or last):
+            continue
+        model.eval()
+        with torch.no_grad():
+            metric = validate()
+        if metric > best:
+            best, best_state, stale = metric, copy.deepcopy(model.state_dict()), 0
+        else:
+            stale += 1
+        bar.set_postfix(valid_ndcg10=f"{metric:.4f}", best=f"{best:.4f}")
+        logger.info("%s epoch %s: valid NDCG@10 %.4f (best %.4f)", name, epoch + 1, metric, best)
+        if stale >= schedule.patience or out_of_time:
+            break
+    model.load_state_dict(best_state)
+    model.eval()
+    return time.perf_counter() - start
+
+
+def _valid_ndcg(split: LeaveOneOut, scores: NDArray[Any]) -> float:
+    inputs = stage_inputs(split, "valid", 1)
+    return ndcg(target_ranks(mask_seen(scores, inputs.histories), inputs.targets), 10)
+
+
+def _tensors(
+    split: LeaveOneOut, text_table: NDArray[Any] | None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    category = torch.from_numpy(split.vocab.item_category)
+    return category, torch.from_numpy(text_table) if text_table is not None else None
+
+
+def train_retrieval(
+    split: LeaveOneOut, text_table: NDArray[Any] | None, config: RetrievalConfig, seed: int = 0
+) -> tuple[RetrievalModel, float]:
+    """The retrieval model (best validation NDCG@10) and its training seconds."""
+    rng = seed_everything(seed)
+    model = RetrievalModel(config, *_tensors(split, text_table))
+    data = training_sequences(split, config.max_len)
+    valid = stage_inputs(split, "valid", config.max_len)
+
+    def losses() -> Iterator[torch.Tensor]:
+        for rows in data.batches(config.batch_size, rng):
+            inputs, targets, _ = data.take(rows)
+            yield model.loss(inputs, targets)
+
+    seconds = _fit(
+        "retrieval",
+        model,
+        config,
+        losses,
+        lambda: _valid_ndcg(split, model.score_all(valid.history_ids)),
+    )
+    return model, seconds
+
+
+def _candidate_loss(
+    ranker: Ranker,
+    retrieval: RetrievalModel,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    contexts: torch.Tensor,
+    rng: np.random.Generator,
+) -> torch.Tensor:
+    """Full-softmax loss of the ranker's user states plus a listwise loss over sampled
+    candidates (retrieval hard negatives and random ones) at random target positions."""
+    config = ranker.config
+    table = ranker.items.table()
+    hidden = ranker.encode(ranker.items(inputs), inputs == 0)
+    mask = targets != 0
+    logits = hidden[mask] @ table.T
+    logits[:, :FIRST_ITEM_INDEX] = -1e9
+    full = nn.functional.cross_entropy(logits, targets[mask])
+
+    b, length = inputs.shape
+    valid_from = (length - mask.sum(1)).numpy()
+    positions = torch.from_numpy(
+        (valid_from[:, None] + rng.random((b, config.positions)) * (length - valid_from[:, None]))
+        .astype(np.int64)
+        .clip(0, length - 1)
+    )
+    positives = torch.gather(targets, 1, positions)
+    with torch.no_grad():
+        states = torch.gather(
+            retrieval.hidden(inputs), 1, positions.unsqueeze(-1).expand(-1, -1, hidden.shape[-1])
+        )
+        retrieval_scores = states @ retrieval.item_matrix().T
+        retrieval_scores[..., :FIRST_ITEM_INDEX] = -1e9
+        retrieval_scores.scatter_(2, positives.unsqueeze(-1), -1e9)
+        hard = retrieval_scores.topk(config.hard_negatives, dim=-1).indices
+    random_ids = torch.from_numpy(
+        rng.integers(
+            FIRST_ITEM_INDEX, table.shape[0], (b, config.positions, config.random_negatives)
+        )
+    )
+    candidates = torch.cat([positives.unsqueeze(-1), hard, random_ids], dim=-1)
+    visible = (torch.arange(length)[None, None, :] <= positions.unsqueeze(-1)) & ~(
+        inputs == 0
+    ).unsqueeze(1)
+    context = torch.gather(contexts, 1, positions.unsqueeze(-1).expand(-1, -1, CONTEXT_DIM))
+    scores = ranker.score(hidden, visible, positions, table[candidates], context)
+    duplicate = torch.cat(
+        [
+            torch.zeros_like(positives, dtype=torch.bool).unsqueeze(-1),
+            candidates[..., 1:] == positives.unsqueeze(-1),
+        ],
+        dim=-1,
+    )
+    scores = scores.masked_fill(duplicate, -1e9)
+    listwise = nn.functional.cross_entropy(
+        scores.reshape(-1, scores.shape[-1]),
+        torch.zeros(scores.numel() // scores.shape[-1], dtype=torch.long),
+    )
+    return full + listwise
+
+
+def rerank_with_ranker(
+    ranker: Ranker, history_ids: NDArray[Any], contexts: NDArray[Any], batch_size: int = 64
+) -> Callable[[NDArray[Any]], NDArray[Any]]:
+    """A ``rerank`` callback for :func:`~services.learning.protocol.two_stage`."""
+
+    @torch.no_grad()
+    def rerank(candidates: NDArray[Any]) -> NDArray[Any]:
+        ranker.eval()
+        out = []
+        for start in range(0, len(candidates), batch_size):
+            rows = slice(start, start + batch_size)
+            scores = ranker(
+                torch.from_numpy(history_ids[rows]),
+                torch.from_numpy(candidates[rows]),
+                torch.from_numpy(contexts[rows]),
+            )
+            out.append(scores.numpy())
+        return np.concatenate(out)
+
+    return rerank
+
+
+def train_ranker(
+    split: LeaveOneOut,
+    text_table: NDArray[Any] | None,
+    retrieval: RetrievalModel,
+    config: RankerConfig,
+    candidates: int = 200,
+    seed: int = 0,
+) -> tuple[Ranker, float]:
+    """The ranker, selected by validation NDCG@10 of the two-stage ranking."""
+    rng = seed_everything(seed)
+    ranker = Ranker(config, *_tensors(split, text_table))
+    retrieval.eval()
+    data = training_sequences(split, config.max_len)
+    valid = stage_inputs(split, "valid", config.max_len)
+    first_stage = mask_seen(retrieval.score_all(valid.history_ids), valid.histories)
+
+    def losses() -> Iterator[torch.Tensor]:
+        for rows in data.batches(config.batch_size, rng):
+            yield _candidate_loss(ranker, retrieval, *data.take(rows), rng)
+
+    def validate() -> float:
+        rerank = rerank_with_ranker(ranker, valid.history_ids, valid.contexts)
+        return ndcg(target_ranks(two_stage(first_stage, rerank, candidates), valid.targets), 10)
+
+    seconds = _fit("ranker", ranker, config, losses, validate)
+    return ranker, seconds
+
+
+def train_bpr(split: LeaveOneOut, config: BPRConfig, seed: int = 0) -> tuple[BPR, float]:
+    rng = seed_everything(seed)
+    sequences = split.train_sequences()
+    model = BPR(config, len(sequences), split.vocab.size)
+    pairs = np.array(
+        [(row, item) for row, (items, _) in enumerate(sequences) for item in items], dtype=np.int64
+    )
+    seconds = _fit(
+        "bpr",
+        model,
+        config,
+        lambda: model.epoch_losses(pairs, rng, FIRST_ITEM_INDEX),
+        lambda: _valid_ndcg(split, model.score_all(len(split.users))),
+    )
+    return model, seconds
+
+
+def train_pipeline(
+    dataset: Dataset, config: PipelineConfig, text_table: NDArray[Any] | None = None
+) -> TrainedArtifacts:
+    """Retrieval then ranker on ``dataset``'s leave-one-out training part.
+
+    ``text_table`` (from :func:`services.learning.text.item_text_table`) is computed
+    when ``config.use_text`` and it is not given.
+    """
+    from dataclasses import replace
+
+    from services.learning.protocol import leave_one_out
+    from services.learning.sequences import build_vocab
+    from services.learning.text import item_text_table
+
+    vocab = build_vocab(dataset.items)
+    split = leave_one_out(dataset, vocab)
+    if config.use_text and text_table is None:
+        text_table = item_text_table(vocab, dataset.items, config.text)
+    table = text_table if config.use_text else None
+    retrieval, retrieval_seconds = train_retrieval(
+        split, table, replace(config.retrieval, use_text=config.use_text), config.seed
+    )
+    ranker, ranker_seconds = train_ranker(
+        split,
+        table,
+        retrieval,
+        replace(config.ranker, use_text=config.use_text),
+        config.candidates,
+        config.seed,
+    )
+    return TrainedArtifacts(
+        vocab, retrieval, ranker, config, {"retrieval": retrieval_seconds, "ranker": ranker_seconds}
+    )

@@ -1,0 +1,86 @@
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+from services.learning.baselines import BPRConfig, covisitation_matrix, covisitation_scores
+from services.learning.protocol import LeaveOneOut, stage_inputs
+from services.learning.ranker_model import RankerConfig
+from services.learning.retrieval_model import RetrievalConfig
+from services.learning.train import train_bpr, train_ranker, train_retrieval
+
+TINY_RETRIEVAL = RetrievalConfig(
+    dim=16, layers=1, heads=2, max_len=12, epochs=3, batch_size=8, eval_every=1, patience=5
+)
+TINY_RANKER = RankerConfig(
+    dim=16,
+    layers=1,
+    heads=2,
+    max_len=12,
+    hidden=32,
+    positions=2,
+    hard_negatives=4,
+    random_negatives=3,
+    epochs=2,
+    batch_size=8,
+    eval_every=1,
+    patience=5,
+)
+
+
+def _state(model: torch.nn.Module) -> dict[str, np.ndarray]:
+    return {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
+
+
+def test_retrieval_training_is_deterministic_per_seed(
+    split: LeaveOneOut, text_table: np.ndarray
+) -> None:
+    first, _ = train_retrieval(split, text_table, TINY_RETRIEVAL, seed=3)
+    second, _ = train_retrieval(split, text_table, TINY_RETRIEVAL, seed=3)
+    other, _ = train_retrieval(split, text_table, TINY_RETRIEVAL, seed=4)
+    histories = stage_inputs(split, "test", TINY_RETRIEVAL.max_len).history_ids
+    a, b, c = _state(first), _state(second), _state(other)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert np.array_equal(first.score_all(histories), second.score_all(histories))
+    assert not np.array_equal(a["items.ids.weight"], c["items.ids.weight"])
+
+
+def test_retrieval_learns_the_sequential_pattern(split: LeaveOneOut) -> None:
+    config = replace(TINY_RETRIEVAL, epochs=30, eval_every=30, dropout=0.0, lr=1e-2)
+    model, _ = train_retrieval(split, None, config, seed=0)
+    test = stage_inputs(split, "test", config.max_len)
+    scores = model.score_all(test.history_ids)
+    hits = (np.argsort(-scores, axis=1)[:, :5] == test.targets[:, None]).any(axis=1)
+    assert hits.mean() > 0.5
+
+
+def test_ranker_training_is_deterministic_per_seed(
+    split: LeaveOneOut, text_table: np.ndarray
+) -> None:
+    retrieval, _ = train_retrieval(split, text_table, TINY_RETRIEVAL, seed=0)
+    first, _ = train_ranker(split, text_table, retrieval, TINY_RANKER, candidates=10, seed=1)
+    second, _ = train_ranker(split, text_table, retrieval, TINY_RANKER, candidates=10, seed=1)
+    a, b = _state(first), _state(second)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    history = torch.from_numpy(stage_inputs(split, "test", TINY_RANKER.max_len).history_ids[:4])
+    candidates = torch.arange(2, 12).repeat(4, 1)
+    context = torch.zeros(4, 8)
+    with torch.no_grad():
+        assert torch.equal(
+            first(history, candidates, context), second(history, candidates, context)
+        )
+
+
+def test_bpr_is_deterministic_per_seed(split: LeaveOneOut) -> None:
+    config = BPRConfig(dim=8, epochs=2, batch_size=64, eval_every=1)
+    first, _ = train_bpr(split, config, seed=0)
+    second, _ = train_bpr(split, config, seed=0)
+    assert np.array_equal(first.score_all(5), second.score_all(5))
+
+
+def test_covisitation_scores_neighbours_of_recent_items() -> None:
+    matrix = covisitation_matrix([(2, 3, 4), (2, 3)], vocab_size=6, window=1)
+    assert matrix[2, 3] == 2 / np.sqrt(2)
+    assert matrix[2, 4] == 0.0
+    scores = covisitation_scores(matrix, [(4,)])
+    assert scores[0].argmax() == 3
