@@ -74,44 +74,49 @@ class EventStorage(Protocol):
         ...
 
 
-def _id_problem(value: str, name: str, *, required: bool = True) -> str | None:
-    if not value:
-        return f"{name} must not be empty" if required else None
-    if len(value) > MAX_ID_LENGTH:
-        return f"{name} must be at most {MAX_ID_LENGTH} characters"
-    if not value.isprintable():
-        return f"{name} must contain printable characters only"
+_TEXT_FIELDS = (
+    ("event_id", True),
+    ("user_id", True),
+    ("product_id", True),
+    ("recommendation_id", False),
+    ("model_version", False),
+    ("session_id", False),
+)
+_RATING = int(EventType.RATING)
+_LAST_TYPE = max(EventType)
+
+
+def _text_problem(texts: tuple[str, ...]) -> str | None:
+    for value, (name, required) in zip(texts, _TEXT_FIELDS, strict=True):
+        if not value:
+            if required:
+                return f"{name} must not be empty"
+        elif len(value) > MAX_ID_LENGTH:
+            return f"{name} must be at most {MAX_ID_LENGTH} characters"
+        elif not value.isprintable():
+            return f"{name} must contain printable characters only"
     return None
 
 
 def event_problem(row: EventRow, latest_us: int) -> str | None:
-    """Why the event cannot be stored, or None; `latest_us` bounds occurred_at."""
-    (
-        event_id,
-        user_id,
-        product_id,
-        event_type,
-        occurred_us,
-        rating,
-        rec,
-        model,
-        pos,
-        session,
-        dev,
-    ) = row
-    problem = (
-        _id_problem(event_id, "event_id")
-        or _id_problem(user_id, "user_id")
-        or _id_problem(product_id, "product_id")
-        or _id_problem(rec, "recommendation_id", required=False)
-        or _id_problem(model, "model_version", required=False)
-        or _id_problem(session, "session_id", required=False)
-    )
-    if problem:
-        return problem
-    if not EventType.IMPRESSION <= event_type <= EventType.RATING:
-        return f"event_type must be one of 1-5, got {event_type}"
-    if event_type == EventType.RATING:
+    """Why the event cannot be stored, or None; `latest_us` bounds occurred_at.
+
+    Runs once per event on the ingestion path, hence the single combined check
+    of the text fields before the field-by-field explanation.
+    """
+    event_id, user_id, product_id, kind, occurred_us, rating, rec, model, pos, session, dev = row
+    texts = (event_id, user_id, product_id, rec, model, session)
+    if not (
+        event_id
+        and user_id
+        and product_id
+        and max(map(len, texts)) <= MAX_ID_LENGTH
+        and "".join(texts).isprintable()
+    ):
+        return _text_problem(texts)
+    if not 1 <= kind <= _LAST_TYPE:
+        return f"event_type must be one of 1-{_LAST_TYPE}, got {kind}"
+    if kind == _RATING:
         if not (math.isfinite(rating) and 0.0 <= rating <= config.MAX_RATING):
             return f"rating must be between 0 and {config.MAX_RATING:g} for a rating event"
     elif rating != 0.0:
