@@ -2,7 +2,7 @@
 
 ``config.pbtxt`` is written from a typed ``ModelConfig`` (``text_format``), never by hand;
 tests parse it back. Tensors follow :mod:`services.learning.signature`, batch dimension
-first (``max_batch_size`` > 0, so Triton adds it), the candidate dimension dynamic (-1).
+first, the candidate dimension dynamic (-1).
 
 **cpu** (``magpie up``, tests, the committed ``model_repository/``): the Python backend
 (the only backend in the ``nvidia-pytriton`` wheel) whose ``model.py`` runs the version's
@@ -17,16 +17,24 @@ for anything TensorRT cannot build), ``KIND_GPU`` instances. Generated with
 ``model_repository/``, which the CPU server scans, and nothing renders it into git.
 
 Batching and shapes. One request is one user: ``history_ids`` [1, HISTORY_LEN],
-``candidate_ids`` [1, C], ``context`` [1, CONTEXT_DIM]. Triton's dynamic batcher only
-merges requests whose non-batch shapes are equal, and candidate counts differ per
-request, so the client pads ``candidate_ids`` to a multiple of ``CANDIDATE_BUCKET``
-(:func:`services.modelstore.client.pad_candidates`; padding scores are dropped) — then
-concurrent users at the usual ~500 candidates share one shape and one batch. Requests of
-other shapes are still correct: they are simply batched apart (``model.py`` also groups
-the requests of one ``execute`` call by shape). ``max_queue_delay_microseconds`` bounds
-the latency added by waiting for a batch well below the ranking deadline
-(``triton_timeout_seconds``, 200 ms); ``max_batch_size 0`` (no batching) was rejected
-because under load the batched matrix products amortise the per-call overhead.
+``candidate_ids`` [1, C], ``context`` [1, CONTEXT_DIM]; the client pads C to a multiple of
+``CANDIDATE_BUCKET`` (:func:`services.modelstore.client.pad_candidates`; padding scores
+are dropped), so requests come in a few shapes.
+
+* cpu: ``max_batch_size: 0`` (dims carry their own batch dimension, -1) and no dynamic
+  batching. The INT8 ranker is *dynamically* quantized: activation scales are computed
+  per tensor at run time, so concatenating users would make each user's scores depend on
+  who else is in the batch (measured on the test model: 5e-3 absolute, enough to swap
+  near-ties; padding, all-zero rows, changes nothing) — a ranking must be a function of
+  its own request. Batching would
+  also gain little on CPU: 8 users x 500 candidates cost about 8 single requests; it
+  saves only the ~1 ms Python-backend hop per call. Each request is one ONNX Runtime run,
+  bit-for-bit what the in-process ``OnnxRanker`` computes on the same tensors.
+* gpu: ``max_batch_size: 64`` with dynamic batching (preferred 16/32/64, at most 500 us
+  of queueing, well below the 200 ms ranking deadline ``triton_timeout_seconds``). FP16
+  math has no data-dependent scales, and on a GPU batching is where throughput comes
+  from. The dynamic batcher only merges requests of equal shape, which the candidate
+  buckets provide; other shapes are still answered, batched apart.
 
 Versions: ``version_policy: latest { num_versions: 1 }``. Explicit model control
 (``load_model``) after a new version directory lands loads it while the old version
@@ -81,21 +89,19 @@ CANDIDATE_BUCKET = 64
 
 @dataclass(frozen=True, slots=True)
 class TritonTarget:
-    """Knobs of one deployment target; the defaults are the ones shipped."""
+    """Knobs of one deployment target; ``max_batch_size`` 0 means no batching."""
 
     max_batch_size: int
-    preferred_batch_sizes: tuple[int, ...]
-    max_queue_delay_us: int
     instances: int
+    preferred_batch_sizes: tuple[int, ...] = ()
+    max_queue_delay_us: int = 0
     intra_op_threads: int = 2
 
 
 TARGETS: dict[Target, TritonTarget] = {
-    "cpu": TritonTarget(
-        max_batch_size=8, preferred_batch_sizes=(4, 8), max_queue_delay_us=1000, instances=1
-    ),
+    "cpu": TritonTarget(max_batch_size=0, instances=1, intra_op_threads=2),
     "gpu": TritonTarget(
-        max_batch_size=64, preferred_batch_sizes=(16, 32, 64), max_queue_delay_us=500, instances=2
+        max_batch_size=64, instances=2, preferred_batch_sizes=(16, 32, 64), max_queue_delay_us=500
     ),
 }
 
@@ -113,12 +119,14 @@ def model_config(name: str, target: Target, knobs: TritonTarget | None = None) -
     knobs = knobs or TARGETS[target]
     config = mc.ModelConfig(name=name, max_batch_size=knobs.max_batch_size)
     config.version_policy.latest.num_versions = 1
+    batch = [] if knobs.max_batch_size else [-1]
     for tensor_name, dtype, dims in _INPUTS:
-        config.input.add(name=tensor_name, data_type=dtype, dims=dims)
+        config.input.add(name=tensor_name, data_type=dtype, dims=batch + dims)
     for tensor_name, dtype, dims in _OUTPUTS:
-        config.output.add(name=tensor_name, data_type=dtype, dims=dims)
-    config.dynamic_batching.preferred_batch_size.extend(knobs.preferred_batch_sizes)
-    config.dynamic_batching.max_queue_delay_microseconds = knobs.max_queue_delay_us
+        config.output.add(name=tensor_name, data_type=dtype, dims=batch + dims)
+    if knobs.max_batch_size:
+        config.dynamic_batching.preferred_batch_size.extend(knobs.preferred_batch_sizes)
+        config.dynamic_batching.max_queue_delay_microseconds = knobs.max_queue_delay_us
     if target == "cpu":
         config.backend = "python"
         config.instance_group.add(count=knobs.instances, kind=mc.ModelInstanceGroup.KIND_CPU)

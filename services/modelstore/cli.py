@@ -1,0 +1,139 @@
+"""``magpie model ...``: the registry and the Triton repository from the command line.
+
+    magpie model list                       versions, status, metrics
+    magpie model promote VERSION            publish to Triton, then mark promoted
+    magpie model rollback                   back to the previously promoted version
+    magpie model triton-config --target cpu|gpu --out DIR
+
+``promote`` and ``rollback`` publish first (validated, loaded by a running Triton at
+``MAGPIE_TRITON_ADDR`` with no dropped request) and commit the registry change only if
+that worked, in one transaction. With no Triton running, the version lands in the
+repository and is loaded when Triton starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from urllib.parse import urlparse
+
+import psycopg2
+
+from services.common.db import Connection
+from services.common.settings import Settings, load_settings
+from services.modelstore import registry
+from services.modelstore.triton_repo import CONFIG_FILE, TARGETS, write_model_dir
+
+__all__ = ["add_commands", "bundle_path", "promote_and_publish"]
+
+logger = logging.getLogger(__name__)
+
+
+def bundle_path(artifact_uri: str) -> Path:
+    """The bundle directory of a registry ``artifact_uri`` (a path or a file:// URI)."""
+    parsed = urlparse(artifact_uri)
+    return Path(parsed.path if parsed.scheme == "file" else artifact_uri)
+
+
+def _triton_live(addr: str) -> bool:
+    import tritonclient.grpc as grpcclient
+
+    client = grpcclient.InferenceServerClient(addr)
+    try:
+        return bool(client.is_server_live(client_timeout=1.0))
+    except Exception:  # noqa: BLE001 - any failure means no server to talk to
+        return False
+    finally:
+        client.close()
+
+
+def _publish(settings: Settings, row: registry.ModelVersion) -> None:
+    from services.modelstore.publish import publish
+
+    addr = settings.triton_addr if _triton_live(settings.triton_addr) else None
+    if addr is None:
+        logger.warning("no Triton at %s: version lands on disk only", settings.triton_addr)
+    publish(
+        bundle_path(row.artifact_uri),
+        row.version,
+        Path(settings.model_repository),
+        settings.triton_model,
+        triton_addr=addr,
+    )
+
+
+def promote_and_publish(
+    conn: Connection, settings: Settings, name: str, version: int | None
+) -> registry.ModelVersion:
+    """Promote ``version`` (``None``: roll back) and publish it, in ``conn``'s transaction."""
+    row = (
+        registry.rollback(conn, name) if version is None else registry.promote(conn, name, version)
+    )
+    _publish(settings, row)
+    return row
+
+
+@contextlib.contextmanager
+def _connection(settings: Settings) -> Iterator[Connection]:
+    with contextlib.closing(psycopg2.connect(settings.database_url)) as conn, conn:
+        yield conn
+
+
+def _list(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    with _connection(settings) as conn:
+        rows = registry.list_versions(conn, args.name)
+    print(f"{'version':>7}  {'status':<9}  {'created':<16}  {'promoted':<16}  metrics")
+    for row in rows:
+        promoted = row.promoted_at.strftime("%Y-%m-%d %H:%M") if row.promoted_at else "-"
+        print(
+            f"{row.version:>7}  {row.status:<9}  {row.created_at:%Y-%m-%d %H:%M}  "
+            f"{promoted:<16}  {json.dumps(row.metrics, sort_keys=True)}"
+        )
+    return 0
+
+
+def _promote(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    with _connection(settings) as conn:
+        row = promote_and_publish(conn, settings, args.name, getattr(args, "version", None))
+    print(f"{args.name} version {row.version} promoted and published")
+    return 0
+
+
+def _triton_config(args: argparse.Namespace) -> int:
+    name = args.name_override or load_settings().triton_model
+    directory = write_model_dir(args.out, name, args.target)
+    print(f"wrote {directory / CONFIG_FILE} for {args.target}")
+    return 0
+
+
+def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``magpie model list|promote|rollback|triton-config``."""
+    model = subparsers.add_parser("model", help="model registry and Triton repository")
+    commands = model.add_subparsers(dest="model_command", required=True)
+
+    def command(
+        name: str, text: str, run: Callable[[argparse.Namespace], int]
+    ) -> argparse.ArgumentParser:
+        parser = commands.add_parser(name, help=text)
+        parser.add_argument("--name", default=registry.DEFAULT_MODEL, help="registry model name")
+        parser.set_defaults(run=run)
+        return parser
+
+    command("list", "list versions", _list)
+    promote = command("promote", "publish a version to Triton and promote it", _promote)
+    promote.add_argument("version", type=int)
+    command("rollback", "promote and publish the previously promoted version", _promote)
+
+    config = commands.add_parser("triton-config", help="write the ranker's Triton config")
+    config.add_argument("--target", choices=sorted(TARGETS), default="cpu")
+    config.add_argument("--out", type=Path, required=True, help="model repository directory")
+    config.add_argument(
+        "--model", dest="name_override", default=None, help="default: MAGPIE_TRITON_MODEL"
+    )
+    config.set_defaults(run=_triton_config)

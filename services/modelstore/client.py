@@ -1,0 +1,86 @@
+"""Scoring candidates with the Triton-served ranker, for the ranking service.
+
+One call scores one user's candidates. The candidate list is padded with ``PAD_INDEX``
+to a multiple of ``CANDIDATE_BUCKET`` so concurrent requests share a shape and Triton's
+dynamic batcher can merge them (see :mod:`services.modelstore.triton_repo`); the padding
+scores are dropped before returning.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import tritonclient.grpc as grpcclient
+import tritonclient.grpc.aio as aioclient
+from numpy.typing import NDArray
+from tritonclient.utils import InferenceServerException
+
+from services.common.errors import DeadlineExceeded, Unavailable
+from services.learning.signature import CANDIDATE_IDS, CONTEXT, HISTORY_IDS, PAD_INDEX, SCORES
+from services.modelstore.triton_repo import CANDIDATE_BUCKET
+
+__all__ = ["RankerClient", "infer_inputs", "pad_candidates"]
+
+
+def pad_candidates(candidate_ids: NDArray[Any], bucket: int = CANDIDATE_BUCKET) -> NDArray[Any]:
+    """int64 [rows, ceil(C / bucket) * bucket]: ``candidate_ids`` right-padded with PAD."""
+    rows, count = candidate_ids.shape
+    width = max(-(-count // bucket) * bucket, bucket)
+    padded = np.full((rows, width), PAD_INDEX, dtype=np.int64)
+    padded[:, :count] = candidate_ids
+    return padded
+
+
+def infer_inputs(
+    history_ids: NDArray[Any], candidate_ids: NDArray[Any], context: NDArray[Any]
+) -> list[grpcclient.InferInput]:
+    """Triton inputs for ``history_ids`` [B, HISTORY_LEN], ``candidate_ids`` [B, C] and
+    ``context`` [B, CONTEXT_DIM] (no padding applied here)."""
+    inputs = []
+    for name, array, dtype in (
+        (HISTORY_IDS, history_ids.astype(np.int64), "INT64"),
+        (CANDIDATE_IDS, candidate_ids.astype(np.int64), "INT64"),
+        (CONTEXT, context.astype(np.float32), "FP32"),
+    ):
+        tensor = grpcclient.InferInput(name, list(array.shape), dtype)
+        tensor.set_data_from_numpy(np.ascontiguousarray(array))
+        inputs.append(tensor)
+    return inputs
+
+
+class RankerClient:
+    """Async client of the ranker model on Triton's gRPC endpoint.
+
+    ``score`` raises ``DeadlineExceeded`` after ``timeout`` seconds and ``Unavailable``
+    when Triton fails; the ranking service falls back to retrieval order on either.
+    """
+
+    def __init__(self, triton_addr: str, model: str, timeout: float) -> None:
+        self._client = aioclient.InferenceServerClient(triton_addr)
+        self._model = model
+        self._timeout = timeout
+
+    async def score(
+        self, history_ids: NDArray[Any], candidate_ids: NDArray[Any], context: NDArray[Any]
+    ) -> tuple[NDArray[Any], str]:
+        """Scores float32 [B, C] for ``candidate_ids`` [B, C], and the model version used."""
+        count = candidate_ids.shape[1]
+        inputs = infer_inputs(history_ids, pad_candidates(candidate_ids), context)
+        try:
+            result = await self._client.infer(
+                self._model,
+                inputs,
+                outputs=[grpcclient.InferRequestedOutput(SCORES)],
+                client_timeout=self._timeout,
+            )
+        except InferenceServerException as error:
+            if "Deadline" in str(error.status()):
+                raise DeadlineExceeded(f"ranker took longer than {self._timeout}s") from error
+            raise Unavailable(f"ranker inference failed: {error.message()}") from error
+        scores = result.as_numpy(SCORES)
+        version = str(result.get_response().model_version)
+        return scores[:, :count], version
+
+    async def close(self) -> None:
+        await self._client.close()

@@ -1,0 +1,74 @@
+"""Bundles written by the writer validate; damaged ones are refused."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from services.modelstore.bundle import (
+    COVISITATION,
+    ITEM_VECTORS,
+    METADATA,
+    RANKER_FP16,
+    RANKER_INT8,
+    REQUIRED_FILES,
+    VOCAB,
+)
+from services.modelstore.validate import InvalidBundle, validate_bundle
+
+
+def test_written_bundle_is_complete_and_valid(bundle: Path) -> None:
+    validate_bundle(bundle)
+    names = {p.name for p in bundle.iterdir()}
+    assert names == {*REQUIRED_FILES, RANKER_FP16}
+    metadata = json.loads((bundle / METADATA).read_text())
+    assert metadata["version"] == 1 and metadata["metrics"] == {"ndcg@10": 0.1}
+    vocab_size = len(json.loads((bundle / VOCAB).read_text())["item_ids"]) + 2
+    assert metadata["vocab_size"] == vocab_size == 62
+    with np.load(bundle / COVISITATION) as covisitation:
+        indptr = covisitation["indptr"]
+        assert len(indptr) == vocab_size + 1 and indptr[-1] > 0
+        assert np.diff(indptr).max() <= 50
+    assert not [p for p in bundle.parent.iterdir() if p.name.startswith(".staging")]
+
+
+def _remove_covisitation(path: Path) -> None:
+    (path / COVISITATION).unlink()
+
+
+def _truncate_ranker(path: Path) -> None:
+    data = (path / RANKER_INT8).read_bytes()
+    (path / RANKER_INT8).write_bytes(data[: len(data) // 2])
+
+
+def _shrink_item_vectors(path: Path) -> None:
+    np.save(path / ITEM_VECTORS, np.load(path / ITEM_VECTORS)[:-1])
+
+
+def _break_vocab(path: Path) -> None:
+    (path / VOCAB).write_text("[1, 2")
+
+
+@pytest.mark.parametrize(
+    ("damage", "named"),
+    [
+        (_remove_covisitation, COVISITATION),
+        (_truncate_ranker, RANKER_INT8),
+        (_shrink_item_vectors, ITEM_VECTORS),
+        (_break_vocab, "JSONDecodeError"),
+    ],
+)
+def test_damaged_bundle_is_refused(
+    bundle: Path, tmp_path: Path, damage: Callable[[Path], None], named: str
+) -> None:
+    broken = tmp_path / "1"
+    shutil.copytree(bundle, broken)
+    damage(broken)
+    with pytest.raises(InvalidBundle) as refused:
+        validate_bundle(broken)
+    assert named in str(refused.value)

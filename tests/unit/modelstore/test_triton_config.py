@@ -1,0 +1,109 @@
+"""Generated Triton configs parse back into the intended ModelConfig (both targets)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+from tritonclient.grpc import model_config_pb2 as mc
+
+from services.learning.signature import CONTEXT_DIM, HISTORY_LEN, PAD_INDEX
+from services.modelstore import cli
+from services.modelstore.client import pad_candidates
+from services.modelstore.triton_repo import (
+    CONFIG_FILE,
+    MODEL_PY,
+    MODEL_PY_SOURCE,
+    TARGETS,
+    model_config,
+    read_config,
+    write_model_dir,
+)
+from services.modelstore.writer import covisitation_csr
+
+REPO = Path(__file__).resolve().parents[3]
+COMMITTED = REPO / "model_repository" / "magpie_ranker"
+
+
+def _tensors(fields: object) -> dict[str, tuple[int, list[int]]]:
+    return {t.name: (t.data_type, list(t.dims)) for t in fields}  # type: ignore[attr-defined]
+
+
+def _check_shapes(config: mc.ModelConfig, batch: list[int]) -> None:
+    """``batch`` is [-1] when the dims carry the batch dimension (max_batch_size 0)."""
+    assert _tensors(config.input) == {
+        "history_ids": (mc.TYPE_INT64, [*batch, HISTORY_LEN]),
+        "candidate_ids": (mc.TYPE_INT64, [*batch, -1]),
+        "context": (mc.TYPE_FP32, [*batch, CONTEXT_DIM]),
+    }
+    assert _tensors(config.output) == {"scores": (mc.TYPE_FP32, [*batch, -1])}
+    assert config.version_policy.latest.num_versions == 1
+
+
+def test_committed_cpu_repository_is_the_generated_one(tmp_path: Path) -> None:
+    write_model_dir(tmp_path, "magpie_ranker", "cpu")
+    assert (COMMITTED / CONFIG_FILE).read_text() == (
+        tmp_path / "magpie_ranker/config.pbtxt"
+    ).read_text()
+    assert (COMMITTED / MODEL_PY).read_bytes() == MODEL_PY_SOURCE.read_bytes()
+
+
+def test_cpu_config_round_trip() -> None:
+    config = read_config(COMMITTED / CONFIG_FILE)
+    assert config == model_config("magpie_ranker", "cpu")
+    assert (config.name, config.backend, config.platform) == ("magpie_ranker", "python", "")
+    assert config.max_batch_size == TARGETS["cpu"].max_batch_size == 0
+    assert not config.HasField("dynamic_batching")  # per-request INT8 scales: no batching
+    assert [(g.kind, g.count) for g in config.instance_group] == [
+        (mc.ModelInstanceGroup.KIND_CPU, 1)
+    ]
+    assert config.parameters["intra_op_threads"].string_value == "2"
+    _check_shapes(config, [-1])
+
+
+def test_gpu_config_round_trip_via_cli(tmp_path: Path) -> None:
+    parser = argparse.ArgumentParser()
+    cli.add_commands(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(
+        ["model", "triton-config", "--target", "gpu", "--out", str(tmp_path), "--model", "r"]
+    )
+    assert args.run(args) == 0
+    config = read_config(tmp_path / "r" / CONFIG_FILE)
+    assert (config.name, config.platform, config.backend) == ("r", "onnxruntime_onnx", "")
+    assert config.default_model_filename == "model.onnx"
+    assert [(g.kind, g.count) for g in config.instance_group] == [
+        (mc.ModelInstanceGroup.KIND_GPU, 2)
+    ]
+    (tensorrt,) = config.optimization.execution_accelerators.gpu_execution_accelerator
+    assert tensorrt.name == "tensorrt"
+    assert tensorrt.parameters["precision_mode"] == "FP16"
+    assert list(config.dynamic_batching.preferred_batch_size) == [16, 32, 64]
+    assert config.max_batch_size == 64
+    assert config.dynamic_batching.max_queue_delay_microseconds == 500
+    _check_shapes(config, [])
+    assert not (tmp_path / "r" / MODEL_PY).exists()
+
+
+def test_candidates_are_padded_to_the_bucket() -> None:
+    candidates = np.arange(2, 502, dtype=np.int64)[None]
+    padded = pad_candidates(candidates)
+    assert padded.shape == (1, 512)
+    assert (padded[0, :500] == candidates[0]).all() and (padded[0, 500:] == PAD_INDEX).all()
+    assert pad_candidates(candidates[:, :64]).shape == (1, 64)
+    assert pad_candidates(candidates[:, :1]).shape == (1, 64)
+
+
+def test_covisitation_keeps_best_neighbours_without_self() -> None:
+    sequences = [[2, 3, 4], [2, 3], [3, 2, 5], [4, 4]]
+    csr = covisitation_csr(sequences, vocab_size=6, neighbours=2)
+    rows = {
+        item: csr["indices"][csr["indptr"][item] : csr["indptr"][item + 1]].tolist()
+        for item in range(6)
+    }
+    assert rows[2] == [3, 5]  # 3 is next to 2 three times, 5 once, 4 two steps away
+    assert rows[4] == [3, 2]  # the repeated 4 is not its own neighbour
+    assert rows[0] == rows[1] == []
+    scores = csr["scores"]
+    assert (scores > 0).all()
+    assert scores[csr["indptr"][2]] > scores[csr["indptr"][2] + 1]
