@@ -22,5 +22,5 @@ MAX_FILTER_ENTRIES = 10_000
 """Most category prefixes, brands or excluded ids in one ListProducts filter."""
 
 STATS_CACHE_SECONDS = 30
-"""Lifetime of cached behaviour statistics; the event consumer does not invalidate them."""
+"""Lifetime of cached behaviour statistics (bounds staleness the consumer's invalidation misses)."""
 POPULARITY_HALF_LIFE_DAYS = 7.0

@@ -11,7 +11,7 @@ from services.catalog import config
 from services.catalog.service import CatalogService
 from services.catalog.servicer import VALIDATORS, CatalogServicer
 from services.catalog.storage import CatalogStore
-from services.common.cache import Cache
+from services.common.cache import PRODUCT_STATS, Cache
 from services.common.db import Database
 from services.common.server import ServiceSpec
 from services.common.settings import Settings
@@ -31,7 +31,7 @@ def build_spec(settings: Settings) -> ServiceSpec:
         settings.redis_url, namespace="catalog", ttl_seconds=settings.cache_ttl_seconds
     )
     stats_cache = Cache(
-        settings.redis_url, namespace="catalog-stats", ttl_seconds=config.STATS_CACHE_SECONDS
+        settings.redis_url, namespace=PRODUCT_STATS, ttl_seconds=config.STATS_CACHE_SECONDS
     )
     service = CatalogService(CatalogStore(db), products_cache, stats_cache)
     servicer = CatalogServicer(service)

@@ -5,11 +5,13 @@ store whose cached form is the wire form, so a read served from Redis is parsed
 once and never converted through another model.
 
 Caching. Products (without stats) are cached under `p:<id>` for the settings'
-cache TTL; stats are cached apart for `STATS_CACHE_SECONDS`, because the event
-consumer rewrites them constantly and does not invalidate anything, so a short
-lifetime is what bounds their staleness. Every write invalidates the products
-it changed after its transaction committed, in this order: store a fresh random
-write marker `w:<id>`, then delete `p:<id>`.
+cache TTL. Stats are cached apart (namespace `PRODUCT_STATS`, keyed by product
+id) for only `STATS_CACHE_SECONDS`: the feedback consumer deletes them after
+each fold it commits, but they are not guarded against the race below, and the
+popularity in them was decayed to the time it was read; the short lifetime
+bounds both. Every product write invalidates the products it changed after its
+transaction committed, in this order: store a fresh random write marker
+`w:<id>`, then delete `p:<id>`.
 
 The read-through race (a reader fetches the old row, the writer commits and
 invalidates, then the reader caches the old row) is closed with those markers:
@@ -368,11 +370,13 @@ class CatalogService:
         for product_id in need_stats:
             if product_id in products:
                 stats[product_id] = fetched_stats.get(product_id, pb.ProductStats())
-        await self._stats_cache.set_many(
-            {i: stats[i].SerializeToString() for i in need_stats if i in stats}
-        )
         markers = {k: v for k, v in cached.items() if k.startswith(_marker_key(""))}
-        await self._cache_fetched(fetched, markers)
+        await asyncio.gather(
+            self._stats_cache.set_many(
+                {i: stats[i].SerializeToString() for i in need_stats if i in stats}
+            ),
+            self._cache_fetched(fetched, markers),
+        )
         return products, stats
 
     async def _cache_fetched(

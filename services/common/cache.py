@@ -24,6 +24,12 @@ PRODUCT_STATS = "catalog-stats"
 """Behaviour statistics of products by product id (catalog service)."""
 
 
+_SET_MANY = """
+for i, key in ipairs(KEYS) do redis.call('SET', key, ARGV[i + 1], 'EX', ARGV[1]) end
+"""
+"""Sets KEYS[i] to ARGV[i + 1] with a lifetime of ARGV[1] seconds."""
+
+
 class Cache:
     def __init__(self, url: str, *, namespace: str, ttl_seconds: int) -> None:
         self._client = aioredis.Redis.from_url(url, socket_timeout=0.2) if url else None
@@ -47,11 +53,9 @@ class Cache:
     async def set_many(self, items: Mapping[str, bytes]) -> None:
         if self._client is None or not items:
             return
-        try:
-            async with self._client.pipeline(transaction=False) as pipe:
-                for key, value in items.items():
-                    pipe.set(self._key(key), value, ex=self._ttl)
-                await pipe.execute()
+        keys = [self._key(k) for k in items]
+        try:  # one command, not one SET per key: a pipeline costs ~30 µs of Python per key
+            await self._client.eval(_SET_MANY, len(keys), *keys, self._ttl, *items.values())
         except RedisError as error:
             logger.warning("cache write failed: %s", error)
 
