@@ -1,0 +1,88 @@
+"""Merging ranked candidate lists from several sources under per-source quotas.
+
+Lists arrive in priority order (``config.SOURCE_ORDER``). A product proposed by more
+than one source stays with the first; products not in ``allowed`` are dropped; each
+source then keeps its best ``quota`` products. The result interleaves sources by the
+share of their quota used (rank / quota), so a ``limit`` below the sum of the quotas
+cuts every source proportionally.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = ["Candidates", "merge", "proposed_ids"]
+
+
+@dataclass(frozen=True, slots=True)
+class Candidates:
+    """Parallel arrays, best first: product ids (object), scores, sources, anchor ids."""
+
+    product_ids: NDArray[Any]
+    scores: NDArray[Any]
+    sources: NDArray[Any]
+    anchors: NDArray[Any]
+
+    @classmethod
+    def of(
+        cls,
+        source: int,
+        product_ids: NDArray[Any],
+        scores: NDArray[Any],
+        anchors: NDArray[Any] | None = None,
+    ) -> Candidates:
+        """One source's ranked list; ``anchors`` "" when the source has none."""
+        count = len(product_ids)
+        return cls(
+            np.asarray(product_ids, dtype=object),
+            np.asarray(scores, dtype=np.float32),
+            np.full(count, source, dtype=np.int32),
+            np.full(count, "", dtype=object) if anchors is None else np.asarray(anchors, object),
+        )
+
+    def __len__(self) -> int:
+        return len(self.product_ids)
+
+
+def proposed_ids(lists: Sequence[Candidates]) -> list[str]:
+    """Every distinct product id proposed by any list."""
+    if not lists:
+        return []
+    return list(set(np.concatenate([c.product_ids for c in lists]).tolist()))
+
+
+def merge(
+    lists: Sequence[Candidates], quotas: Mapping[int, int], limit: int, allowed: Sequence[str]
+) -> Candidates:
+    """Dedupe (first list wins), keep ``allowed`` products, apply quotas, interleave, cut."""
+    lists = [c for c in lists if len(c)]
+    if not lists or limit <= 0:
+        return Candidates.of(0, np.empty(0, object), np.empty(0, np.float32))
+    ids = np.concatenate([c.product_ids for c in lists])
+    sources = np.concatenate([c.sources for c in lists])
+    keep = np.isin(ids, np.asarray(list(allowed), dtype=object))
+    _, first = np.unique(ids, return_index=True)
+    first_seen = np.zeros(len(ids), dtype=bool)
+    first_seen[first] = True
+    keep &= first_seen
+
+    segment = np.repeat(np.arange(len(lists)), [len(c) for c in lists])
+    starts: NDArray[np.int64] = np.cumsum(keep) - keep  # kept entries before each position
+    segment_start = np.concatenate([[0], np.cumsum([len(c) for c in lists])[:-1]])
+    rank: NDArray[np.int64] = starts - starts[segment_start][segment]
+    quota = np.array([max(quotas.get(int(c.sources[0]), 0), 0) for c in lists])[segment]
+    keep &= rank < quota
+
+    chosen = np.flatnonzero(keep)
+    order = chosen[np.argsort(rank[chosen] / quota[chosen], kind="stable")][:limit]
+    return Candidates(
+        ids[order],
+        np.concatenate([c.scores for c in lists])[order],
+        sources[order],
+        np.concatenate([c.anchors for c in lists])[order],
+    )

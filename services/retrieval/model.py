@@ -1,0 +1,203 @@
+"""One model version loaded for serving: user tower, item and text indexes, co-visitation.
+
+Built by :func:`load_bundle` on a worker thread from ``<artifact_dir>/<version>/`` (the
+layout in :mod:`services.modelstore.bundle`) and never changed afterwards, so a request
+that holds a reference keeps a consistent version while a newer one is swapped in.
+Rows are vocabulary indices; product ids start at ``FIRST_ITEM_INDEX``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+import onnxruntime as ort
+from numpy.typing import NDArray
+
+from services.learning.sequences import FIRST_ITEM_INDEX
+from services.learning.signature import HISTORY_IDS, HISTORY_LEN, OOV_INDEX, PAD_INDEX, USER_VECTORS
+from services.modelstore import bundle
+from services.retrieval.index import build_index, describe
+
+__all__ = ["BundleLoader", "Neighbours", "ServingModel", "load_bundle"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Neighbours:
+    """Products found for some anchors: vocabulary rows, scores (descending), anchor rows."""
+
+    rows: NDArray[Any]
+    scores: NDArray[Any]
+    anchors: NDArray[Any]
+
+
+@dataclass(frozen=True, eq=False)
+class ServingModel:
+    version: str
+    item_ids: NDArray[Any]
+    """object [vocab]: product id per row ("" for the reserved rows)."""
+    positions: dict[str, int]
+    user_tower: ort.InferenceSession
+    item_vectors: NDArray[Any]
+    item_index: faiss.Index
+    """Over rows FIRST_ITEM_INDEX.. (FAISS id + FIRST_ITEM_INDEX = row)."""
+    text_vectors: NDArray[Any]
+    text_index: faiss.Index
+    covisit_indptr: NDArray[Any]
+    covisit_indices: NDArray[Any]
+    covisit_scores: NDArray[Any]
+
+    def rows(self, product_ids: list[str]) -> NDArray[Any]:
+        """int64 rows of ``product_ids``; OOV_INDEX for products the model does not know."""
+        get = self.positions.get
+        return np.fromiter((get(p, OOV_INDEX) for p in product_ids), np.int64, len(product_ids))
+
+    def user_vector(self, newest_first: NDArray[Any]) -> NDArray[Any]:
+        """float32 [dim] from history rows, newest first (any length; the tower's tail kept)."""
+        history = np.full((1, HISTORY_LEN), PAD_INDEX, dtype=np.int64)
+        tail = newest_first[:HISTORY_LEN][::-1]
+        if len(tail):
+            history[0, HISTORY_LEN - len(tail) :] = tail
+        outputs = self.user_tower.run([USER_VECTORS], {HISTORY_IDS: history})
+        vector: NDArray[np.float32] = outputs[0][0]
+        return vector
+
+    def nearest(self, vector: NDArray[Any], k: int, exclude: NDArray[Any]) -> Neighbours:
+        """The ``k`` items with the largest dot product with ``vector``, minus ``exclude`` rows."""
+        return self._search(
+            self.item_index, vector[None, :], np.full(1, PAD_INDEX), np.ones(1), k, exclude
+        )
+
+    def similar_texts(self, anchors: NDArray[Any], weights: NDArray[Any], k: int) -> Neighbours:
+        """Items whose text is closest to any anchor row (score = weight x cosine)."""
+        return self._search(
+            self.text_index, self.text_vectors[anchors], anchors, weights, k, anchors
+        )
+
+    def similar_items(self, row: int, k: int) -> Neighbours:
+        """Items nearest to one item in the retrieval space."""
+        anchor = np.array([row])
+        return self._search(
+            self.item_index, self.item_vectors[anchor], anchor, np.ones(1), k, anchor
+        )
+
+    def covisited(self, anchors: NDArray[Any], weights: NDArray[Any], k: int) -> Neighbours:
+        """Items co-visited with any anchor row (score = weight x co-visitation score)."""
+        starts, stops = self.covisit_indptr[anchors], self.covisit_indptr[anchors + 1]
+        lengths = stops - starts
+        if not lengths.sum():
+            return _empty()
+        spans = np.concatenate([np.arange(a, b) for a, b in zip(starts, stops, strict=True)])
+        return _best_per_item(
+            self.covisit_indices[spans].astype(np.int64),
+            self.covisit_scores[spans] * np.repeat(weights, lengths),
+            np.repeat(anchors, lengths),
+            k,
+            anchors,
+        )
+
+    def _search(
+        self,
+        index: faiss.Index,
+        queries: NDArray[Any],
+        anchors: NDArray[Any],
+        weights: NDArray[Any],
+        k: int,
+        exclude: NDArray[Any],
+    ) -> Neighbours:
+        if k <= 0 or not len(queries):
+            return _empty()
+        wanted = min(k + len(exclude), index.ntotal)
+        scores, ids = index.search(np.ascontiguousarray(queries, dtype=np.float32), wanted)
+        found = ids >= 0
+        return _best_per_item(
+            ids[found] + FIRST_ITEM_INDEX,
+            (scores * weights[:, None])[found],
+            np.broadcast_to(anchors[:, None], ids.shape)[found],
+            k,
+            exclude,
+        )
+
+
+def _empty() -> Neighbours:
+    return Neighbours(np.empty(0, np.int64), np.empty(0, np.float32), np.empty(0, np.int64))
+
+
+def _best_per_item(
+    rows: NDArray[Any], scores: NDArray[Any], anchors: NDArray[Any], k: int, exclude: NDArray[Any]
+) -> Neighbours:
+    """Per distinct row its best score and that score's anchor; the top ``k`` rows."""
+    keep = ~np.isin(rows, exclude)
+    rows, scores, anchors = rows[keep], scores[keep], anchors[keep]
+    order = np.lexsort((-scores, rows))
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = rows[order[1:]] != rows[order[:-1]]
+    best = order[first]
+    top = best[np.argsort(-scores[best], kind="stable")[:k]]
+    return Neighbours(rows[top], scores[top].astype(np.float32), anchors[top])
+
+
+def load_bundle(directory: Path, version: str) -> ServingModel:
+    """Reads a bundle and builds its indexes (seconds for a million items; call off the loop)."""
+    started = time.perf_counter()
+    item_ids = json.loads((directory / bundle.VOCAB).read_text())["item_ids"]
+    ids = np.empty(len(item_ids) + FIRST_ITEM_INDEX, dtype=object)
+    ids[:FIRST_ITEM_INDEX] = ""
+    ids[FIRST_ITEM_INDEX:] = item_ids
+    item_vectors = np.load(directory / bundle.ITEM_VECTORS).astype(np.float32, copy=False)
+    text_vectors = np.load(directory / bundle.TEXT_VECTORS).astype(np.float32, copy=False)
+    for name, matrix in ((bundle.ITEM_VECTORS, item_vectors), (bundle.TEXT_VECTORS, text_vectors)):
+        if matrix.ndim != 2 or matrix.shape[0] != len(ids):
+            raise ValueError(f"{directory / name}: {matrix.shape} rows do not match the vocabulary")
+    covisitation = np.load(directory / bundle.COVISITATION)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    tower = ort.InferenceSession(
+        str(directory / bundle.USER_TOWER), options, providers=["CPUExecutionProvider"]
+    )
+    model = ServingModel(
+        version=version,
+        item_ids=ids,
+        positions={p: i + FIRST_ITEM_INDEX for i, p in enumerate(item_ids)},
+        user_tower=tower,
+        item_vectors=item_vectors,
+        item_index=build_index(item_vectors[FIRST_ITEM_INDEX:]),
+        text_vectors=text_vectors,
+        text_index=build_index(text_vectors[FIRST_ITEM_INDEX:]),
+        covisit_indptr=covisitation["indptr"].astype(np.int64),
+        covisit_indices=covisitation["indices"],
+        covisit_scores=covisitation["scores"].astype(np.float32),
+    )
+    logger.info(
+        "loaded model %s from %s: %d items, index %s, %.1fs",
+        version,
+        directory,
+        len(item_ids),
+        describe(model.item_index),
+        time.perf_counter() - started,
+    )
+    return model
+
+
+class BundleLoader:
+    """``load_bundle`` for :class:`~services.modelstore.watch.ModelWatcher`; remembers the
+    versions that failed to load (health does not wait for those)."""
+
+    def __init__(self) -> None:
+        self.failed: set[int] = set()
+
+    def __call__(self, version: int, directory: Path) -> ServingModel:
+        try:
+            return load_bundle(directory, str(version))
+        except Exception:
+            self.failed.add(version)
+            raise

@@ -1,0 +1,69 @@
+"""Wiring of the retrieval service: storage, profile client, model watcher, servicer, health."""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+import grpc
+from magpie.v1 import retrieval_pb2, retrieval_pb2_grpc
+
+from services.common.clients import open_channel
+from services.common.db import Database
+from services.common.errors import Unavailable
+from services.common.server import ServiceSpec
+from services.common.settings import Settings
+from services.modelstore.watch import ModelWatcher
+from services.retrieval import config
+from services.retrieval.model import BundleLoader, ServingModel
+from services.retrieval.profiles import GrpcProfiles
+from services.retrieval.service import RetrievalService
+from services.retrieval.servicer import VALIDATORS, RetrievalServicer
+from services.retrieval.storage import RetrievalStore
+
+__all__ = ["build_spec"]
+
+SERVICE_NAME = retrieval_pb2.DESCRIPTOR.services_by_name["RetrievalService"].full_name
+
+
+def build_spec(
+    settings: Settings, *, poll_seconds: float = config.MODEL_POLL_SECONDS
+) -> ServiceSpec:
+    """The retrieval service; ``poll_seconds`` is how often the registry is polled."""
+    db = Database(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        retry_seconds=settings.db_retry_seconds,
+    )
+    store = RetrievalStore(db, settings.triton_model)
+    loader = BundleLoader()
+    models: ModelWatcher[ServingModel] = ModelWatcher(
+        "retrieval", store.promoted_version, loader, Path(settings.artifact_dir), poll_seconds
+    )
+    profiles = GrpcProfiles(partial(open_channel, settings.profiles_addr, settings))
+    servicer = RetrievalServicer(RetrievalService(store, profiles, models))
+
+    async def model_ready() -> None:
+        """SERVING once a model is loaded, or while there is none (or none loadable) to load."""
+        if models.current is None:
+            version = await store.promoted_version()
+            if version is not None and version not in loader.failed:
+                raise Unavailable(f"model version {version} is still loading")
+
+    def register(server: grpc.aio.Server) -> None:
+        retrieval_pb2_grpc.add_RetrievalServiceServicer_to_server(servicer, server)
+
+    async def close() -> None:
+        await profiles.close()
+        db.close()
+
+    return ServiceSpec(
+        name="retrieval",
+        service_names=[SERVICE_NAME],
+        register=register,
+        default_port=config.DEFAULT_PORT,
+        validators=VALIDATORS,
+        probes=[db.ping, model_ready],
+        close=close,
+        background=[models.run],
+    )

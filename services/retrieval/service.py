@@ -1,0 +1,253 @@
+"""Retrieval logic: the four sources, per-source quotas, exclusions.
+
+A request reads the serving model once (see :class:`~services.retrieval.snapshots.ModelSlot`)
+and uses it to the end. With a model and a history the user gets ANN (user tower over
+the recent products, then the item index), co-visitation and content neighbours of the
+newest recent products, and popularity overall and in their top-level categories; a
+user without history (or any call while no model is loaded) gets popularity plus
+content neighbours of the popular products of their categories. Every candidate is
+then checked in one query: active, in stock, not purchased, not excluded, inside the
+request's filter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from services.common.errors import NotFound
+from services.learning.sequences import FIRST_ITEM_INDEX
+from services.retrieval import config
+from services.retrieval.merge import Candidates, merge, proposed_ids
+from services.retrieval.model import Neighbours, ServingModel
+from services.retrieval.snapshots import Refreshed
+
+__all__ = [
+    "Popularity",
+    "ProductFilter",
+    "ProfileReader",
+    "Ranked",
+    "RetrievalService",
+    "RetrievalStorage",
+    "RetrieveQuery",
+    "Retrieved",
+    "UserHistory",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ProductFilter:
+    category_prefixes: tuple[str, ...] = ()
+    brands: tuple[str, ...] = ()
+    exclude_product_ids: tuple[str, ...] = ()
+    currency: str = ""
+    """Currency of the price bounds; products priced in another currency fail them."""
+    min_price_nanos: int | None = None
+    max_price_nanos: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Ranked:
+    """Product ids (object array) with scores, best first."""
+
+    product_ids: NDArray[Any]
+    scores: NDArray[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Popularity:
+    overall: Ranked
+    by_category: Mapping[str, Ranked]
+    """Per top-level category."""
+
+
+@dataclass(frozen=True, slots=True)
+class UserHistory:
+    recent: tuple[str, ...] = ()
+    """Recent products, newest first."""
+    purchased: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    """Top-level categories the user likes, best first."""
+
+
+@dataclass(frozen=True, slots=True)
+class RetrieveQuery:
+    user_id: str
+    limit: int = config.DEFAULT_LIMIT
+    where: ProductFilter = field(default_factory=ProductFilter)
+    quotas: Mapping[int, int] = field(default_factory=dict)
+    """Per source, overriding the defaults (``config.DEFAULT_QUOTAS`` / ``COLD_QUOTAS``)."""
+    recent: tuple[str, ...] | None = None
+    """The caller's recent products, newest first; None to read the profile."""
+
+
+@dataclass(frozen=True, slots=True)
+class Retrieved:
+    candidates: Candidates
+    model_version: str
+
+
+class RetrievalStorage(Protocol):
+    async def popularity(self) -> Popularity: ...
+    async def top_categories(self, product_ids: Sequence[str]) -> dict[str, str]: ...
+    async def eligible(
+        self, product_ids: Sequence[str], where: ProductFilter, excluded: Sequence[str]
+    ) -> list[str]: ...
+
+
+class ProfileReader(Protocol):
+    async def history(self, user_id: str) -> UserHistory | None:
+        """The user's history; None when the profile service cannot answer."""
+        ...
+
+
+class ModelSource(Protocol):
+    @property
+    def current(self) -> ServingModel | None: ...
+
+
+class RetrievalService:
+    def __init__(
+        self, storage: RetrievalStorage, profiles: ProfileReader, models: ModelSource
+    ) -> None:
+        self._storage = storage
+        self._profiles = profiles
+        self._models = models
+        self._popularity = Refreshed(storage.popularity, config.POPULARITY_TTL_SECONDS)
+
+    async def retrieve(self, query: RetrieveQuery) -> Retrieved:
+        model = self._models.current
+        if query.recent is not None:
+            history = UserHistory(recent=query.recent)
+        else:
+            history = await self._profiles.history(query.user_id) or UserHistory()
+        rows = model.rows(list(history.recent)) if model is not None else np.empty(0, np.int64)
+        anchors = _unique(rows[rows >= FIRST_ITEM_INDEX])[: config.ANCHORS]
+        warm = model is not None and len(anchors) > 0
+        quotas: dict[int, int] = {
+            **(config.DEFAULT_QUOTAS if warm else config.COLD_QUOTAS),
+            **query.quotas,
+        }
+        want = _proposals(quotas)
+
+        categories = asyncio.create_task(self._categories(history))
+        lists: list[Candidates] = []
+        if model is not None and warm:
+            lists += await asyncio.to_thread(_personal, model, rows, anchors, want)
+        popular = _popular(
+            await self._popularity.get(), await categories, want.get(config.POPULAR, 0)
+        )
+        lists.append(popular)
+        if model is not None and not warm and want.get(config.CONTENT, 0):
+            lists.append(await asyncio.to_thread(_cold_content, model, popular, want))
+        lists.sort(key=lambda c: config.SOURCE_ORDER.index(int(c.sources[0])) if len(c) else 0)
+
+        excluded = sorted({*history.purchased, *query.where.exclude_product_ids})
+        allowed = await self._storage.eligible(proposed_ids(lists), query.where, excluded)
+        return Retrieved(merge(lists, quotas, query.limit, allowed), model.version if model else "")
+
+    async def similar(self, product_id: str, limit: int) -> Retrieved:
+        """Neighbours of one product: co-visitation, item vectors, text; popular in its
+        category when the model does not know it."""
+        model = self._models.current
+        want = math.ceil(limit * config.OVERFETCH)
+        row = model.positions.get(product_id) if model is not None else None
+        if model is not None and row is not None:
+            lists = await asyncio.to_thread(_similar, model, row, want)
+        else:
+            categories = await self._storage.top_categories([product_id])
+            if product_id not in categories:
+                raise NotFound(f"product {product_id!r} not found")
+            lists = [_popular(await self._popularity.get(), [categories[product_id]], want)]
+        quotas = {int(c.sources[0]): limit for c in lists if len(c)}
+        allowed = await self._storage.eligible(proposed_ids(lists), ProductFilter(), [product_id])
+        return Retrieved(merge(lists, quotas, limit, allowed), model.version if model else "")
+
+    async def _categories(self, history: UserHistory) -> list[str]:
+        """Top-level categories for popularity: the profile's, then the recent products'."""
+        recent = history.recent[: config.ANCHORS]
+        found = await self._storage.top_categories(recent) if recent else {}
+        ordered = [*history.categories, *(found[p] for p in recent if p in found)]
+        return [c for c in dict.fromkeys(ordered) if c][: config.POPULAR_CATEGORIES]
+
+
+def _proposals(quotas: Mapping[int, int]) -> dict[int, int]:
+    """How many candidates each source proposes: its quota with a margin for exclusions,
+    plus what the sources before it may claim first (dedupe)."""
+    want, claimed = {}, 0
+    for source in config.SOURCE_ORDER:
+        quota = max(quotas.get(source, 0), 0)
+        want[source] = math.ceil(quota * config.OVERFETCH) + claimed if quota else 0
+        claimed += quota
+    return want
+
+
+def _unique(rows: NDArray[Any]) -> NDArray[Any]:
+    """Distinct values in first-seen order."""
+    _, first = np.unique(rows, return_index=True)
+    unique: NDArray[np.int64] = rows[np.sort(first)]
+    return unique
+
+
+def _anchor_weights(count: int) -> NDArray[Any]:
+    return np.power(config.ANCHOR_DECAY, np.arange(count), dtype=np.float32)
+
+
+def _labelled(model: ServingModel, source: int, found: Neighbours, anchored: bool) -> Candidates:
+    anchors = model.item_ids[found.anchors] if anchored else None
+    return Candidates.of(source, model.item_ids[found.rows], found.scores, anchors)
+
+
+def _personal(
+    model: ServingModel, rows: NDArray[Any], anchors: NDArray[Any], want: Mapping[int, int]
+) -> list[Candidates]:
+    """ANN, co-visitation and content candidates for a user with history (CPU-bound)."""
+    weights = _anchor_weights(len(anchors))
+    out = []
+    if want.get(config.ANN, 0):
+        found = model.nearest(model.user_vector(rows), want[config.ANN], np.empty(0, np.int64))
+        out.append(_labelled(model, config.ANN, found, anchored=False))
+    if want.get(config.COVISITATION, 0):
+        found = model.covisited(anchors, weights, want[config.COVISITATION])
+        out.append(_labelled(model, config.COVISITATION, found, anchored=True))
+    if want.get(config.CONTENT, 0):
+        n = config.CONTENT_ANCHORS
+        found = model.similar_texts(anchors[:n], weights[:n], want[config.CONTENT])
+        out.append(_labelled(model, config.CONTENT, found, anchored=True))
+    return out
+
+
+def _cold_content(model: ServingModel, popular: Candidates, want: Mapping[int, int]) -> Candidates:
+    """Content neighbours of the most popular products the model knows (cold start)."""
+    rows = model.rows(popular.product_ids.tolist())
+    anchors = rows[rows >= FIRST_ITEM_INDEX][: config.CONTENT_ANCHORS]
+    found = model.similar_texts(anchors, _anchor_weights(len(anchors)), want[config.CONTENT])
+    return _labelled(model, config.CONTENT, found, anchored=True)
+
+
+def _similar(model: ServingModel, row: int, want: int) -> list[Candidates]:
+    anchor = np.array([row])
+    return [
+        _labelled(model, config.ANN, model.similar_items(row, want), anchored=True),
+        _labelled(model, config.COVISITATION, model.covisited(anchor, np.ones(1), want), True),
+        _labelled(model, config.CONTENT, model.similar_texts(anchor, np.ones(1), want), True),
+    ]
+
+
+def _popular(popularity: Popularity, categories: Sequence[str], want: int) -> Candidates:
+    """Round-robin over the categories' popular lists and the overall one, deduplicated."""
+    lists = [popularity.by_category[c] for c in categories if c in popularity.by_category]
+    lists.append(popularity.overall)
+    ids = np.concatenate([r.product_ids[:want] for r in lists])
+    scores = np.concatenate([r.scores[:want] for r in lists])
+    turn = np.concatenate([np.arange(len(r.product_ids[:want])) for r in lists])
+    order = np.argsort(turn, kind="stable")
+    _, first = np.unique(ids[order], return_index=True)
+    chosen = order[np.sort(first)][:want]
+    return Candidates.of(config.POPULAR, ids[chosen], scores[chosen])

@@ -1,0 +1,131 @@
+"""PostgreSQL reads of the retrieval service: registry, popularity, product eligibility."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from magpie.v1.catalog_pb2 import PRODUCT_STATUS_ACTIVE
+
+from services.common.db import Connection, Database
+from services.modelstore import registry
+from services.retrieval import config
+from services.retrieval.service import Popularity, ProductFilter, Ranked
+
+__all__ = ["RetrievalStore"]
+
+_POPULARITY_SQL = """
+    WITH scored AS (
+        SELECT pp.product_id, split_part(p.category_path, ' > ', 1) AS category,
+               pp.score * power(0.5, extract(epoch FROM now() - pp.as_of) / %(half_life)s)
+                   AS score
+        FROM product_popularity pp JOIN products p USING (product_id)
+        WHERE p.status = %(active)s AND p.stock > 0
+    ), ranked AS (
+        SELECT product_id, category, score,
+               row_number() OVER (PARTITION BY category ORDER BY score DESC, product_id)
+                   AS category_rank,
+               row_number() OVER (ORDER BY score DESC, product_id) AS overall_rank
+        FROM scored
+    )
+    SELECT product_id, category, score, overall_rank <= %(pool)s
+    FROM ranked WHERE category_rank <= %(pool)s OR overall_rank <= %(pool)s
+    ORDER BY score DESC, product_id
+"""
+
+_ELIGIBLE_SQL = """
+    SELECT product_id FROM products
+    WHERE product_id = ANY(%(ids)s)
+      AND status = %(active)s AND stock > 0
+      AND NOT (product_id = ANY(%(excluded)s))
+      AND (%(any_category)s OR category_path = ANY(%(prefixes)s)
+           OR category_path LIKE ANY(%(patterns)s))
+      AND (%(any_brand)s OR brand = ANY(%(brands)s))
+      AND (%(min_price)s::bigint IS NULL
+           OR (currency_code = %(currency)s AND price_nanos >= %(min_price)s))
+      AND (%(max_price)s::bigint IS NULL
+           OR (currency_code = %(currency)s AND price_nanos <= %(max_price)s))
+"""
+
+
+def _like_prefix(path: str) -> str:
+    escaped = path.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped + " > %"
+
+
+class RetrievalStore:
+    def __init__(self, db: Database, model_name: str) -> None:
+        self._db = db
+        self._model_name = model_name
+
+    async def promoted_version(self) -> int | None:
+        """The promoted version of the model (None when none is promoted)."""
+        active = await self._db.run(lambda conn: registry.active_version(conn, self._model_name))
+        return active.version if active else None
+
+    async def popularity(self) -> Popularity:
+        def read(conn: Connection) -> list[tuple[str, str, float, bool]]:
+            with conn.cursor() as cur:
+                cur.execute(
+                    _POPULARITY_SQL,
+                    {
+                        "half_life": config.POPULARITY_HALF_LIFE_DAYS * 86400.0,
+                        "active": PRODUCT_STATUS_ACTIVE,
+                        "pool": config.POPULAR_POOL,
+                    },
+                )
+                return cur.fetchall()
+
+        rows = await self._db.run(read)
+        overall = [(p, s) for p, _, s, top in rows if top]
+        grouped: dict[str, list[tuple[str, float]]] = {}
+        for product_id, category, score, _ in rows:
+            grouped.setdefault(category, []).append((product_id, score))
+        by_category = {c: _ranked(items) for c, items in grouped.items() if c}
+        return Popularity(overall=_ranked(overall), by_category=by_category)
+
+    async def top_categories(self, product_ids: Sequence[str]) -> dict[str, str]:
+        """Top-level category of each known product."""
+
+        def read(conn: Connection) -> dict[str, str]:
+            with conn.cursor() as cur:
+                cur.execute(
+                    "SELECT product_id, split_part(category_path, ' > ', 1) FROM products "
+                    "WHERE product_id = ANY(%s)",
+                    (list(product_ids),),
+                )
+                return dict(cur.fetchall())
+
+        return await self._db.run(read)
+
+    async def eligible(
+        self, product_ids: Sequence[str], where: ProductFilter, excluded: Sequence[str]
+    ) -> list[str]:
+        """The products that are active, in stock, not excluded and pass the filter."""
+        params = {
+            "ids": list(product_ids),
+            "active": PRODUCT_STATUS_ACTIVE,
+            "excluded": list(excluded),
+            "any_category": not where.category_prefixes,
+            "prefixes": list(where.category_prefixes),
+            "patterns": [_like_prefix(p) for p in where.category_prefixes],
+            "any_brand": not where.brands,
+            "brands": list(where.brands),
+            "currency": where.currency,
+            "min_price": where.min_price_nanos,
+            "max_price": where.max_price_nanos,
+        }
+
+        def read(conn: Connection) -> list[str]:
+            with conn.cursor() as cur:
+                cur.execute(_ELIGIBLE_SQL, params)
+                return [row[0] for row in cur.fetchall()]
+
+        return await self._db.run(read)
+
+
+def _ranked(items: list[tuple[str, float]]) -> Ranked:
+    return Ranked(
+        np.array([p for p, _ in items], dtype=object),
+        np.array([s for _, s in items], dtype=np.float32),
+    )
