@@ -12,9 +12,8 @@ import numpy as np
 import psycopg2
 import pytest
 import torch
-from magpie.v1 import common_pb2
+from magpie.v1 import common_pb2, profiles_pb2_grpc
 from magpie.v1 import profiles_pb2 as ppb
-from magpie.v1 import profiles_pb2_grpc
 from psycopg2.extras import execute_values
 
 from services.common.settings import Settings

@@ -13,19 +13,18 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from magpie.v1 import common_pb2
+from magpie.v1 import common_pb2, retrieval_pb2_grpc
 from magpie.v1 import retrieval_pb2 as pb
-from magpie.v1 import retrieval_pb2_grpc
 
 from services.learning.sequences import FIRST_ITEM_INDEX
 from services.learning.signature import HISTORY_IDS, HISTORY_LEN, PAD_INDEX
 from services.retrieval.server import build_spec
 from tests.integration.retrieval.conftest import (
+    BRAND,
     CATEGORY,
     NEVER,
     PRICE_UNITS,
     PRODUCTS,
-    BRAND,
     publish,
 )
 from tests.support import field_violations, free_port
