@@ -15,7 +15,7 @@ transaction committed, in this order: store a fresh random write marker
 
 The read-through race (a reader fetches the old row, the writer commits and
 invalidates, then the reader caches the old row) is closed with those markers:
-a reader reads `w:<id>` together with `p:<id>` before it queries PostgreSQL,
+a reader that missed `p:<id>` reads `w:<id>` before it queries PostgreSQL,
 caches what it fetched, then reads the markers again and deletes any entry
 whose marker changed in between. Whatever the interleaving, either the writer's
 delete comes after the reader's set, or the reader sees the new marker. What
@@ -350,9 +350,9 @@ class CatalogService:
     async def _read_through(
         self, product_ids: Sequence[str]
     ) -> tuple[dict[str, pb.Product], dict[str, pb.ProductStats]]:
-        keys = [_product_key(i) for i in product_ids] + [_marker_key(i) for i in product_ids]
         cached, cached_stats = await asyncio.gather(
-            self._products_cache.get_many(keys), self._stats_cache.get_many(product_ids)
+            self._products_cache.get_many([_product_key(i) for i in product_ids]),
+            self._stats_cache.get_many(product_ids),
         )
         products = {
             i: pb.Product.FromString(cached[_product_key(i)])
@@ -365,12 +365,12 @@ class CatalogService:
         if not need_products and not need_stats:
             return products, stats
 
+        markers = await self._products_cache.get_many([_marker_key(i) for i in need_products])
         fetched, fetched_stats = await self._storage.fetch(need_products, need_stats, self._clock())
         products.update(fetched)
         for product_id in need_stats:
             if product_id in products:
                 stats[product_id] = fetched_stats.get(product_id, pb.ProductStats())
-        markers = {k: v for k, v in cached.items() if k.startswith(_marker_key(""))}
         await asyncio.gather(
             self._stats_cache.set_many(
                 {i: stats[i].SerializeToString() for i in need_stats if i in stats}
