@@ -20,6 +20,7 @@ in ``load`` (and later :func:`services.modelstore.publish.publish` calls).
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import shutil
@@ -57,10 +58,14 @@ class TritonPorts:
 
 
 def triton_root() -> Path:
-    """``pytriton/tritonserver`` inside the installed ``nvidia-pytriton`` wheel."""
-    import pytriton  # type: ignore[import-untyped]
+    """``pytriton/tritonserver`` inside the installed (or unpacked) ``nvidia-pytriton`` wheel.
 
-    root = Path(pytriton.__file__).resolve().parent / "tritonserver"
+    Found without importing ``pytriton``, whose own dependencies need not be installed.
+    """
+    spec = importlib.util.find_spec("pytriton")
+    if spec is None or not spec.submodule_search_locations:
+        raise FailedPrecondition("nvidia-pytriton is not installed (it ships tritonserver)")
+    root = Path(next(iter(spec.submodule_search_locations))).resolve() / "tritonserver"
     if not (root / "bin" / "tritonserver").is_file():
         raise FailedPrecondition(f"no tritonserver binary under {root}")
     return root
