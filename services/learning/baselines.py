@@ -52,15 +52,15 @@ def covisitation_scores(
 @dataclass(frozen=True, slots=True)
 class BPRConfig:
     dim: int = 64
-    epochs: int = 100
-    batch_size: int = 4096
-    lr: float = 5e-3
+    epochs: int = 40
+    batch_size: int = 2048
+    lr: float = 1e-2
     weight_decay: float = 0.0
     l2: float = 1e-4
     """L2 penalty on the embeddings of each batch's triples."""
-    eval_every: int = 5
+    eval_every: int = 4
     patience: int = 3
-    max_seconds: float = 90.0
+    max_seconds: float = 300.0
 
 
 class BPR(nn.Module):

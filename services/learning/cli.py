@@ -49,6 +49,7 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
 
 def _pipeline_config(args: argparse.Namespace) -> PipelineConfig:
     from services.learning.text import TextConfig
+    from services.learning.train import PipelineConfig
 
     config = PipelineConfig(seed=args.seed)
     if args.encoder:

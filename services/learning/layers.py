@@ -11,7 +11,10 @@ import math
 import torch
 from torch import nn
 
-__all__ = ["ItemEncoder", "SequenceEncoder"]
+__all__ = ["MASKED", "ItemEncoder", "SequenceEncoder"]
+
+MASKED = -1e4
+"""Attention logit bias of hidden positions: finite in FP16, zero weight after softmax."""
 
 
 class ItemEncoder(nn.Module):
@@ -128,7 +131,9 @@ class SequenceEncoder(nn.Module):
         allowed = causal.unsqueeze(0) & ~pad.unsqueeze(1)
         # A padded query row sees itself so its softmax stays finite; its output is unused.
         allowed = allowed | torch.eye(length, dtype=torch.bool, device=items.device)
-        bias = torch.zeros(allowed.shape, device=items.device).masked_fill(~allowed, -1e9)
+        bias = torch.zeros(allowed.shape, device=x.device, dtype=x.dtype).masked_fill(
+            ~allowed, MASKED
+        )
         for block in self.blocks:
             x = block(x, bias.unsqueeze(1))
         out: torch.Tensor = self.norm(x)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from services.learning.layers import ItemEncoder, SequenceEncoder
+from services.learning.layers import MASKED, ItemEncoder, SequenceEncoder
 from services.learning.signature import CONTEXT_DIM, HISTORY_LEN
 
 __all__ = ["Ranker", "RankerConfig"]
@@ -30,18 +30,20 @@ class RankerConfig:
     id_dropout: float = 0.1
     use_text: bool = True
     hidden: int = 256
+    warm_start: bool = True
+    """Start the item encoder and history encoder from the retrieval model's weights."""
     positions: int = 8
     """Target positions sampled per sequence and step for the candidate loss."""
     hard_negatives: int = 32
     """Negatives per position drawn from the retrieval model's top list."""
     random_negatives: int = 31
-    epochs: int = 200
-    batch_size: int = 128
-    lr: float = 2e-3
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-3
     weight_decay: float = 0.0
-    eval_every: int = 5
-    patience: int = 3
-    max_seconds: float = 200.0
+    eval_every: int = 2
+    patience: int = 2
+    max_seconds: float = 600.0
 
 
 class Ranker(nn.Module):
@@ -92,7 +94,8 @@ class Ranker(nn.Module):
         user = torch.gather(hidden, 1, positions.unsqueeze(-1).expand(b, s, dim))
         queries = self.query(candidates).reshape(b, s * c, dim)
         logits = (queries @ self.key(hidden).transpose(1, 2)).reshape(b, s, c, -1)
-        bias = torch.zeros(visible.shape, device=hidden.device).masked_fill(~visible, -1e9)
+        bias = torch.zeros(visible.shape, device=hidden.device, dtype=hidden.dtype)
+        bias = bias.masked_fill(~visible, MASKED)
         weights = torch.softmax(logits / math.sqrt(dim) + bias.unsqueeze(2), dim=-1)
         attended = (weights.reshape(b, s * c, -1) @ self.value(hidden)).reshape(b, s, c, dim)
         user = user.unsqueeze(2).expand(b, s, c, dim)

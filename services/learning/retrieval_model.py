@@ -27,16 +27,16 @@ class RetrievalConfig:
     dropout: float = 0.3
     id_dropout: float = 0.1
     use_text: bool = True
-    epochs: int = 200
-    batch_size: int = 128
+    epochs: int = 40
+    batch_size: int = 32
     lr: float = 2e-3
     weight_decay: float = 0.0
-    eval_every: int = 5
+    eval_every: int = 4
     """Epochs between validation runs (model selection and early stopping)."""
     patience: int = 3
     """Validation runs without improvement before stopping."""
-    max_seconds: float = 200.0
-    """Wall-clock budget for training; the best model so far is kept."""
+    max_seconds: float = 900.0
+    """Safety limit on wall-clock training time; the best model so far is kept."""
 
 
 class RetrievalModel(nn.Module):

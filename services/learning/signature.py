@@ -47,7 +47,7 @@ USER_VECTORS = "user_vectors"
 
 PAD_INDEX = 0
 OOV_INDEX = 1
-HISTORY_LEN = 200
+HISTORY_LEN = 50
 """History length of the exported models (the most recent items, left-padded)."""
 
 DEVICES = ("web", "mobile", "app")

@@ -307,6 +307,9 @@ def train_ranker(
     """The ranker, selected by validation NDCG@10 of the two-stage ranking."""
     rng = seed_everything(seed)
     ranker = Ranker(config, *_tensors(split, text_table))
+    if config.warm_start:
+        ranker.items.load_state_dict(retrieval.items.state_dict())
+        ranker.encoder.load_state_dict(retrieval.encoder.state_dict())
     retrieval.eval()
     data = training_sequences(split, config.max_len)
     valid = stage_inputs(split, "valid", config.max_len)
