@@ -17,6 +17,11 @@ weights, each halved for every 7 days between the event and `as_of`.
 
 `fold_once` is synchronous so that a Celery task can call it; the service
 runs `EventConsumer.run` as a background task.
+
+Caveat of the commit-order rule: the snapshot's xmin is cluster-wide, so any
+long-running write transaction on the same PostgreSQL server (another
+database included) holds the consumer back until it ends. Keep bulk writes
+in short transactions.
 """
 
 from __future__ import annotations
