@@ -62,21 +62,32 @@ class RankerClient:
         self._timeout = timeout
 
     async def score(
-        self, history_ids: NDArray[Any], candidate_ids: NDArray[Any], context: NDArray[Any]
+        self,
+        history_ids: NDArray[Any],
+        candidate_ids: NDArray[Any],
+        context: NDArray[Any],
+        version: str = "",
+        timeout: float | None = None,
     ) -> tuple[NDArray[Any], str]:
-        """Scores float32 [B, C] for ``candidate_ids`` [B, C], and the model version used."""
+        """Scores float32 [B, C] for ``candidate_ids`` [B, C], and the model version used.
+
+        ``version`` names the version whose vocabulary built the ids (the newest loaded
+        when empty); ``timeout`` shortens the client's own bound (the caller's deadline).
+        """
+        timeout = self._timeout if timeout is None else min(timeout, self._timeout)
         count = candidate_ids.shape[1]
         inputs = infer_inputs(history_ids, pad_candidates(candidate_ids), context)
         try:
             result = await self._client.infer(
                 self._model,
                 inputs,
+                model_version=version,
                 outputs=[grpcclient.InferRequestedOutput(SCORES)],
-                client_timeout=self._timeout,
+                client_timeout=timeout,
             )
         except InferenceServerException as error:
             if "Deadline" in str(error.status()):
-                raise DeadlineExceeded(f"ranker took longer than {self._timeout}s") from error
+                raise DeadlineExceeded(f"ranker took longer than {timeout}s") from error
             raise Unavailable(f"ranker inference failed: {error.message()}") from error
         scores = result.as_numpy(SCORES)
         version = str(result.get_response().model_version)

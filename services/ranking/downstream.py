@@ -8,10 +8,10 @@ and sits behind a circuit breaker so a dependency that is down costs nothing.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import grpc
-import tritonclient.grpc.aio as triton
 from google.protobuf.message import Message
 from magpie.v1 import (
     catalog_pb2,
@@ -22,17 +22,16 @@ from magpie.v1 import (
     retrieval_pb2,
     retrieval_pb2_grpc,
 )
-from tritonclient.utils import InferenceServerException
 
 from services.common.breaker import CircuitBreaker
 from services.common.deadline import remaining_seconds
 from services.common.errors import DeadlineExceeded, Unavailable
-from services.learning.signature import CANDIDATE_IDS, CONTEXT, HISTORY_IDS, SCORES
+from services.modelstore.client import RankerClient
 from services.ranking import config
 from services.ranking.domain import Candidate, Filter, Floats, Ids, Product, Source, UserState
 from services.ranking.model import ServingModel
 
-__all__ = ["CatalogClient", "ProfileClient", "RetrievalClient", "TritonScorer", "filter_to_proto"]
+__all__ = ["CatalogClient", "GuardedRanker", "ProfileClient", "RetrievalClient", "filter_to_proto"]
 
 _NANOS = 1_000_000_000
 
@@ -115,7 +114,13 @@ class RetrievalClient:
         request = retrieval_pb2.RetrieveRequest(
             user_id=user.user_id,
             limit=limit,
-            filter=filter_to_proto(request_filter),
+            # Purchased products would only be dropped later: spare their candidate slots.
+            filter=filter_to_proto(
+                replace(
+                    request_filter,
+                    exclude_product_ids=request_filter.exclude_product_ids | user.purchased,
+                )
+            ),
             recent_product_ids=user.recent_product_ids,
         )
 
@@ -161,50 +166,27 @@ class CatalogClient:
         return {p.product_id: _product(p) for p in reply.products}
 
 
-class TritonScorer:
-    """Scores candidates with the ranker in Triton: one request per call, one version."""
+class GuardedRanker:
+    """The Triton ranker behind a breaker, bounded by what is left of the deadline."""
 
-    def __init__(self, address: str, model_name: str, timeout_seconds: float) -> None:
-        self._client = triton.InferenceServerClient(address)
-        self._model = model_name
-        self._timeout = timeout_seconds
+    def __init__(self, client: RankerClient) -> None:
+        self._client = client
         self._breaker = _breaker("triton")
 
     async def score(
         self, model: ServingModel, history: Ids, candidates: Ids, context: Floats
     ) -> Floats:
-        inputs = []
-        for name, array, dtype in (
-            (HISTORY_IDS, history, "INT64"),
-            (CANDIDATE_IDS, candidates, "INT64"),
-            (CONTEXT, context, "FP32"),
-        ):
-            tensor = triton.InferInput(name, list(array.shape), dtype)
-            tensor.set_data_from_numpy(array)
-            inputs.append(tensor)
         left = remaining_seconds()
-        timeout = self._timeout if left is None else min(self._timeout, left)
-        if timeout <= 0:
+        if left is not None and left <= 0:
             raise DeadlineExceeded("no time left for the ranker")
 
         async def call() -> Floats:
-            try:
-                result = await self._client.infer(
-                    self._model,
-                    inputs,
-                    model_version=model.version_name,
-                    outputs=[triton.InferRequestedOutput(SCORES)],
-                    client_timeout=timeout,
-                )
-            except InferenceServerException as error:
-                raise Unavailable(f"triton: {error.message()}") from error
-            scores: Floats | None = result.as_numpy(SCORES)
-            if scores is None:
-                raise Unavailable("triton returned no scores")
+            scores, version = await self._client.score(
+                history, candidates, context, version=model.version_name, timeout=left
+            )
+            if version != model.version_name:
+                raise Unavailable(f"ranker answered with version {version}")
             row: Floats = scores[0]
             return row
 
         return await self._breaker.call(call)
-
-    async def close(self) -> None:
-        await self._client.close()

@@ -12,9 +12,10 @@ from services.common.db import Database
 from services.common.server import ServiceSpec
 from services.common.settings import Settings
 from services.modelstore import registry
+from services.modelstore.client import RankerClient
 from services.modelstore.watch import ModelWatcher
 from services.ranking import config
-from services.ranking.downstream import CatalogClient, ProfileClient, RetrievalClient, TritonScorer
+from services.ranking.downstream import CatalogClient, GuardedRanker, ProfileClient, RetrievalClient
 from services.ranking.model import load_serving_model
 from services.ranking.service import RankingService
 from services.ranking.servicer import VALIDATORS, RankingServicer
@@ -43,14 +44,14 @@ def build_spec(settings: Settings) -> ServiceSpec:
         Path(settings.artifact_dir),
         config.MODEL_POLL_SECONDS,
     )
-    scorer = TritonScorer(
+    ranker = RankerClient(
         settings.triton_addr, settings.triton_model, settings.triton_timeout_seconds
     )
     service = RankingService(
         ProfileClient(profiles_channel),
         RetrievalClient(retrieval_channel),
         CatalogClient(catalog_channel),
-        scorer,
+        GuardedRanker(ranker),
         models,
     )
     servicer = RankingServicer(service)
@@ -59,7 +60,7 @@ def build_spec(settings: Settings) -> ServiceSpec:
         ranking_pb2_grpc.add_RankingServiceServicer_to_server(servicer, server)
 
     async def close() -> None:
-        await scorer.close()
+        await ranker.close()
         for channel in channels:
             await channel.close()
         db.close()
