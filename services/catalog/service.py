@@ -15,10 +15,11 @@ transaction committed, in this order: store a fresh random write marker
 
 The read-through race (a reader fetches the old row, the writer commits and
 invalidates, then the reader caches the old row) is closed with those markers:
-a reader that missed `p:<id>` reads `w:<id>` before it queries PostgreSQL,
-caches what it fetched, then reads the markers again and deletes any entry
-whose marker changed in between. Whatever the interleaving, either the writer's
-delete comes after the reader's set, or the reader sees the new marker. What
+a reader that missed `p:<id>` reads `w:<id>` before it queries PostgreSQL, then
+caches what it fetched with one atomic Redis script that skips every product
+whose marker changed meanwhile. Either the writer's marker lands first (the
+reader's set is skipped) or the reader's set does (the writer's delete removes
+it), so once a write is acknowledged no older version can be served. What
 remains: when Redis fails during a writer's invalidation, a cached product can
 be stale until its TTL ends.
 """
@@ -153,6 +154,9 @@ class ByteCache(Protocol):
 
     async def get_many(self, keys: Sequence[str]) -> dict[str, bytes]: ...
     async def set_many(self, items: Mapping[str, bytes]) -> None: ...
+    async def set_many_guarded(
+        self, items: Mapping[str, bytes], guards: Mapping[str, tuple[str, bytes | None]]
+    ) -> None: ...
     async def delete(self, keys: Sequence[str]) -> None: ...
 
 
@@ -383,17 +387,9 @@ class CatalogService:
         self, fetched: Mapping[str, pb.Product], markers_before: Mapping[str, bytes]
     ) -> None:
         """Caches products read from PostgreSQL unless a write invalidated them meanwhile."""
-        if not fetched:
-            return
-        await self._products_cache.set_many(
-            {_product_key(i): p.SerializeToString() for i, p in fetched.items()}
+        guards = {
+            _product_key(i): (_marker_key(i), markers_before.get(_marker_key(i))) for i in fetched
+        }
+        await self._products_cache.set_many_guarded(
+            {_product_key(i): p.SerializeToString() for i, p in fetched.items()}, guards
         )
-        marker_keys = [_marker_key(i) for i in fetched]
-        markers_after = await self._products_cache.get_many(marker_keys)
-        stale = [
-            _product_key(i)
-            for i, key in zip(fetched, marker_keys, strict=True)
-            if markers_after.get(key) != markers_before.get(key)
-        ]
-        if stale:
-            await self._products_cache.delete(stale)

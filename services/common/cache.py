@@ -29,6 +29,19 @@ for i, key in ipairs(KEYS) do redis.call('SET', key, ARGV[i + 1], 'EX', ARGV[1])
 """
 """Sets KEYS[i] to ARGV[i + 1] with a lifetime of ARGV[1] seconds."""
 
+_SET_MANY_GUARDED = """
+local n = #KEYS / 2
+for i = 1, n do
+    local guard = redis.call('GET', KEYS[n + i])
+    local expected = ARGV[2 * i + 1]
+    if (guard == false and expected == '') or (guard and 'v' .. guard == expected) then
+        redis.call('SET', KEYS[i], ARGV[2 * i], 'EX', ARGV[1])
+    end
+end
+"""
+"""Sets KEYS[i] to ARGV[2i] (lifetime ARGV[1]) if guard KEYS[n + i] holds ARGV[2i + 1]
+minus its leading "v"; an empty ARGV[2i + 1] expects the guard to be absent."""
+
 
 class Cache:
     def __init__(self, url: str, *, namespace: str, ttl_seconds: int) -> None:
@@ -56,6 +69,28 @@ class Cache:
         keys = [self._key(k) for k in items]
         try:  # one command, not one SET per key: a pipeline costs ~30 µs of Python per key
             await self._client.eval(_SET_MANY, len(keys), *keys, self._ttl, *items.values())
+        except RedisError as error:
+            logger.warning("cache write failed: %s", error)
+
+    async def set_many_guarded(
+        self, items: Mapping[str, bytes], guards: Mapping[str, tuple[str, bytes | None]]
+    ) -> None:
+        """Sets each key only if its guard key still holds the value read before (atomic).
+
+        `guards[key]` is (guard key, value it held, None when absent). A reader
+        that read the guard before querying the database and a writer that
+        changes the guard after its commit then never leave an old value cached.
+        """
+        if self._client is None or not items:
+            return
+        keys = [self._key(k) for k in items]
+        guard_keys = [self._key(guards[k][0]) for k in items]
+        args: list[bytes | int] = [self._ttl]
+        for key, value in items.items():
+            expected = guards[key][1]
+            args += [value, b"" if expected is None else b"v" + expected]
+        try:
+            await self._client.eval(_SET_MANY_GUARDED, 2 * len(keys), *keys, *guard_keys, *args)
         except RedisError as error:
             logger.warning("cache write failed: %s", error)
 

@@ -86,7 +86,8 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def catalog_process(database_url: str, redis_url: str, log: Path) -> Iterator[str]:
+def catalog_process(database_url: str, redis_url: str, log: Path) -> Iterator[tuple[str, int]]:
+    """The address and pid of a catalog service process running until the block ends."""
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
     env |= {
@@ -107,7 +108,7 @@ def catalog_process(database_url: str, redis_url: str, log: Path) -> Iterator[st
     try:
         if not wait_serving(address, timeout=30):
             raise SystemExit(f"catalog never became SERVING; see {log}")
-        yield address
+        yield address, process.pid
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -173,9 +174,19 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
     return round(cuts[49], 2), round(cuts[98], 2)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def measure(
-    args: argparse.Namespace, database_url: str, address: str, cache: redis.Redis
+    args: argparse.Namespace,
+    database_url: str,
+    service: tuple[str, int],
+    cache: redis.Redis,
 ) -> dict[str, Any]:
+    address, pid = service
     rng = random.Random(args.seed)
     ids = [f"prod-{i:07d}" for i in range(args.products)]
     with grpc.insecure_channel(address) as channel:
@@ -185,14 +196,18 @@ def measure(
         for _ in range(5):  # connections, code paths and PostgreSQL's buffers
             timed(stub, rng.sample(ids, args.batch))
         cold = []
+        cpu_before = cpu_seconds(pid)
         for _ in range(args.requests):
             batch = rng.sample(ids, args.batch)
             cache.flushdb()
             cold.append(timed(stub, batch))
+        cpu_cold = cpu_seconds(pid) - cpu_before
         pool = rng.sample(ids, max(WARM_POOL, args.batch))
         for start in range(0, len(pool), args.batch):
             timed(stub, pool[start : start + args.batch])
+        cpu_before = cpu_seconds(pid)
         warm = [timed(stub, rng.sample(pool, args.batch)) for _ in range(args.requests)]
+        cpu_warm = cpu_seconds(pid) - cpu_before
     load_average = os.getloadavg()[0]
     p50_cold, p99_cold = percentiles(cold)
     p50_warm, p99_warm = percentiles(warm)
@@ -204,6 +219,8 @@ def measure(
         "products": args.products,
         "batch": args.batch,
         "requests": args.requests,
+        "service_cpu_ms_per_request_cold": round(cpu_cold * 1000 / args.requests, 2),
+        "service_cpu_ms_per_request_warm": round(cpu_warm * 1000 / args.requests, 2),
         "daily_count_rows": stats_rows,
         "load_products_per_s": round(args.products / load_seconds),
         "load_average_1m": round(load_average, 2),
@@ -233,9 +250,9 @@ def main() -> None:
     log.parent.mkdir(exist_ok=True)
     with (
         throwaway_database(args.postgres_url) as database_url,
-        catalog_process(database_url, args.redis_url, log) as address,
+        catalog_process(database_url, args.redis_url, log) as service,
     ):
-        results = measure(args, database_url, address, cache)
+        results = measure(args, database_url, service, cache)
     cache.flushdb()
 
     path = write_report("get_products", results)
@@ -243,9 +260,12 @@ def main() -> None:
         f"GetProducts({args.batch} random ids), {args.products:,} products, "
         f"{args.requests} requests each"
     )
-    print(f"{'cache':<6} {'p50 ms':>8} {'p99 ms':>8}")
+    print(f"{'cache':<6} {'p50 ms':>8} {'p99 ms':>8} {'service CPU ms/req':>19}")
     for state in ("cold", "warm"):
-        print(f"{state:<6} {results[f'p50_ms_{state}']:>8} {results[f'p99_ms_{state}']:>8}")
+        cpu = results[f"service_cpu_ms_per_request_{state}"]
+        print(
+            f"{state:<6} {results[f'p50_ms_{state}']:>8} {results[f'p99_ms_{state}']:>8} {cpu:>19}"
+        )
     print(
         f"upsert: {results['load_products_per_s']:,} products/s; "
         f"load average {results['load_average_1m']}; written {path}"

@@ -11,6 +11,7 @@ from magpie.v1 import catalog_pb2 as pb
 from magpie.v1 import catalog_pb2_grpc
 
 from services.catalog.server import SERVICE_NAME, build_spec
+from services.common.cache import Cache
 from services.common.settings import Settings
 from tests.support import free_port
 
@@ -46,6 +47,27 @@ async def test_reads_are_cached_until_a_write_invalidates(
     assert (first, cached, from_cache) == ("v1", 1, "v1")
     assert after_upsert == "v2"
     assert after_hiding == ""
+
+
+async def test_guarded_set_skips_keys_whose_guard_changed(redis_url: str) -> None:
+    cache = Cache(redis_url, namespace="test", ttl_seconds=60)
+    await cache.set_many({"g-same": b"1", "g-moved": b"2"})
+    try:
+        await cache.set_many_guarded(
+            {"a": b"A", "b": b"B", "c": b"C", "d": b"D"},
+            {
+                "a": ("g-same", b"1"),  # unchanged: set
+                "b": ("g-moved", b"1"),  # changed since read: skipped
+                "c": ("g-none", None),  # still absent: set
+                "d": ("g-same", None),  # appeared since read: skipped
+            },
+        )
+        values = await cache.get_many(["a", "b", "c", "d"])
+    finally:
+        await cache.close()
+
+    assert values == {"a": b"A", "c": b"C"}
+    assert 0 < redis.Redis.from_url(redis_url).ttl("magpie:test:a") <= 60
 
 
 async def test_reads_work_without_redis(settings: Settings, serve, product) -> None:  # type: ignore[no-untyped-def]

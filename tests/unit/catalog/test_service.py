@@ -26,6 +26,13 @@ class FakeCache:
         if hook is not None:
             await hook()
 
+    async def set_many_guarded(
+        self, items: Mapping[str, bytes], guards: Mapping[str, tuple[str, bytes | None]]
+    ) -> None:
+        await self.set_many(
+            {k: v for k, v in items.items() if self.values.get(guards[k][0]) == guards[k][1]}
+        )
+
     async def delete(self, keys: Sequence[str]) -> None:
         for key in keys:
             self.values.pop(key, None)
