@@ -13,7 +13,10 @@ from pydantic import ValidationError
 from services.common import schema
 from services.common.logs import configure_logging
 from services.common.settings import load_settings
+from services.datasets import cli as datasets_cli
+from services.learning import cli as learning_cli
 from services.local_platform import SERVICES, LocalPlatform, PlatformLayout, available_services
+from services.modelstore import cli as modelstore_cli
 
 __all__ = ["main"]
 
@@ -80,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run one service in the foreground")
     serve.add_argument("service", choices=list(SERVICES))
     serve.set_defaults(handler=_serve)
+
+    for extension in (datasets_cli, learning_cli, modelstore_cli):
+        extension.add_commands(commands)
     return parser
 
 

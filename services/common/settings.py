@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     """Where trained model bundles live, one directory per version (a shared volume in k8s)."""
     model_repository: str = "model_repository"
     """Triton model repository that published versions are copied into."""
+    model_name: str = "magpie"
+    """Registry name of the model bundles (retrieval + ranker) that serving follows."""
     triton_addr: str = "127.0.0.1:8001"
     """Triton's gRPC endpoint."""
     triton_model: str = "magpie_ranker"

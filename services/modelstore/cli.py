@@ -86,7 +86,7 @@ def _connection(settings: Settings) -> Iterator[Connection]:
 def _list(args: argparse.Namespace) -> int:
     settings = load_settings()
     with _connection(settings) as conn:
-        rows = registry.list_versions(conn, args.name)
+        rows = registry.list_versions(conn, args.name or settings.model_name)
     print(f"{'version':>7}  {'status':<9}  {'created':<16}  {'promoted':<16}  metrics")
     for row in rows:
         promoted = row.promoted_at.strftime("%Y-%m-%d %H:%M") if row.promoted_at else "-"
@@ -100,8 +100,9 @@ def _list(args: argparse.Namespace) -> int:
 def _promote(args: argparse.Namespace) -> int:
     settings = load_settings()
     with _connection(settings) as conn:
-        row = promote_and_publish(conn, settings, args.name, getattr(args, "version", None))
-    print(f"{args.name} version {row.version} promoted and published")
+        name = args.name or settings.model_name
+        row = promote_and_publish(conn, settings, name, getattr(args, "version", None))
+    print(f"{name} version {row.version} promoted and published")
     return 0
 
 
@@ -121,8 +122,8 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         name: str, text: str, run: Callable[[argparse.Namespace], int]
     ) -> argparse.ArgumentParser:
         parser = commands.add_parser(name, help=text)
-        parser.add_argument("--name", default=registry.DEFAULT_MODEL, help="registry model name")
-        parser.set_defaults(run=run)
+        parser.add_argument("--name", help="registry model name (default: MAGPIE_MODEL_NAME)")
+        parser.set_defaults(handler=run)
         return parser
 
     command("list", "list versions", _list)
@@ -136,4 +137,4 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     config.add_argument(
         "--model", dest="name_override", default=None, help="default: MAGPIE_TRITON_MODEL"
     )
-    config.set_defaults(run=_triton_config)
+    config.set_defaults(handler=_triton_config)

@@ -27,7 +27,6 @@ from services.common.db import Connection
 from services.common.errors import AlreadyExists, FailedPrecondition, NotFound
 
 __all__ = [
-    "DEFAULT_MODEL",
     "ModelVersion",
     "Status",
     "active_version",
@@ -40,7 +39,6 @@ __all__ = [
     "rollback",
 ]
 
-DEFAULT_MODEL = "magpie"
 """Registry name of Magpie's bundles (retrieval and ranker are versioned together)."""
 
 Status = Literal["candidate", "promoted", "rejected", "retired"]

@@ -34,7 +34,7 @@ def build_spec(settings: Settings) -> ServiceSpec:
     db = Database(settings.database_url, pool_size=2, retry_seconds=settings.db_retry_seconds)
 
     async def active_version() -> int | None:
-        active = await db.run(lambda conn: registry.active_version(conn, settings.triton_model))
+        active = await db.run(lambda conn: registry.active_version(conn, settings.model_name))
         return active.version if active else None
 
     models = ModelWatcher(

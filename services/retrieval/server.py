@@ -35,7 +35,7 @@ def build_spec(
         pool_size=settings.db_pool_size,
         retry_seconds=settings.db_retry_seconds,
     )
-    store = RetrievalStore(db, settings.triton_model)
+    store = RetrievalStore(db, settings.model_name)
     loader = BundleLoader()
     models: ModelWatcher[ServingModel] = ModelWatcher(
         "retrieval", store.promoted_version, loader, Path(settings.artifact_dir), poll_seconds

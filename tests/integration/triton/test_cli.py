@@ -19,7 +19,7 @@ def _magpie(*argv: str) -> int:
     parser = argparse.ArgumentParser()
     cli.add_commands(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["model", *argv])
-    return int(args.run(args))
+    return int(args.handler(args))
 
 
 def test_promote_and_rollback_reach_the_server(
@@ -35,8 +35,8 @@ def test_promote_and_rollback_reach_the_server(
     monkeypatch.setenv("MAGPIE_TRITON_ADDR", triton.server.grpc_addr)
     monkeypatch.setenv("MAGPIE_TRITON_MODEL", MODEL)
     with psycopg2.connect(clean_db) as conn:
-        registry.register_candidate(conn, registry.DEFAULT_MODEL, 1, {}, str(bundle))
-        registry.register_candidate(conn, registry.DEFAULT_MODEL, 2, {}, f"file://{fp32_bundle}")
+        registry.register_candidate(conn, "magpie", 1, {}, str(bundle))
+        registry.register_candidate(conn, "magpie", 2, {}, f"file://{fp32_bundle}")
     client = grpcclient.InferenceServerClient(triton.server.grpc_addr)
 
     assert _magpie("promote", "1") == 0

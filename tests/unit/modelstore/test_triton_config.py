@@ -38,7 +38,7 @@ def _check_shapes(config: mc.ModelConfig, batch: list[int]) -> None:
         "context": (mc.TYPE_FP32, [*batch, CONTEXT_DIM]),
     }
     assert _tensors(config.output) == {"scores": (mc.TYPE_FP32, [*batch, -1])}
-    assert config.version_policy.latest.num_versions == 1
+    assert config.version_policy.latest.num_versions == 2  # promoted + previous, during a swap
 
 
 def test_committed_cpu_repository_is_the_generated_one(tmp_path: Path) -> None:
@@ -68,7 +68,7 @@ def test_gpu_config_round_trip_via_cli(tmp_path: Path) -> None:
     args = parser.parse_args(
         ["model", "triton-config", "--target", "gpu", "--out", str(tmp_path), "--model", "r"]
     )
-    assert args.run(args) == 0
+    assert args.handler(args) == 0
     config = read_config(tmp_path / "r" / CONFIG_FILE)
     assert (config.name, config.platform, config.backend) == ("r", "onnxruntime_onnx", "")
     assert config.default_model_filename == "model.onnx"
