@@ -20,5 +20,9 @@ MODEL_POLL_SECONDS = 3.0
 
 NEW_PRODUCT_DAYS = 30
 """A product this young counts as new for the "new in a category you like" reason."""
+RULES_POOL = 60
+RULES_POOL_PER_ITEM = 4
+"""Product data is fetched for the best max(RULES_POOL, RULES_POOL_PER_ITEM * k) scored
+candidates first (business rules need it only there), more only if too few pass."""
 FALLBACK_POPULAR = 500
 """Size of the last-known popular list kept for when retrieval is down."""

@@ -7,7 +7,6 @@ profile, the last known popular products, id-only rules, retrieval order.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import uuid
@@ -148,41 +147,54 @@ class RankingService:
         retrieval_version: str,
     ) -> Recommendation:
         model = self._models.current
-        anchors = {c.anchor_product_id for c in candidates if c.anchor_product_id}
-        products_task = asyncio.ensure_future(
-            self._products([c.product_id for c in candidates] + sorted(anchors), degradations)
-        )
-        scores_task = asyncio.ensure_future(self._scores(model, user, candidates, options))
-        products, scores = await asyncio.gather(products_task, scores_task)
+        scores = await self._scores(model, user, candidates, options)
         if scores is None:
             degradations.append(Degradation.RANKER_UNAVAILABLE)
             scores = np.arange(len(candidates), 0, -1, dtype=np.float32)  # retrieval order
-
-        keep = [
-            i
-            for i, c in enumerate(candidates)
-            if allowed(
-                products.get(c.product_id) if products is not None else _unknown(c),
-                user,
-                options.request_filter,
-            )
-        ]
-        order = sorted(keep, key=lambda i: -float(scores[i]))
-        categories = [
-            p.top_category if (p := (products or {}).get(c.product_id)) else "" for c in candidates
-        ]
+        ranked = [int(i) for i in np.argsort(-scores, kind="stable")]
         embeddings = model.text_rows([c.product_id for c in candidates]) if model else None
-        picked = diversify(
-            order,
-            scores,
-            categories,
-            embeddings,
-            k=options.k,
-            diversity=options.diversity,
-            max_per_category=options.max_per_category,
-        )
+
+        # Product data is needed only for the best-scored slice: fetch a pool a few
+        # times k, and widen it only when the rules leave too few items.
+        products: dict[str, Product] | None = {}
+        pool = max(config.RULES_POOL, config.RULES_POOL_PER_ITEM * options.k)
+        while True:
+            window = ranked[:pool]
+            if products is not None:
+                wanted = {candidates[i].product_id for i in window}
+                wanted |= {candidates[i].anchor_product_id for i in window} - {""}
+                fetched = await self._products(sorted(wanted - products.keys()), degradations)
+                products = None if fetched is None else {**products, **fetched}
+            known = products if products is not None else {}
+            keep = [
+                i
+                for i in window
+                if allowed(
+                    known.get(candidates[i].product_id)
+                    if products is not None
+                    else _unknown(candidates[i]),
+                    user,
+                    options.request_filter,
+                )
+            ]
+            categories = [
+                p.top_category if (p := known.get(c.product_id)) else "" for c in candidates
+            ]
+            picked = diversify(
+                keep,
+                scores,
+                categories,
+                embeddings,
+                k=options.k,
+                diversity=options.diversity,
+                max_per_category=options.max_per_category,
+            )
+            if len(picked) >= options.k or pool >= len(ranked):
+                break
+            pool *= 2
+
         now = options.request_time or time.time()
-        titles = {pid: p.title for pid, p in (products or {}).items()}
+        titles = {pid: p.title for pid, p in known.items()}
         items = [
             RankedItem(
                 candidates[i].product_id,
@@ -190,7 +202,7 @@ class RankingService:
                 candidates[i].source,
                 reason_for(
                     candidates[i],
-                    (products or {}).get(candidates[i].product_id),
+                    known.get(candidates[i].product_id),
                     user,
                     titles,
                     now,

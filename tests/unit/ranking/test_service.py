@@ -147,3 +147,31 @@ async def test_rank_scores_caller_candidates_and_drops_unknown_ones() -> None:
 
     assert [i.product_id for i in result.items] == ["p4", "p1"]
     assert all(i.source is Source.CALLER for i in result.items)
+
+
+async def test_product_data_is_fetched_for_the_top_slice_and_widened_when_rules_drop_it() -> None:
+    ids = [f"q{i:03d}" for i in range(300)]
+    model = ServingModel(1, {pid: i + 2 for i, pid in enumerate(ids)}, np.zeros((302, 4), "f4"))
+    # The ranker prefers high indices; the best 100 are out of stock.
+    products = {pid: _product(pid, stock=0 if i >= 200 else 3) for i, pid in enumerate(ids)}
+    catalog = Catalog(products)
+    asked: list[int] = []
+    original = catalog.products
+
+    async def counting(product_ids: Sequence[str]) -> dict[str, Product]:
+        asked.append(len(product_ids))
+        return await original(product_ids)
+
+    catalog.products = counting  # type: ignore[method-assign]
+    service = RankingService(
+        Profiles(UserState("u")),
+        Retrieval([Candidate(pid, 1.0, Source.ANN) for pid in ids]),
+        catalog,
+        Scorer(),
+        Models(model),
+    )
+
+    result = await service.recommend("u", RequestOptions(k=5))
+
+    assert [i.product_id for i in result.items] == ["q199", "q198", "q197", "q196", "q195"]
+    assert asked == [60, 60]  # the first 60, then the next 60 of the widened pool; never all 300
