@@ -30,13 +30,20 @@ def _db_upgrade(args: argparse.Namespace) -> int:
 
 
 def _up(args: argparse.Namespace) -> int:
+    from services import demo  # training code: imported only when needed
+
     platform = LocalPlatform(PlatformLayout(Path(args.state_dir)))
     services = args.services or available_services()
     started = platform.up(services)
-    print(f"{'service':<12} {'address':<18} health")
+    print(f"{'process':<12} {'address':<18} health")
     for name, address in started.items():
         print(f"{name:<12} {address:<18} SERVING")
-    print(f"logs in {platform.layout.log_dir}; stop with: magpie down")
+    if not args.services and not args.no_demo:
+        settings = demo.settings_for_cli(platform.service_settings())
+        version = demo.bootstrap(settings)
+        demo.wait_for_version(settings.ranking_addr, version)
+        demo.print_recommendations(settings, ["u000001", "u000002", "u000003"])
+    print(f"\nlogs in {platform.layout.log_dir}; stop with: magpie down")
     return 0
 
 
@@ -79,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
         command.set_defaults(handler=run)
         if name == "up":
             command.add_argument("services", nargs="*", choices=[[], *SERVICES], default=[])
+            command.add_argument(
+                "--no-demo", action="store_true", help="skip demo data, first model, examples"
+            )
 
     serve = commands.add_parser("serve", help="run one service in the foreground")
     serve.add_argument("service", choices=list(SERVICES))
@@ -93,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command != "serve":
         configure_logging("magpie", "INFO", json_lines=False)
+        for chatty in ("onnxscript", "onnx_ir", "torch", "sentence_transformers"):
+            logging.getLogger(chatty).setLevel(logging.WARNING)
     try:
         return int(args.handler(args))
     except ValidationError as error:

@@ -29,6 +29,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from services.common import schema
 from services.common.settings import ENV_PREFIX
 from services.modelstore import tritonserver
+from services.modelstore.publish import published_versions
 from services.modelstore.tritonserver import TritonPorts
 
 __all__ = ["SERVICES", "LocalPlatform", "PlatformLayout", "available_services", "wait_serving"]
@@ -94,6 +95,7 @@ class PlatformLayout:
     ports: Mapping[str, int] = field(default_factory=lambda: dict(SERVICES))
     triton: TritonPorts = field(default_factory=TritonPorts)
     model_repository: Path = REPOSITORY
+    triton_model: str = "magpie_ranker"
 
     @property
     def run_dir(self) -> Path:
@@ -159,6 +161,7 @@ class LocalPlatform:
             "MAGPIE_ARTIFACT_DIR": str(layout.artifact_dir.resolve()),
             "MAGPIE_MODEL_REPOSITORY": str(layout.model_repository.resolve()),
             "MAGPIE_TRITON_ADDR": f"127.0.0.1:{layout.triton.grpc}",
+            "MAGPIE_TRITON_MODEL": layout.triton_model,
             **{f"MAGPIE_{n.upper()}_ADDR": layout.address(n) for n in layout.ports},
             **self._settings,
         }
@@ -193,10 +196,15 @@ class LocalPlatform:
         return started
 
     def _start_triton(self, env: dict[str, str]) -> None:
-        work = self.layout.state_dir / "triton"
-        backends = tritonserver.prepare_backends(work)
+        layout = self.layout
+        backends = tritonserver.prepare_backends(layout.state_dir / "triton")
+        # Explicit model control loads nothing by itself: name the ranker once it has versions.
+        published = published_versions(layout.model_repository / layout.triton_model)
         command = tritonserver.server_command(
-            self.layout.model_repository, backends, self.layout.triton
+            layout.model_repository,
+            backends,
+            layout.triton,
+            load=[layout.triton_model] if published else [],
         )
         self._spawn(TRITON, command, tritonserver.server_environment(env))
 

@@ -14,78 +14,24 @@ repository and is loaded when Triton starts.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import urlparse
 
-import psycopg2
-
-from services.common.db import Connection
-from services.common.settings import Settings, load_settings
+from services.common.settings import load_settings
 from services.modelstore import registry
+from services.modelstore.lifecycle import connection, promote_and_publish
 from services.modelstore.triton_repo import CONFIG_FILE, TARGETS, write_model_dir
 
-__all__ = ["add_commands", "bundle_path", "promote_and_publish"]
+__all__ = ["add_commands"]
 
 logger = logging.getLogger(__name__)
 
 
-def bundle_path(artifact_uri: str) -> Path:
-    """The bundle directory of a registry ``artifact_uri`` (a path or a file:// URI)."""
-    parsed = urlparse(artifact_uri)
-    return Path(parsed.path if parsed.scheme == "file" else artifact_uri)
-
-
-def _triton_live(addr: str) -> bool:
-    import tritonclient.grpc as grpcclient
-
-    client = grpcclient.InferenceServerClient(addr)
-    try:
-        return bool(client.is_server_live(client_timeout=1.0))
-    except Exception:  # noqa: BLE001 - any failure means no server to talk to
-        return False
-    finally:
-        client.close()
-
-
-def _publish(settings: Settings, row: registry.ModelVersion) -> None:
-    from services.modelstore.publish import publish
-
-    addr = settings.triton_addr if _triton_live(settings.triton_addr) else None
-    if addr is None:
-        logger.warning("no Triton at %s: version lands on disk only", settings.triton_addr)
-    publish(
-        bundle_path(row.artifact_uri),
-        row.version,
-        Path(settings.model_repository),
-        settings.triton_model,
-        triton_addr=addr,
-    )
-
-
-def promote_and_publish(
-    conn: Connection, settings: Settings, name: str, version: int | None
-) -> registry.ModelVersion:
-    """Promote ``version`` (``None``: roll back) and publish it, in ``conn``'s transaction."""
-    row = (
-        registry.rollback(conn, name) if version is None else registry.promote(conn, name, version)
-    )
-    _publish(settings, row)
-    return row
-
-
-@contextlib.contextmanager
-def _connection(settings: Settings) -> Iterator[Connection]:
-    with contextlib.closing(psycopg2.connect(settings.database_url)) as conn, conn:
-        yield conn
-
-
 def _list(args: argparse.Namespace) -> int:
     settings = load_settings()
-    with _connection(settings) as conn:
+    with connection(settings) as conn:
         rows = registry.list_versions(conn, args.name or settings.model_name)
     print(f"{'version':>7}  {'status':<9}  {'created':<16}  {'promoted':<16}  metrics")
     for row in rows:
@@ -99,7 +45,7 @@ def _list(args: argparse.Namespace) -> int:
 
 def _promote(args: argparse.Namespace) -> int:
     settings = load_settings()
-    with _connection(settings) as conn:
+    with connection(settings) as conn:
         name = args.name or settings.model_name
         row = promote_and_publish(conn, settings, name, getattr(args, "version", None))
     print(f"{name} version {row.version} promoted and published")

@@ -1,0 +1,139 @@
+"""What `magpie up` does after the services are up: data, a first model, recommendations.
+
+On an empty platform it generates a synthetic e-commerce world that ends today,
+loads it through the public gRPC APIs, trains a first model version from what
+was stored, publishes it to Triton and promotes it, then asks the ranking
+service for a few users' recommendations and prints them with their reasons.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+
+import grpc
+from magpie.v1 import (
+    catalog_pb2,
+    catalog_pb2_grpc,
+    common_pb2,
+    ranking_pb2,
+    ranking_pb2_grpc,
+)
+
+from services.common.settings import ENV_PREFIX, Settings, load_settings
+from services.datasets import synthetic
+from services.datasets.loader import Addresses, Loader
+from services.datasets.warehouse import read_dataset
+from services.learning.ranker_model import RankerConfig
+from services.learning.retrieval_model import RetrievalConfig
+from services.learning.train import PipelineConfig
+from services.modelstore import registry
+from services.modelstore.lifecycle import connection, promote_and_publish, train_candidate
+
+__all__ = [
+    "DEMO_PIPELINE",
+    "bootstrap",
+    "demo_world",
+    "print_recommendations",
+    "settings_for_cli",
+    "wait_for_version",
+]
+
+logger = logging.getLogger(__name__)
+
+_DAY = 86_400.0
+
+DEMO_PIPELINE = PipelineConfig(
+    retrieval=RetrievalConfig(epochs=12, max_seconds=90.0),
+    ranker=RankerConfig(epochs=3, max_seconds=60.0),
+)
+"""A first model in a couple of minutes on two cores; retraining uses the full defaults."""
+
+
+def demo_world(
+    n_products: int = 2_000, n_users: int = 1_000, n_events: int = 60_000
+) -> synthetic.SyntheticConfig:
+    """The synthetic world `magpie up` loads, shifted so that its last day is today."""
+    end = (time.time() // _DAY) * _DAY
+    return dataclasses.replace(
+        synthetic.PRESETS["small"],
+        n_products=n_products,
+        n_users=n_users,
+        n_events=n_events,
+        start=end - 90 * _DAY,
+        end=end,
+        name="demo",
+    )
+
+
+def bootstrap(settings: Settings, world: synthetic.SyntheticConfig | None = None) -> int:
+    """Loads data and trains, publishes and promotes a first model unless one is promoted.
+
+    Returns the promoted version.
+    """
+    with connection(settings) as conn:
+        active = registry.active_version(conn, settings.model_name)
+    if active is not None:
+        return active.version
+    world = world or demo_world()
+    logger.info("empty platform: loading the synthetic world %s", world.name)
+    addresses = Addresses(settings.catalog_addr, settings.profiles_addr, settings.feedback_addr)
+    with Loader(addresses) as loader:
+        loader.load(synthetic.generate(world))
+    dataset = read_dataset(settings.database_url, name=world.name)
+    logger.info("training a first model on %d interactions", len(dataset.interactions))
+    candidate = train_candidate(settings, dataset, DEMO_PIPELINE)
+    with connection(settings) as conn:
+        promoted = promote_and_publish(conn, settings, settings.model_name, candidate.version)
+    return promoted.version
+
+
+def wait_for_version(ranking_addr: str, version: int, timeout: float = 30.0) -> None:
+    """Waits until Recommend answers with `version` (retrieval and ranking poll the registry)."""
+    give_up = time.monotonic() + timeout
+    with grpc.insecure_channel(ranking_addr) as channel:
+        stub = ranking_pb2_grpc.RankingServiceStub(channel)
+        while time.monotonic() < give_up:
+            reply = stub.Recommend(ranking_pb2.RecommendRequest(user_id="u000001", k=1), timeout=5)
+            if reply.model_version == str(version) and not reply.degradations:
+                return
+            time.sleep(0.5)
+    raise TimeoutError(f"ranking did not serve model version {version} within {timeout:.0f}s")
+
+
+def print_recommendations(settings: Settings, user_ids: list[str], k: int = 5) -> None:
+    with (
+        grpc.insecure_channel(settings.ranking_addr) as ranking,
+        grpc.insecure_channel(settings.catalog_addr) as catalog,
+    ):
+        stub = ranking_pb2_grpc.RankingServiceStub(ranking)
+        products = catalog_pb2_grpc.CatalogServiceStub(catalog)
+        for user_id in user_ids:
+            reply = stub.Recommend(
+                ranking_pb2.RecommendRequest(
+                    user_id=user_id,
+                    k=k,
+                    diversity=0.3,
+                    context=common_pb2.RequestContext(device=common_pb2.DEVICE_MOBILE),
+                ),
+                timeout=5,
+            )
+            degraded = [ranking_pb2.Degradation.Name(d) for d in reply.degradations]
+            note = f", degraded: {', '.join(degraded)}" if degraded else ""
+            print(f"\n{user_id} (model {reply.model_version}{note}):")
+            found = products.GetProducts(
+                catalog_pb2.GetProductsRequest(product_ids=[i.product_id for i in reply.items]),
+                timeout=5,
+            ).products
+            titles = {p.product_id: p.title for p in found}
+            for item in reply.items:
+                title = titles.get(item.product_id, item.product_id)
+                print(f"  {item.position:>2}. {title:<48} {item.reason.text}")
+
+
+def settings_for_cli(platform_settings: dict[str, str]) -> Settings:
+    """Settings of the `magpie up` process itself, from the platform's MAGPIE_* values."""
+    return load_settings(
+        {k.removeprefix(ENV_PREFIX).lower(): v for k, v in platform_settings.items()}
+    )

@@ -1,0 +1,145 @@
+"""End to end: every real process, a generated world, a trained model, Recommend."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from collections import Counter
+
+import grpc
+import pytest
+from magpie.v1 import catalog_pb2, catalog_pb2_grpc, common_pb2, ranking_pb2, ranking_pb2_grpc
+
+from services.datasets.warehouse import POSITIVE_KINDS
+from services.modelstore import registry
+from services.modelstore.lifecycle import connection, promote_and_publish
+from tests.integration.e2e.conftest import Platform
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
+
+K = 10
+
+
+def _recommend(platform: Platform, user_id: str, **fields: object) -> ranking_pb2.RecommendResponse:
+    with grpc.insecure_channel(platform.settings.ranking_addr) as channel:
+        stub = ranking_pb2_grpc.RankingServiceStub(channel)
+        return stub.Recommend(ranking_pb2.RecommendRequest(user_id=user_id, **fields), timeout=5)
+
+
+def _products(platform: Platform, ids: list[str]) -> dict[str, catalog_pb2.Product]:
+    with grpc.insecure_channel(platform.settings.catalog_addr) as channel:
+        reply = catalog_pb2_grpc.CatalogServiceStub(channel).GetProducts(
+            catalog_pb2.GetProductsRequest(product_ids=ids, include_inactive=True), timeout=5
+        )
+    return {p.product_id: p for p in reply.products}
+
+
+def test_recommendations_are_valid_and_beat_popularity(platform: Platform) -> None:
+    world = platform.world
+    popularity = Counter(i.item_id for i in world.loaded.interactions if i.kind in POSITIVE_KINDS)
+    seen: dict[str, set[str]] = {}
+    for i in world.loaded.interactions:
+        seen.setdefault(i.user_id, set()).add(i.item_id)
+    purchased = {
+        (i.user_id, i.item_id) for i in world.loaded.interactions if i.kind.value == "purchase"
+    }
+    ours = popular = 0
+    for user_id, target in world.held_out.items():
+        excluded = sorted(seen[user_id])[:3]
+        reply = _recommend(
+            platform,
+            user_id,
+            k=K,
+            filter=common_pb2.ProductFilter(exclude_product_ids=excluded),
+        )
+        ids = [item.product_id for item in reply.items]
+        products = _products(platform, ids)
+
+        assert len(ids) == K == len(set(ids))
+        assert reply.model_version == str(platform.version) and not reply.degradations
+        assert not set(ids) & set(excluded)
+        assert not {(user_id, pid) for pid in ids} & purchased
+        for pid in ids:
+            assert products[pid].status == catalog_pb2.PRODUCT_STATUS_ACTIVE
+            assert products[pid].stock > 0
+        assert all(item.reason.text for item in reply.items)
+
+        ours += target in ids
+        baseline = [p for p, _ in popularity.most_common() if p not in seen[user_id]][:K]
+        popular += target in baseline
+
+    users = len(world.held_out)
+    assert users >= 200
+    assert ours / users > popular / users, (ours, popular, users)
+
+
+def test_triton_down_degrades_within_the_deadline_then_recovers(platform: Platform) -> None:
+    local = platform.local
+    local.stop("triton")
+    try:
+        started = time.monotonic()
+        reply = _recommend(platform, "u000001", k=K)
+        elapsed = time.monotonic() - started
+
+        assert ranking_pb2.DEGRADATION_RANKER_UNAVAILABLE in reply.degradations
+        assert len(reply.items) == K
+        assert elapsed < 1.0
+    finally:
+        local.up(["ranking"])  # Triton restarts with the published versions
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        reply = _recommend(platform, "u000001", k=K)
+        if not reply.degradations:
+            break
+        time.sleep(0.5)
+    assert not reply.degradations
+    assert reply.model_version == str(platform.version)
+
+
+async def test_new_version_while_a_client_loops_fails_no_call(platform: Platform) -> None:
+    settings = platform.settings
+    source = platform.local.layout.artifact_dir / str(platform.version)
+    with connection(settings) as conn:
+        version = registry.next_version(conn, settings.model_name)
+        target = source.parent / str(version)
+        shutil.copytree(source, target)
+        registry.register_candidate(conn, settings.model_name, version, {}, str(target))
+    failures: list[str] = []
+    versions: Counter[str] = Counter()
+    stop = asyncio.Event()
+
+    async def loop() -> None:
+        async with grpc.aio.insecure_channel(settings.ranking_addr) as channel:
+            stub = ranking_pb2_grpc.RankingServiceStub(channel)
+            while not stop.is_set():
+                try:
+                    reply = await stub.Recommend(
+                        ranking_pb2.RecommendRequest(user_id="u000002", k=K), timeout=5
+                    )
+                    versions[reply.model_version] += 1
+                    if reply.degradations or len(reply.items) != K:
+                        failures.append(f"degraded: {list(reply.degradations)}")
+                except grpc.aio.AioRpcError as error:
+                    failures.append(error.code().name)
+
+    clients = [asyncio.create_task(loop()) for _ in range(3)]
+    await asyncio.sleep(1.0)
+    await asyncio.to_thread(_promote, platform, version)
+    for _ in range(60):
+        if versions[str(version)] >= 20:
+            break
+        await asyncio.sleep(0.5)
+    stop.set()
+    await asyncio.gather(*clients)
+
+    assert failures == []
+    assert versions[str(platform.version)] > 0
+    assert versions[str(version)] >= 20
+
+
+def _promote(platform: Platform, version: int) -> None:
+    settings = platform.settings
+    with connection(settings) as conn:
+        promote_and_publish(conn, settings, settings.model_name, version)
