@@ -74,6 +74,13 @@ def _machine() -> dict[str, object]:
     }
 
 
+def _command() -> str:
+    program = (
+        ["python", "-m", "services.learning"] if sys.argv[0].endswith("__main__.py") else ["magpie"]
+    )
+    return shlex.join([*program, *sys.argv[1:]])
+
+
 def _run_eval(args: argparse.Namespace) -> int:
     from services.datasets.movielens import load_movielens_100k
     from services.learning.evaluate import EvalConfig, evaluate, format_table
@@ -89,7 +96,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         "protocol": report.protocol,
         "models": report.models,
         "seconds": {k: round(v, 1) for k, v in report.seconds.items()},
-        "command": shlex.join(["magpie", *sys.argv[1:]]),
+        "command": _command(),
         "machine": _machine(),
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -99,24 +106,13 @@ def _run_eval(args: argparse.Namespace) -> int:
 
 def _run_train(args: argparse.Namespace) -> int:
     from services.datasets.movielens import load_movielens_100k
-    from services.learning.export import (
-        convert_fp16,
-        export_ranker,
-        export_user_tower,
-        quantize_int8,
-    )
+    from services.learning.export import export_artifacts
     from services.learning.train import train_pipeline
 
-    pipeline = _pipeline_config(args)
     start = time.perf_counter()
-    artifacts = train_pipeline(load_movielens_100k(), pipeline)
-    out: Path = args.output
-    fp32 = export_ranker(artifacts.ranker, out / "ranker.onnx")
-    quantize_int8(fp32, out / "ranker.int8.onnx")
-    convert_fp16(fp32, out / "ranker.fp16.onnx")
-    export_user_tower(artifacts.retrieval, out)
-    (out / "vocab.json").write_text(json.dumps(list(artifacts.vocab.item_ids)))
-    logger.info("trained and exported to %s in %.1f s", out, time.perf_counter() - start)
+    artifacts = train_pipeline(load_movielens_100k(), _pipeline_config(args))
+    export_artifacts(artifacts, args.output)
+    logger.info("trained and exported to %s in %.1f s", args.output, time.perf_counter() - start)
     return 0
 
 

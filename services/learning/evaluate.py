@@ -28,7 +28,7 @@ from services.learning.protocol import (
     stage_inputs,
     two_stage,
 )
-from services.learning.sequences import FIRST_ITEM_INDEX, build_vocab
+from services.learning.sequences import FIRST_ITEM_INDEX, build_vocab, pad_left
 from services.learning.signature import HISTORY_LEN
 from services.learning.train import (
     PipelineConfig,
@@ -120,7 +120,9 @@ def _pipeline_rows(
     retrieval, retrieval_seconds = train_retrieval(
         split, text_table, replace(pipeline.retrieval, use_text=use_text), pipeline.seed
     )
-    first_stage = rows.masked(retrieval.score_all(test.history_ids))
+    first_stage = rows.masked(
+        retrieval.score_all(pad_left(test.histories, retrieval.config.max_len))
+    )
     rows.add(f"retrieval{suffix}", first_stage, retrieval_seconds)
     ranker, ranker_seconds = train_ranker(
         split,

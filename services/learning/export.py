@@ -3,7 +3,8 @@
 The exported graphs bake the item table (id + text + category parts folded into one
 [vocab, dim] matrix), so a request carries only ids; names, dtypes and shapes are in
 :mod:`services.learning.signature`. Batch and candidate dimensions are dynamic; the
-history is always ``HISTORY_LEN`` long (left-padded with ``PAD_INDEX``).
+history is always ``HISTORY_LEN`` long for the ranker and ``USER_TOWER_HISTORY_LEN`` for the
+user tower (left-padded with ``PAD_INDEX``).
 
 * ``ranker.onnx``: FP32 reference.
 * ``ranker.int8.onnx``: dynamic INT8 quantization of MatMul/Gemm weights for CPU
@@ -37,10 +38,12 @@ from services.learning.signature import (
     SCORES,
     USER_VECTORS,
 )
+from services.learning.train import TrainedArtifacts
 
 __all__ = [
     "OnnxRanker",
     "convert_fp16",
+    "export_artifacts",
     "export_ranker",
     "export_user_tower",
     "max_abs_difference",
@@ -83,8 +86,10 @@ class _BakedUserTower(nn.Module):
         return hidden[:, -1]
 
 
-def _example_inputs(candidates: int = 8) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    history = torch.zeros(2, HISTORY_LEN, dtype=torch.long)
+def _example_inputs(
+    candidates: int = 8, history_len: int = HISTORY_LEN
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    history = torch.zeros(2, history_len, dtype=torch.long)
     history[:, -3:] = 2
     return history, torch.full((2, candidates), 2, dtype=torch.long), torch.zeros(2, CONTEXT_DIM)
 
@@ -124,7 +129,7 @@ def export_user_tower(retrieval: RetrievalModel, directory: Path) -> Path:
     retrieval.eval()
     path = _export(
         _BakedUserTower(retrieval),
-        (_example_inputs()[0],),
+        (_example_inputs(history_len=retrieval.config.max_len)[0],),
         directory / "user_tower.onnx",
         input_names=[HISTORY_IDS],
         output_names=[USER_VECTORS],
@@ -158,6 +163,37 @@ def convert_fp16(source: Path, target: Path) -> Path:
     model = convert_float_to_float16(onnx.load(str(source)), keep_io_types=True)
     onnx.save(model, str(target))
     return target
+
+
+def export_artifacts(artifacts: TrainedArtifacts, directory: Path) -> dict[str, Path]:
+    """Everything serving needs, in ``directory``: the three ranker variants, the user
+    tower, ``item_vectors.npy`` and ``vocab.json`` (item id per vocabulary index from 2).
+
+    Checks that the FP32 ranker matches torch before returning.
+    """
+    import json
+
+    fp32 = export_ranker(artifacts.ranker, directory / "ranker.onnx")
+    paths = {
+        "ranker_fp32": fp32,
+        "ranker_int8": quantize_int8(fp32, directory / "ranker.int8.onnx"),
+        "ranker_fp16": convert_fp16(fp32, directory / "ranker.fp16.onnx"),
+        "user_tower": export_user_tower(artifacts.retrieval, directory),
+        "item_vectors": directory / "item_vectors.npy",
+        "vocab": directory / "vocab.json",
+    }
+    paths["vocab"].write_text(json.dumps(list(artifacts.vocab.item_ids)))
+    rng = np.random.default_rng(0)
+    history = rng.integers(2, artifacts.vocab.size, (2, HISTORY_LEN))
+    candidates = rng.integers(1, artifacts.vocab.size, (2, 100))
+    context = np.zeros((2, CONTEXT_DIM), dtype=np.float32)
+    difference = max_abs_difference(
+        artifacts.ranker, OnnxRanker(fp32), (history, candidates, context)
+    )
+    if difference > 1e-3:
+        raise RuntimeError(f"exported ranker differs from torch by {difference}")
+    logger.info("exported to %s (max |torch - onnx| = %.2e)", directory, difference)
+    return paths
 
 
 class OnnxRanker:

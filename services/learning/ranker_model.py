@@ -31,17 +31,19 @@ class RankerConfig:
     use_text: bool = True
     hidden: int = 256
     warm_start: bool = True
-    """Start the item encoder and history encoder from the retrieval model's weights."""
+    """Start the item encoder and history encoder from the retrieval model's weights (its
+    position embeddings for the most recent ``max_len`` positions)."""
     positions: int = 8
     """Target positions sampled per sequence and step for the candidate loss."""
-    hard_negatives: int = 32
-    """Negatives per position drawn from the retrieval model's top list."""
-    random_negatives: int = 31
-    epochs: int = 10
+    negative_pool: int = 200
+    """Negatives come from the retrieval model's top ``negative_pool`` at each position
+    (the user's own items excluded), the same pool the ranker reorders when serving."""
+    negatives: int = 63
+    epochs: int = 4
     batch_size: int = 32
     lr: float = 1e-3
     weight_decay: float = 0.0
-    eval_every: int = 2
+    eval_every: int = 1
     patience: int = 2
     max_seconds: float = 600.0
 

@@ -13,7 +13,7 @@ from torch import nn
 
 from services.learning.layers import ItemEncoder, SequenceEncoder
 from services.learning.sequences import FIRST_ITEM_INDEX
-from services.learning.signature import HISTORY_LEN
+from services.learning.signature import USER_TOWER_HISTORY_LEN
 
 __all__ = ["RetrievalConfig", "RetrievalModel"]
 
@@ -23,15 +23,15 @@ class RetrievalConfig:
     dim: int = 64
     layers: int = 2
     heads: int = 2
-    max_len: int = HISTORY_LEN
+    max_len: int = USER_TOWER_HISTORY_LEN
     dropout: float = 0.3
     id_dropout: float = 0.1
     use_text: bool = True
-    epochs: int = 40
+    epochs: int = 30
     batch_size: int = 32
     lr: float = 2e-3
     weight_decay: float = 0.0
-    eval_every: int = 4
+    eval_every: int = 3
     """Epochs between validation runs (model selection and early stopping)."""
     patience: int = 3
     """Validation runs without improvement before stopping."""

@@ -12,7 +12,8 @@ name               dtype    shape                meaning
 ``scores``         float32  [batch, candidates]  output: higher is better, comparable per row
 =================  =======  ===================  ==============================================
 
-User tower of retrieval (``user_tower.onnx``): input ``history_ids`` as above, output
+User tower of retrieval (``user_tower.onnx``): input ``history_ids`` as above but
+[batch, USER_TOWER_HISTORY_LEN], output
 ``user_vectors`` float32 [batch, dim]; the item matrix for the FAISS index (inner
 product) is written beside it as ``item_vectors.npy`` (float32 [vocab, dim]).
 
@@ -36,6 +37,7 @@ __all__ = [
     "OOV_INDEX",
     "PAD_INDEX",
     "SCORES",
+    "USER_TOWER_HISTORY_LEN",
     "USER_VECTORS",
 ]
 
@@ -48,7 +50,9 @@ USER_VECTORS = "user_vectors"
 PAD_INDEX = 0
 OOV_INDEX = 1
 HISTORY_LEN = 50
-"""History length of the exported models (the most recent items, left-padded)."""
+"""History length of the exported ranker (the most recent items, left-padded)."""
+USER_TOWER_HISTORY_LEN = 200
+"""History length of the exported retrieval user tower."""
 
 DEVICES = ("web", "mobile", "app")
 CONTEXT_FEATURES = (

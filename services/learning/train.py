@@ -150,7 +150,10 @@ def _fit(
         weight_decay=schedule.weight_decay,
     )
     start = time.perf_counter()
-    best, best_state, stale = -1.0, copy.deepcopy(model.state_dict()), 0
+    model.eval()
+    with torch.no_grad():
+        best = validate()  # a warm-started model must beat where it started
+    best_state, stale = copy.deepcopy(model.state_dict()), 0
     bar = tqdm(range(schedule.epochs), desc=name, unit="epoch", leave=False)
     for epoch in bar:
         model.train()
@@ -222,8 +225,8 @@ def _candidate_loss(
     contexts: torch.Tensor,
     rng: np.random.Generator,
 ) -> torch.Tensor:
-    """Full-softmax loss of the ranker's user states plus a listwise loss over sampled
-    candidates (retrieval hard negatives and random ones) at random target positions."""
+    """Full-softmax loss of the ranker's user states plus a listwise loss at random target
+    positions: the positive against negatives sampled from the retrieval top list."""
     config = ranker.config
     table = ranker.items.table()
     hidden = ranker.encode(ranker.items(inputs), inputs == 0)
@@ -234,10 +237,9 @@ def _candidate_loss(
 
     b, length = inputs.shape
     valid_from = (length - mask.sum(1)).numpy()
+    offsets = rng.random((b, config.positions)) * (length - valid_from[:, None])
     positions = torch.from_numpy(
-        (valid_from[:, None] + rng.random((b, config.positions)) * (length - valid_from[:, None]))
-        .astype(np.int64)
-        .clip(0, length - 1)
+        (valid_from[:, None] + offsets).astype(np.int64).clip(0, length - 1)
     )
     positives = torch.gather(targets, 1, positions)
     with torch.no_grad():
@@ -246,27 +248,19 @@ def _candidate_loss(
         )
         retrieval_scores = states @ retrieval.item_matrix().T
         retrieval_scores[..., :FIRST_ITEM_INDEX] = -1e9
-        retrieval_scores.scatter_(2, positives.unsqueeze(-1), -1e9)
-        hard = retrieval_scores.topk(config.hard_negatives, dim=-1).indices
-    random_ids = torch.from_numpy(
-        rng.integers(
-            FIRST_ITEM_INDEX, table.shape[0], (b, config.positions, config.random_negatives)
+        user_items = (
+            torch.cat([inputs, targets], dim=1).unsqueeze(1).expand(-1, config.positions, -1)
         )
-    )
-    candidates = torch.cat([positives.unsqueeze(-1), hard, random_ids], dim=-1)
+        retrieval_scores.scatter_(2, user_items, -1e9)
+        pool = retrieval_scores.topk(config.negative_pool, dim=-1).indices
+        pick = torch.from_numpy(rng.random(pool.shape)).argsort(dim=-1)[..., : config.negatives]
+        negatives = torch.gather(pool, 2, pick)
+    candidates = torch.cat([positives.unsqueeze(-1), negatives], dim=-1)
     visible = (torch.arange(length)[None, None, :] <= positions.unsqueeze(-1)) & ~(
         inputs == 0
     ).unsqueeze(1)
     context = torch.gather(contexts, 1, positions.unsqueeze(-1).expand(-1, -1, CONTEXT_DIM))
     scores = ranker.score(hidden, visible, positions, table[candidates], context)
-    duplicate = torch.cat(
-        [
-            torch.zeros_like(positives, dtype=torch.bool).unsqueeze(-1),
-            candidates[..., 1:] == positives.unsqueeze(-1),
-        ],
-        dim=-1,
-    )
-    scores = scores.masked_fill(duplicate, -1e9)
     listwise = nn.functional.cross_entropy(
         scores.reshape(-1, scores.shape[-1]),
         torch.zeros(scores.numel() // scores.shape[-1], dtype=torch.long),
@@ -309,11 +303,15 @@ def train_ranker(
     ranker = Ranker(config, *_tensors(split, text_table))
     if config.warm_start:
         ranker.items.load_state_dict(retrieval.items.state_dict())
-        ranker.encoder.load_state_dict(retrieval.encoder.state_dict())
+        encoder = retrieval.encoder.state_dict()
+        encoder["positions.weight"] = encoder["positions.weight"][-config.max_len :]
+        ranker.encoder.load_state_dict(encoder)
     retrieval.eval()
     data = training_sequences(split, config.max_len)
     valid = stage_inputs(split, "valid", config.max_len)
-    first_stage = mask_seen(retrieval.score_all(valid.history_ids), valid.histories)
+    first_stage = mask_seen(
+        retrieval.score_all(pad_left(valid.histories, retrieval.config.max_len)), valid.histories
+    )
 
     def losses() -> Iterator[torch.Tensor]:
         for rows in data.batches(config.batch_size, rng):

@@ -35,7 +35,7 @@ from services.learning.protocol import leave_one_out
 from services.learning.ranker_model import Ranker, RankerConfig
 from services.learning.retrieval_model import RetrievalConfig, RetrievalModel
 from services.learning.sequences import build_vocab
-from services.learning.signature import CONTEXT_DIM, HISTORY_LEN
+from services.learning.signature import CONTEXT_DIM, HISTORY_LEN, USER_TOWER_HISTORY_LEN
 from services.learning.train import training_sequences
 
 
@@ -63,7 +63,7 @@ def retrieval_speed(
     dataset: Dataset, device: torch.device, epochs: int, batch_size: int, bf16: bool
 ) -> dict[str, float]:
     split = leave_one_out(dataset, build_vocab(dataset.items))
-    data = training_sequences(split, HISTORY_LEN)
+    data = training_sequences(split, USER_TOWER_HISTORY_LEN)
     vocab = split.vocab
     text = torch.randn(vocab.size, 384)
     model = RetrievalModel(RetrievalConfig(), torch.from_numpy(vocab.item_category), text).to(
