@@ -24,6 +24,7 @@ from magpie.v1 import (
 from services.common.settings import ENV_PREFIX, Settings, load_settings
 from services.datasets import synthetic
 from services.datasets.loader import Addresses, Loader
+from services.datasets.schema import Dataset
 from services.datasets.warehouse import read_dataset
 from services.learning.ranker_model import RankerConfig
 from services.learning.retrieval_model import RetrievalConfig
@@ -67,23 +68,30 @@ def demo_world(
     )
 
 
-def bootstrap(settings: Settings, world: synthetic.SyntheticConfig | None = None) -> int:
-    """Loads data and trains, publishes and promotes a first model unless one is promoted.
-
-    Returns the promoted version.
+def bootstrap(
+    settings: Settings,
+    world: Dataset | None = None,
+    pipeline: PipelineConfig = DEMO_PIPELINE,
+    *,
+    progress: bool = True,
+) -> int:
+    """Loads `world` (default: the demo world) and trains, publishes and promotes a first
+    model from what was stored, unless a version is promoted already. Returns that version.
     """
     with connection(settings) as conn:
         active = registry.active_version(conn, settings.model_name)
     if active is not None:
         return active.version
-    world = world or demo_world()
-    logger.info("empty platform: loading the synthetic world %s", world.name)
+    world = world or synthetic.generate(demo_world())
+    logger.info("empty platform: loading the world %s", world.name)
     addresses = Addresses(settings.catalog_addr, settings.profiles_addr, settings.feedback_addr)
-    with Loader(addresses) as loader:
-        loader.load(synthetic.generate(world))
+    with Loader(addresses, progress=progress) as loader:
+        report = loader.load(world)
+    if report.failed or report.events_rejected:
+        raise RuntimeError(f"the platform refused part of {world.name}: {report}")
     dataset = read_dataset(settings.database_url, name=world.name)
     logger.info("training a first model on %d interactions", len(dataset.interactions))
-    candidate = train_candidate(settings, dataset, DEMO_PIPELINE)
+    candidate = train_candidate(settings, dataset, pipeline)
     with connection(settings) as conn:
         promoted = promote_and_publish(conn, settings, settings.model_name, candidate.version)
     return promoted.version

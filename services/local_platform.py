@@ -13,7 +13,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -32,7 +34,15 @@ from services.modelstore import tritonserver
 from services.modelstore.publish import published_versions
 from services.modelstore.tritonserver import TritonPorts
 
-__all__ = ["SERVICES", "LocalPlatform", "PlatformLayout", "available_services", "wait_serving"]
+__all__ = [
+    "SERVICES",
+    "LocalPlatform",
+    "PlatformLayout",
+    "available_services",
+    "free_port",
+    "isolated_layout",
+    "wait_serving",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +60,13 @@ MACHINE_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 MACHINE_REDIS = "redis://127.0.0.1:6379/0"
 DATABASE_NAME = "magpie"
 REPOSITORY = Path(__file__).resolve().parents[1] / "model_repository"
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def available_services() -> list[str]:
@@ -113,6 +130,19 @@ class PlatformLayout:
         return f"127.0.0.1:{self.ports[service]}"
 
 
+def isolated_layout(state_dir: Path) -> PlatformLayout:
+    """Free ports and a private copy of the model repository: a platform for a test or a
+    benchmark that cannot collide with `magpie up` or with another run."""
+    repository = state_dir / "model_repository"
+    shutil.copytree(REPOSITORY, repository, ignore=shutil.ignore_patterns("[0-9]*"))
+    return PlatformLayout(
+        state_dir=state_dir,
+        ports={name: free_port() for name in SERVICES},
+        triton=TritonPorts(free_port(), free_port(), free_port()),
+        model_repository=repository,
+    )
+
+
 class LocalPlatform:
     def __init__(
         self,
@@ -128,6 +158,8 @@ class LocalPlatform:
         self._database_url = database_url
         self._redis_url = redis_url
         self._settings = dict(settings or {})
+        self._children: dict[str, subprocess.Popen[bytes]] = {}
+        """Processes this object started (a later `magpie down` finds them by pid file)."""
 
     @property
     def database_url(self) -> str:
@@ -216,6 +248,7 @@ class LocalPlatform:
             process = subprocess.Popen(
                 command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
+        self._children[name] = process
         (self.layout.run_dir / f"{name}.pid").write_text(str(process.pid))
         logger.info("started %s (pid %d)", name, process.pid)
 
@@ -227,10 +260,11 @@ class LocalPlatform:
         except (FileNotFoundError, ValueError, ProcessLookupError):
             path.unlink(missing_ok=True)
             return None
-        with contextlib.suppress(ChildProcessError):
-            if os.waitpid(pid, os.WNOHANG)[0] == pid:  # our own child that has exited
-                path.unlink(missing_ok=True)
-                return None
+        child = self._children.get(name)
+        if child is not None and child.pid == pid and child.poll() is not None:
+            del self._children[name]
+            path.unlink(missing_ok=True)
+            return None
         return pid
 
     def running(self) -> dict[str, int]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
@@ -15,7 +14,7 @@ import grpc
 from google.rpc import error_details_pb2, status_pb2
 
 from services.common.settings import ENV_PREFIX, Settings
-from services.local_platform import wait_serving
+from services.local_platform import free_port, wait_serving
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -28,12 +27,6 @@ def field_violations(error: grpc.RpcError) -> list[str]:
     bad_request = error_details_pb2.BadRequest()
     assert status.details[0].Unpack(bad_request)
     return [v.field for v in bad_request.field_violations]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

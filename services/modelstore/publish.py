@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import filecmp
 import json
 import logging
 import os
@@ -105,8 +106,11 @@ def publish(
     if problems:
         raise InvalidBundle(bundle, problems)
     target = model_dir / str(version)
-    landed = not target.is_dir()
+    current = target / MODEL_FILE
+    landed = not current.is_file() or not filecmp.cmp(current, bundle / RANKER_INT8, shallow=False)
     if landed:
+        if target.exists():  # left by another database's registry: not this bundle
+            _remove(target, repository)
         _stage(bundle, model_dir, version, repository)
     for higher in (v for v in published_versions(model_dir) if v > version):
         _remove(model_dir / str(higher), repository)

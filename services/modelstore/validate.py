@@ -20,6 +20,7 @@ from services.learning.signature import (
     HISTORY_LEN,
     OOV_INDEX,
     SCORES,
+    USER_TOWER_HISTORY_LEN,
     USER_VECTORS,
 )
 from services.modelstore.bundle import (
@@ -45,7 +46,7 @@ class InvalidBundle(FailedPrecondition):
         super().__init__(f"invalid bundle {path}: " + "; ".join(problems))
 
 
-def _session(path: Path) -> object:
+def _session(path: Path) -> Any:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -53,8 +54,8 @@ def _session(path: Path) -> object:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def _dummy_history(vocab_size: int) -> NDArray[Any]:
-    history = np.zeros((1, HISTORY_LEN), dtype=np.int64)
+def _dummy_history(vocab_size: int, length: int) -> NDArray[Any]:
+    history = np.zeros((1, length), dtype=np.int64)
     history[0, -3:] = np.minimum(np.arange(3) + FIRST_ITEM_INDEX, vocab_size - 1)
     return history
 
@@ -63,12 +64,12 @@ def check_ranker(path: Path, vocab_size: int) -> list[str]:
     """Problems of the ranker at ``path`` on a dummy request touching the last item index."""
     candidates = np.array([[OOV_INDEX, FIRST_ITEM_INDEX, vocab_size - 1]], dtype=np.int64)
     feeds = {
-        HISTORY_IDS: _dummy_history(vocab_size),
+        HISTORY_IDS: _dummy_history(vocab_size, HISTORY_LEN),
         CANDIDATE_IDS: candidates,
         CONTEXT: np.zeros((1, CONTEXT_DIM), dtype=np.float32),
     }
     try:
-        scores = np.asarray(_session(path).run([SCORES], feeds)[0])  # type: ignore[attr-defined]
+        scores = np.asarray(_session(path).run([SCORES], feeds)[0])
     except Exception as error:  # noqa: BLE001 - any load or run failure disqualifies the model
         return [f"{path.name}: {type(error).__name__}: {error}"]
     if scores.shape != candidates.shape:
@@ -82,7 +83,9 @@ def _check_user_tower(path: Path, vocab_size: int, dim: int) -> list[str]:
     try:
         session = _session(path)
         vectors = np.asarray(
-            session.run([USER_VECTORS], {HISTORY_IDS: _dummy_history(vocab_size)})[0]  # type: ignore[attr-defined]
+            session.run(
+                [USER_VECTORS], {HISTORY_IDS: _dummy_history(vocab_size, USER_TOWER_HISTORY_LEN)}
+            )[0]
         )
     except Exception as error:  # noqa: BLE001 - any load or run failure disqualifies the model
         return [f"{path.name}: {type(error).__name__}: {error}"]

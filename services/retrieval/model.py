@@ -21,7 +21,13 @@ import onnxruntime as ort
 from numpy.typing import NDArray
 
 from services.learning.sequences import FIRST_ITEM_INDEX
-from services.learning.signature import HISTORY_IDS, HISTORY_LEN, OOV_INDEX, PAD_INDEX, USER_VECTORS
+from services.learning.signature import (
+    HISTORY_IDS,
+    OOV_INDEX,
+    PAD_INDEX,
+    USER_TOWER_HISTORY_LEN,
+    USER_VECTORS,
+)
 from services.modelstore import bundle
 from services.retrieval.index import build_index, describe
 
@@ -62,10 +68,10 @@ class ServingModel:
 
     def user_vector(self, newest_first: NDArray[Any]) -> NDArray[Any]:
         """float32 [dim] from history rows, newest first (any length; the tower's tail kept)."""
-        history = np.full((1, HISTORY_LEN), PAD_INDEX, dtype=np.int64)
-        tail = newest_first[:HISTORY_LEN][::-1]
+        history = np.full((1, USER_TOWER_HISTORY_LEN), PAD_INDEX, dtype=np.int64)
+        tail = newest_first[:USER_TOWER_HISTORY_LEN][::-1]
         if len(tail):
-            history[0, HISTORY_LEN - len(tail) :] = tail
+            history[0, USER_TOWER_HISTORY_LEN - len(tail) :] = tail
         outputs = self.user_tower.run([USER_VECTORS], {HISTORY_IDS: history})
         vector: NDArray[np.float32] = outputs[0][0]
         return vector

@@ -5,7 +5,7 @@ shipped CPU config (Python backend + ONNX Runtime); requests alternate between t
 both see the same machine load. In-process ONNX Runtime on the same tensors shows what
 the Triton hop (gRPC + Python backend) costs.
 
-The ranker has the real pipeline's dimensions (RankerConfig defaults, HISTORY_LEN 200)
+The ranker has the real pipeline's dimensions (RankerConfig defaults, HISTORY_LEN)
 over the synthetic ``small`` catalog (5,000 items). By default its weights are untrained:
 latency does not depend on weight values (same graph, same shapes). ``--bundle DIR``
 measures a trained bundle's rankers instead.

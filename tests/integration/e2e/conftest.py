@@ -7,7 +7,6 @@ on free ports, with its own database, state directory and model repository.
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,18 +15,14 @@ import pytest
 
 from services.common.settings import Settings
 from services.datasets import synthetic
-from services.datasets.loader import Addresses, Loader
 from services.datasets.schema import Dataset, Interaction
-from services.datasets.warehouse import POSITIVE_KINDS, read_dataset
-from services.demo import settings_for_cli, wait_for_version
+from services.datasets.warehouse import POSITIVE_KINDS
+from services.demo import bootstrap, settings_for_cli, wait_for_version
 from services.learning.ranker_model import RankerConfig
 from services.learning.retrieval_model import RetrievalConfig
 from services.learning.train import PipelineConfig
-from services.local_platform import REPOSITORY, SERVICES, LocalPlatform, PlatformLayout
-from services.modelstore.lifecycle import connection, promote_and_publish, train_candidate
-from services.modelstore.tritonserver import TritonPorts
+from services.local_platform import SERVICES, LocalPlatform, isolated_layout
 from tests.conftest import TEST_REDIS_URL, _admin, _url_for
-from tests.support import free_port
 
 E2E_PIPELINE = PipelineConfig(
     retrieval=RetrievalConfig(epochs=12, max_seconds=60.0),
@@ -71,18 +66,9 @@ def _split(dataset: Dataset, users: int) -> World:
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    state = tmp_path_factory.mktemp("platform")
-    repository = state / "model_repository"
-    shutil.copytree(REPOSITORY, repository, ignore=shutil.ignore_patterns("[0-9]*"))
-    layout = PlatformLayout(
-        state_dir=state,
-        ports={name: free_port() for name in SERVICES},
-        triton=TritonPorts(free_port(), free_port(), free_port()),
-        model_repository=repository,
-    )
     name = f"magpie_e2e_{uuid.uuid4().hex[:8]}"
     local = LocalPlatform(
-        layout,
+        isolated_layout(tmp_path_factory.mktemp("platform")),
         database_url=_url_for(name),
         redis_url=TEST_REDIS_URL,
         settings={"MAGPIE_LOG_JSON": "false", "MAGPIE_TRITON_TIMEOUT_SECONDS": "0.5"},
@@ -102,16 +88,9 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
             name="e2e",
         )
         world = _split(synthetic.generate(config), users=300)
-        addresses = Addresses(settings.catalog_addr, settings.profiles_addr, settings.feedback_addr)
-        with Loader(addresses, progress=False) as loader:
-            report = loader.load(world.loaded)
-        assert report.events_rejected == 0 and report.failed == 0
-        dataset = read_dataset(settings.database_url, name="e2e")
-        candidate = train_candidate(settings, dataset, E2E_PIPELINE)
-        with connection(settings) as conn:
-            promote_and_publish(conn, settings, settings.model_name, candidate.version)
-        wait_for_version(settings.ranking_addr, candidate.version, timeout=60)
-        yield Platform(local, settings, world, candidate.version)
+        version = bootstrap(settings, world.loaded, E2E_PIPELINE, progress=False)
+        wait_for_version(settings.ranking_addr, version, timeout=60)
+        yield Platform(local, settings, world, version)
     finally:
         local.down()
         _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

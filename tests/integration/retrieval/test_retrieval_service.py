@@ -17,7 +17,7 @@ from magpie.v1 import common_pb2, retrieval_pb2_grpc
 from magpie.v1 import retrieval_pb2 as pb
 
 from services.learning.sequences import FIRST_ITEM_INDEX
-from services.learning.signature import HISTORY_IDS, HISTORY_LEN, PAD_INDEX
+from services.learning.signature import HISTORY_IDS, PAD_INDEX, USER_TOWER_HISTORY_LEN
 from services.retrieval.server import build_spec
 from tests.integration.retrieval.conftest import (
     BRAND,
@@ -62,7 +62,7 @@ async def _retrieve(address: str, request: pb.RetrieveRequest) -> pb.RetrieveRes
 def _exact_ann(bundle_dir: Path, recent: list[str]) -> list[str]:
     """All products by dot product with the user vector, computed independently."""
     rows = {p: i + FIRST_ITEM_INDEX for i, p in enumerate(PRODUCTS)}
-    history = np.full((1, HISTORY_LEN), PAD_INDEX, dtype=np.int64)
+    history = np.full((1, USER_TOWER_HISTORY_LEN), PAD_INDEX, dtype=np.int64)
     history[0, -len(recent) :] = [rows[p] for p in reversed(recent)]
     session = ort.InferenceSession(str(bundle_dir / "user_tower.onnx"))
     user = session.run(None, {HISTORY_IDS: history})[0][0]

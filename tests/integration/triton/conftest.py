@@ -39,8 +39,8 @@ _TINY = PipelineConfig(
         epochs=1,
         eval_every=1,
         positions=2,
-        hard_negatives=4,
-        random_negatives=3,
+        negative_pool=8,
+        negatives=7,
     ),
 )
 
@@ -53,7 +53,11 @@ class Served:
 
 def new_repository(directory: Path) -> Path:
     """A model repository holding the committed ranker config and model.py, no versions."""
-    shutil.copytree(REPO / "model_repository" / MODEL, directory / MODEL)
+    shutil.copytree(
+        REPO / "model_repository" / MODEL,
+        directory / MODEL,
+        ignore=shutil.ignore_patterns("[0-9]*"),  # versions a local `magpie up` published
+    )
     return directory
 
 

@@ -133,3 +133,14 @@ def test_a_broken_highest_version_stops_a_starting_server(bundle: Path, tmp_path
         client = grpcclient.InferenceServerClient(server.grpc_addr)
         assert client.is_model_ready(MODEL, "1")
         client.close()
+
+
+def test_a_stale_version_directory_is_replaced_by_the_bundle(bundle: Path, tmp_path: Path) -> None:
+    repository = new_repository(tmp_path)
+    stale = repository / MODEL / "1"
+    stale.mkdir()
+    (stale / "model.onnx").write_bytes(b"a model from another registry")
+
+    target = publish(bundle, 1, repository, MODEL)
+
+    assert (target / "model.onnx").read_bytes() == (bundle / RANKER_INT8).read_bytes()

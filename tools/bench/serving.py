@@ -1,0 +1,276 @@
+"""Recommend under load: latency percentiles and throughput per offered rate, the hops
+that make up one call, and the ratio to a bare gRPC health-check round trip.
+
+    python tools/bench/serving.py [--products 5000 --users 2000 --events 150000]
+                                  [--levels 10,25,50,75] [--seconds 20]
+
+The benchmark brings up an isolated platform (five services, tritonserver, a fresh
+PostgreSQL database, Redis) with `LocalPlatform`, loads a synthetic world through the
+public APIs, trains and promotes a model, and then runs the load generator as a
+separate process (so it does not share the services' interpreters). Load is open
+loop: requests start on a fixed schedule whatever the latency, 500 candidates ranked
+per call (the ranking service's default). Hops are measured one at a time, unloaded,
+with the same payloads Recommend sends. Writes bench-results/serving.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import random
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tools.bench._report import write_report
+
+REQUEST_TIMEOUT = 2.0
+_DAY = 86_400.0
+
+
+def _percentiles(samples_ms: list[float]) -> dict[str, float]:
+    if not samples_ms:
+        return {"p50_ms": float("nan"), "p95_ms": float("nan"), "p99_ms": float("nan")}
+    values = np.asarray(samples_ms)
+    return {f"p{q}_ms": round(float(np.percentile(values, q)), 2) for q in (50, 95, 99)}
+
+
+async def _timed(call: Callable[[], Awaitable[Any]], repeat: int) -> float:
+    """p50 in ms of `repeat` sequential calls (after a few warm-up calls)."""
+    for _ in range(5):
+        await call()
+    samples = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        await call()
+        samples.append((time.perf_counter() - started) * 1000)
+    return round(float(np.median(samples)), 2)
+
+
+async def _generate(job: dict[str, Any]) -> dict[str, Any]:
+    """The load generator (runs in its own process)."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from magpie.v1 import (
+        catalog_pb2,
+        catalog_pb2_grpc,
+        profiles_pb2,
+        profiles_pb2_grpc,
+        ranking_pb2,
+        ranking_pb2_grpc,
+        retrieval_pb2,
+        retrieval_pb2_grpc,
+    )
+
+    from services.learning.signature import CONTEXT_DIM, HISTORY_LEN
+    from services.modelstore.client import RankerClient
+
+    users: list[str] = job["users"]
+    rng = random.Random(0)
+    channels = {name: grpc.aio.insecure_channel(addr) for name, addr in job["addresses"].items()}
+    ranking = ranking_pb2_grpc.RankingServiceStub(channels["ranking"])
+    health = health_pb2_grpc.HealthStub(channels["ranking"])
+    profiles = profiles_pb2_grpc.ProfileServiceStub(channels["profiles"])
+    retrieval = retrieval_pb2_grpc.RetrievalServiceStub(channels["retrieval"])
+    catalog = catalog_pb2_grpc.CatalogServiceStub(channels["catalog"])
+    ranker = RankerClient(job["triton"], job["triton_model"], 5.0)
+
+    user = users[0]
+    profile = (await profiles.GetProfile(profiles_pb2.GetProfileRequest(user_id=user))).profile
+    recent = [i.product_id for i in profile.recent_interactions]
+    candidates = await retrieval.Retrieve(
+        retrieval_pb2.RetrieveRequest(user_id=user, limit=500, recent_product_ids=recent)
+    )
+    pool = [c.product_id for c in candidates.candidates[:60]]
+    history = np.zeros((1, HISTORY_LEN), dtype=np.int64)
+    history[0, -20:] = np.arange(2, 22)
+    candidate_ids = np.arange(2, 502, dtype=np.int64)[None, :] % job["vocab"]
+    context = np.zeros((1, CONTEXT_DIM), dtype=np.float32)
+    repeat = job["hop_repeat"]
+    hops = {
+        "profiles.GetProfile": await _timed(
+            lambda: profiles.GetProfile(profiles_pb2.GetProfileRequest(user_id=user)), repeat
+        ),
+        "retrieval.Retrieve(500)": await _timed(
+            lambda: retrieval.Retrieve(
+                retrieval_pb2.RetrieveRequest(user_id=user, limit=500, recent_product_ids=recent)
+            ),
+            repeat,
+        ),
+        "catalog.GetProducts(60)": await _timed(
+            lambda: catalog.GetProducts(catalog_pb2.GetProductsRequest(product_ids=pool)), repeat
+        ),
+        "triton.ranker(500)": await _timed(
+            lambda: ranker.score(history, candidate_ids, context, version=job["version"]), repeat
+        ),
+    }
+    health_p50 = await _timed(lambda: health.Check(health_pb2.HealthCheckRequest()), repeat)
+    recommend_p50 = await _timed(
+        lambda: ranking.Recommend(ranking_pb2.RecommendRequest(user_id=rng.choice(users), k=10)),
+        repeat,
+    )
+
+    async def one(user_id: str) -> tuple[float | None, bool]:
+        started = time.perf_counter()
+        try:
+            reply = await ranking.Recommend(
+                ranking_pb2.RecommendRequest(user_id=user_id, k=10), timeout=REQUEST_TIMEOUT
+            )
+        except grpc.aio.AioRpcError:
+            return None, False
+        return (time.perf_counter() - started) * 1000, bool(reply.degradations)
+
+    levels = []
+    loop = asyncio.get_running_loop()
+    for rps in job["levels"]:
+        total = int(rps * job["seconds"])
+        start = loop.time()
+        tasks = []
+        for n in range(total):
+            delay = start + n / rps - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(rng.choice(users))))
+        results = await asyncio.gather(*tasks)
+        elapsed = loop.time() - start
+        latencies = [ms for ms, _ in results if ms is not None]
+        levels.append(
+            {
+                "rps_offered": rps,
+                "rps_achieved": round(len(latencies) / elapsed, 1),
+                **_percentiles(latencies),
+                "errors": sum(ms is None for ms, _ in results),
+                "degraded": sum(degraded for _, degraded in results),
+                "requests": total,
+            }
+        )
+        await asyncio.sleep(2.0)
+    await ranker.close()
+    for channel in channels.values():
+        await channel.close()
+    return {
+        "levels": levels,
+        "health_rtt_p50_ms": health_p50,
+        "recommend_unloaded_p50_ms": recommend_p50,
+        "p50_ratio_to_health_rtt": round(recommend_p50 / health_p50, 1),
+        "hops_p50_ms": hops,
+    }
+
+
+def _platform_run(args: argparse.Namespace) -> dict[str, Any]:
+    import psycopg2
+
+    from services.datasets import synthetic
+    from services.demo import DEMO_PIPELINE, bootstrap, settings_for_cli, wait_for_version
+    from services.local_platform import SERVICES, LocalPlatform, isolated_layout
+
+    admin = "postgresql://postgres@127.0.0.1:5432/postgres"
+    name = f"magpie_bench_{uuid.uuid4().hex[:8]}"
+    with tempfile.TemporaryDirectory(prefix="magpie-serving-") as state:
+        local = LocalPlatform(
+            isolated_layout(Path(state)),
+            database_url=admin.rsplit("/", 1)[0] + f"/{name}",
+            settings={"MAGPIE_LOG_LEVEL": "WARNING"},
+        )
+        try:
+            local.up(list(SERVICES))
+            settings = settings_for_cli(local.service_settings())
+            end = (time.time() // _DAY) * _DAY
+            world = dataclasses.replace(
+                synthetic.PRESETS["small"],
+                n_products=args.products,
+                n_users=args.users,
+                n_events=args.events,
+                start=end - 90 * _DAY,
+                end=end,
+                name="bench",
+            )
+            dataset = synthetic.generate(world)
+            version = bootstrap(settings, dataset, DEMO_PIPELINE, progress=False)
+            wait_for_version(settings.ranking_addr, version, timeout=60)
+            vocab = len(
+                json.loads((Path(settings.artifact_dir) / str(version) / "vocab.json").read_text())[
+                    "item_ids"
+                ]
+            )
+            job = {
+                "addresses": {n: local.layout.address(n) for n in SERVICES},
+                "triton": settings.triton_addr,
+                "triton_model": settings.triton_model,
+                "version": str(version),
+                "vocab": vocab + 2,
+                "users": [u.user_id for u in dataset.users],
+                "levels": args.levels,
+                "seconds": args.seconds,
+                "hop_repeat": args.hop_repeat,
+            }
+            generator = subprocess.run(
+                [sys.executable, __file__, "--generate"],
+                input=json.dumps(job),
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            result: dict[str, Any] = json.loads(generator.stdout)
+        finally:
+            local.down()
+            conn = psycopg2.connect(admin)
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            conn.close()
+    result["world"] = {"products": args.products, "users": args.users, "events": args.events}
+    result["candidates"] = 500
+    result["load_generator"] = "separate process, open loop, one grpc.aio channel"
+    return result
+
+
+def _print(result: dict[str, Any]) -> None:
+    header = ("offered rps", "achieved", "p50 ms", "p95 ms", "p99 ms", "errors", "degraded")
+    print(" ".join(f"{h:>11}" for h in header))
+    for level in result["levels"]:
+        keys = ("rps_offered", "rps_achieved", "p50_ms", "p95_ms", "p99_ms", "errors", "degraded")
+        print(" ".join(f"{level[k]:>11}" for k in keys))
+    print(
+        f"\nhealth-check RTT p50 {result['health_rtt_p50_ms']} ms; unloaded Recommend p50 "
+        f"{result['recommend_unloaded_p50_ms']} ms = {result['p50_ratio_to_health_rtt']}x"
+    )
+    for hop, ms in result["hops_p50_ms"].items():
+        print(f"  {hop:<26} p50 {ms} ms")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--generate", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--products", type=int, default=5_000)
+    parser.add_argument("--users", type=int, default=2_000)
+    parser.add_argument("--events", type=int, default=150_000)
+    parser.add_argument(
+        "--levels", type=lambda s: [int(x) for x in s.split(",")], default=[10, 25, 50, 75]
+    )
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--hop-repeat", type=int, default=200)
+    args = parser.parse_args()
+    if args.generate:
+        print(json.dumps(asyncio.run(_generate(json.loads(sys.stdin.read())))))
+        return
+    result = _platform_run(args)
+    _print(result)
+    print(f"wrote {write_report('serving', result)}")
+
+
+if __name__ == "__main__":
+    main()
