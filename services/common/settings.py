@@ -52,6 +52,9 @@ class Settings(BaseSettings):
 
     artifact_dir: str = ".magpie/artifacts"
     """Where trained model bundles live, one directory per version (a shared volume in k8s)."""
+    data_dir: str = ""
+    """Cache of downloaded data sets and text embeddings; empty means ~/.cache/magpie.
+    (Read by the data and learning tools, which also run outside a service.)"""
     model_repository: str = "model_repository"
     """Triton model repository that published versions are copied into."""
     model_name: str = "magpie"
