@@ -11,7 +11,6 @@ from numpy.typing import NDArray
 __all__ = [
     "Candidate",
     "Degradation",
-    "Filter",
     "Floats",
     "Ids",
     "Product",
@@ -94,16 +93,6 @@ class Product:
     @property
     def top_category(self) -> str:
         return self.category_path[0] if self.category_path else ""
-
-
-@dataclass(frozen=True, slots=True)
-class Filter:
-    category_prefixes: tuple[str, ...] = ()
-    currency_code: str = ""
-    min_price_nanos: int | None = None
-    max_price_nanos: int | None = None
-    exclude_product_ids: frozenset[str] = frozenset()
-    brands: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,6 @@ from google.protobuf.message import Message
 from magpie.v1 import (
     catalog_pb2,
     catalog_pb2_grpc,
-    common_pb2,
     profiles_pb2,
     profiles_pb2_grpc,
     retrieval_pb2,
@@ -26,12 +25,13 @@ from magpie.v1 import (
 from services.common.breaker import CircuitBreaker
 from services.common.deadline import remaining_seconds
 from services.common.errors import DeadlineExceeded, Unavailable
+from services.common.filters import ProductFilter, filter_to_proto
 from services.modelstore.client import RankerClient
 from services.ranking import config
-from services.ranking.domain import Candidate, Filter, Floats, Ids, Product, Source, UserState
+from services.ranking.domain import Candidate, Floats, Ids, Product, Source, UserState
 from services.ranking.model import ServingModel
 
-__all__ = ["CatalogClient", "GuardedRanker", "ProfileClient", "RetrievalClient", "filter_to_proto"]
+__all__ = ["CatalogClient", "GuardedRanker", "ProfileClient", "RetrievalClient"]
 
 _NANOS = 1_000_000_000
 
@@ -84,32 +84,13 @@ class ProfileClient:
         )
 
 
-def filter_to_proto(request_filter: Filter) -> common_pb2.ProductFilter:
-    def money(nanos: int | None) -> common_pb2.Money | None:
-        if nanos is None:
-            return None
-        return common_pb2.Money(
-            currency_code=request_filter.currency_code,
-            units=nanos // _NANOS,
-            nanos=nanos % _NANOS,
-        )
-
-    return common_pb2.ProductFilter(
-        category_prefixes=request_filter.category_prefixes,
-        min_price=money(request_filter.min_price_nanos),
-        max_price=money(request_filter.max_price_nanos),
-        exclude_product_ids=sorted(request_filter.exclude_product_ids),
-        brands=sorted(request_filter.brands),
-    )
-
-
 class RetrievalClient:
     def __init__(self, channel: grpc.aio.Channel) -> None:
         self._stub = retrieval_pb2_grpc.RetrievalServiceStub(channel)
         self._breaker = _breaker("retrieval")
 
     async def retrieve(
-        self, user: UserState, limit: int, request_filter: Filter
+        self, user: UserState, limit: int, request_filter: ProductFilter
     ) -> tuple[list[Candidate], str]:
         request = retrieval_pb2.RetrieveRequest(
             user_id=user.user_id,
@@ -118,7 +99,7 @@ class RetrievalClient:
             filter=filter_to_proto(
                 replace(
                     request_filter,
-                    exclude_product_ids=request_filter.exclude_product_ids | user.purchased,
+                    exclude_product_ids=(*request_filter.exclude_product_ids, *user.purchased),
                 )
             ),
             recent_product_ids=user.recent_product_ids,

@@ -6,9 +6,9 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from services.common.filters import CATEGORY_SEPARATOR, ProductFilter, matches
 from services.ranking.domain import (
     Candidate,
-    Filter,
     Floats,
     Product,
     Reason,
@@ -19,13 +19,11 @@ from services.ranking.domain import (
 
 __all__ = ["allowed", "diversify", "reason_for"]
 
-_CATEGORY_SEPARATOR = " > "
 
-
-def allowed(product: Product | None, user: UserState, request_filter: Filter) -> bool:
+def allowed(product: Product | None, user: UserState, request_filter: ProductFilter) -> bool:
     """Whether a product may be shown to this user under this request's filter.
 
-    With no product data (catalog unavailable) only the id-based rules apply.
+    A product the catalog did not return (unknown, hidden or withdrawn) never may.
     """
     if product is None:
         return False
@@ -34,28 +32,12 @@ def allowed(product: Product | None, user: UserState, request_filter: Filter) ->
         return False
     if not product.active or product.stock <= 0:
         return False
-    if request_filter.brands and product.brand not in request_filter.brands:
-        return False
-    if request_filter.category_prefixes:
-        path = _CATEGORY_SEPARATOR.join(product.category_path)
-        if not any(_has_prefix(path, prefix) for prefix in request_filter.category_prefixes):
-            return False
-    return _price_ok(product, request_filter)
-
-
-def _has_prefix(path: str, prefix: str) -> bool:
-    return path == prefix or path.startswith(prefix + _CATEGORY_SEPARATOR)
-
-
-def _price_ok(product: Product, request_filter: Filter) -> bool:
-    if request_filter.min_price_nanos is None and request_filter.max_price_nanos is None:
-        return True
-    if request_filter.currency_code and product.currency_code != request_filter.currency_code:
-        return False
-    low = request_filter.min_price_nanos
-    high = request_filter.max_price_nanos
-    return (low is None or product.price_nanos >= low) and (
-        high is None or product.price_nanos <= high
+    return matches(
+        request_filter,
+        CATEGORY_SEPARATOR.join(product.category_path),
+        product.brand,
+        product.currency_code,
+        product.price_nanos,
     )
 
 

@@ -17,11 +17,11 @@ from typing import Protocol
 import numpy as np
 
 from services.common.errors import MagpieError
+from services.common.filters import ProductFilter
 from services.ranking import config
 from services.ranking.domain import (
     Candidate,
     Degradation,
-    Filter,
     Floats,
     Ids,
     Product,
@@ -54,7 +54,7 @@ class ProfileSource(Protocol):
 
 class CandidateSource(Protocol):
     async def retrieve(
-        self, user: UserState, limit: int, request_filter: Filter
+        self, user: UserState, limit: int, request_filter: ProductFilter
     ) -> tuple[list[Candidate], str]: ...
 
 
@@ -76,7 +76,7 @@ class ModelProvider(Protocol):
 @dataclass(frozen=True, slots=True)
 class RequestOptions:
     k: int = config.DEFAULT_K
-    request_filter: Filter = field(default_factory=Filter)
+    request_filter: ProductFilter = field(default_factory=ProductFilter)
     max_per_category: int = 0
     diversity: float = 0.0
     device: str = ""

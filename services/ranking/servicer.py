@@ -5,14 +5,14 @@ from __future__ import annotations
 import grpc
 from magpie.v1 import common_pb2, ranking_pb2, ranking_pb2_grpc
 
+from services.common.filters import ProductFilter, check_filter, filter_from_proto
 from services.common.validation import Validators, Violations
 from services.ranking import config
-from services.ranking.domain import Filter, Recommendation
+from services.ranking.domain import Recommendation
 from services.ranking.service import RankingService, RequestOptions
 
 __all__ = ["VALIDATORS", "RankingServicer"]
 
-_NANOS = 1_000_000_000
 _DEVICES = {
     common_pb2.DEVICE_DESKTOP: "web",
     common_pb2.DEVICE_MOBILE: "mobile",
@@ -21,40 +21,13 @@ _DEVICES = {
 }
 
 
-def _check_filter(v: Violations, f: common_pb2.ProductFilter, field: str = "filter") -> None:
-    for i, prefix in enumerate(f.category_prefixes):
-        v.check(bool(prefix.strip()), f"{field}.category_prefixes[{i}]", "must not be empty")
-    currencies = set()
-    for name in ("min_price", "max_price"):
-        if f.HasField(name):
-            money: common_pb2.Money = getattr(f, name)
-            code = money.currency_code
-            v.check(
-                len(code) == 3 and code.isalpha() and code.isupper(),
-                f"{field}.{name}.currency_code",
-                "must be a three-letter ISO 4217 code",
-            )
-            v.check(
-                money.units >= 0 and money.nanos >= 0, f"{field}.{name}", "must not be negative"
-            )
-            v.check(abs(money.nanos) < _NANOS, f"{field}.{name}.nanos", "must be below 1e9")
-            currencies.add(code)
-    v.check(len(currencies) <= 1, f"{field}.max_price.currency_code", "must match min_price")
-    if f.HasField("min_price") and f.HasField("max_price"):
-        v.check(
-            _nanos(f.min_price) <= _nanos(f.max_price), f"{field}.max_price", "must be >= min_price"
-        )
-    for i, pid in enumerate(f.exclude_product_ids):
-        v.check_id(pid, f"{field}.exclude_product_ids[{i}]")
-
-
 def _validate_recommend(request: ranking_pb2.RecommendRequest) -> None:
     v = Violations()
     v.check_id(request.user_id, "user_id")
     v.check_range(request.k, "k", low=0, high=config.MAX_K)
     v.check_range(request.diversity, "diversity", low=0.0, high=1.0)
     v.check(request.max_per_category >= 0, "max_per_category", "must not be negative")
-    _check_filter(v, request.filter)
+    check_filter(v, request.filter)
     v.raise_if_any()
 
 
@@ -73,33 +46,17 @@ VALIDATORS: Validators = {
 }
 
 
-def _nanos(money: common_pb2.Money) -> int:
-    return money.units * _NANOS + money.nanos
-
-
-def _filter(f: common_pb2.ProductFilter) -> Filter:
-    currency = f.min_price.currency_code or f.max_price.currency_code
-    return Filter(
-        category_prefixes=tuple(f.category_prefixes),
-        currency_code=currency,
-        min_price_nanos=_nanos(f.min_price) if f.HasField("min_price") else None,
-        max_price_nanos=_nanos(f.max_price) if f.HasField("max_price") else None,
-        exclude_product_ids=frozenset(f.exclude_product_ids),
-        brands=frozenset(f.brands),
-    )
-
-
 def _options(
     context: common_pb2.RequestContext,
     *,
     k: int = config.DEFAULT_K,
-    request_filter: Filter | None = None,
+    request_filter: ProductFilter | None = None,
     max_per_category: int = 0,
     diversity: float = 0.0,
 ) -> RequestOptions:
     return RequestOptions(
         k=k,
-        request_filter=request_filter or Filter(),
+        request_filter=request_filter or ProductFilter(),
         max_per_category=max_per_category,
         diversity=diversity,
         device=_DEVICES.get(context.device, ""),
@@ -135,7 +92,7 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
         options = _options(
             request.context,
             k=request.k or config.DEFAULT_K,
-            request_filter=_filter(request.filter),
+            request_filter=filter_from_proto(request.filter),
             max_per_category=request.max_per_category,
             diversity=request.diversity,
         )

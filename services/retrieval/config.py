@@ -10,8 +10,6 @@ DEFAULT_SIMILAR = 20
 MAX_SIMILAR = 500
 MAX_RECENT = 200
 """Most recent product ids a request may carry (the user tower's history length)."""
-MAX_FILTER_VALUES = 5000
-"""Most entries in each list of a ProductFilter."""
 
 ANN = int(common_pb2.CANDIDATE_SOURCE_ANN)
 COVISITATION = int(common_pb2.CANDIDATE_SOURCE_COVISITATION)
@@ -50,3 +48,8 @@ POPULAR_POOL = 1000
 """Products kept per popularity list (overall and per top-level category)."""
 POPULARITY_HALF_LIFE_DAYS = 7.0
 """Half-life of product_popularity.score (migration 0002)."""
+
+PRODUCTS_REFRESH_SECONDS = 2.0
+"""Age after which product availability and attributes are re-read (incrementally)."""
+FAISS_THREADS = 1
+"""Threads per FAISS search: one query is tiny; requests in parallel use the cores."""

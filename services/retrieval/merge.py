@@ -65,7 +65,8 @@ def merge(
         return Candidates.of(0, np.empty(0, object), np.empty(0, np.float32))
     ids = np.concatenate([c.product_ids for c in lists])
     sources = np.concatenate([c.sources for c in lists])
-    keep = np.isin(ids, np.asarray(list(allowed), dtype=object))
+    allowed_set = set(allowed)  # np.isin on object arrays sorts them: far slower
+    keep = np.fromiter((p in allowed_set for p in ids), dtype=bool, count=len(ids))
     _, first = np.unique(ids, return_index=True)
     first_seen = np.zeros(len(ids), dtype=bool)
     first_seen[first] = True

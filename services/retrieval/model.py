@@ -29,6 +29,7 @@ from services.learning.signature import (
     USER_VECTORS,
 )
 from services.modelstore import bundle
+from services.retrieval import config
 from services.retrieval.index import build_index, describe
 
 __all__ = ["BundleLoader", "Neighbours", "ServingModel", "load_bundle"]
@@ -122,6 +123,8 @@ class ServingModel:
         if k <= 0 or not len(queries):
             return _empty()
         wanted = min(k + len(exclude), index.ntotal)
+        # OpenMP settings are per thread and searches run on executor threads.
+        faiss.omp_set_num_threads(config.FAISS_THREADS)
         scores, ids = index.search(np.ascontiguousarray(queries, dtype=np.float32), wanted)
         found = ids >= 0
         return _best_per_item(

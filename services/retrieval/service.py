@@ -22,6 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from services.common.errors import NotFound
+from services.common.filters import ProductFilter
 from services.learning.sequences import FIRST_ITEM_INDEX
 from services.retrieval import config
 from services.retrieval.merge import Candidates, merge, proposed_ids
@@ -30,7 +31,6 @@ from services.retrieval.snapshots import Refreshed
 
 __all__ = [
     "Popularity",
-    "ProductFilter",
     "ProfileReader",
     "Ranked",
     "RetrievalService",
@@ -39,17 +39,6 @@ __all__ = [
     "Retrieved",
     "UserHistory",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class ProductFilter:
-    category_prefixes: tuple[str, ...] = ()
-    brands: tuple[str, ...] = ()
-    exclude_product_ids: tuple[str, ...] = ()
-    currency: str = ""
-    """Currency of the price bounds; products priced in another currency fail them."""
-    min_price_nanos: int | None = None
-    max_price_nanos: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

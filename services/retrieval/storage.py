@@ -8,9 +8,12 @@ import numpy as np
 from magpie.v1.catalog_pb2 import PRODUCT_STATUS_ACTIVE
 
 from services.common.db import Connection, Database
+from services.common.filters import ProductFilter
 from services.modelstore import registry
 from services.retrieval import config
-from services.retrieval.service import Popularity, ProductFilter, Ranked
+from services.retrieval.products import ProductTable, Row
+from services.retrieval.service import Popularity, Ranked
+from services.retrieval.snapshots import Refreshed
 
 __all__ = ["RetrievalStore"]
 
@@ -33,30 +36,31 @@ _POPULARITY_SQL = """
     ORDER BY score DESC, product_id
 """
 
-_ELIGIBLE_SQL = """
-    SELECT product_id FROM products
-    WHERE product_id = ANY(%(ids)s)
-      AND status = %(active)s AND stock > 0
-      AND NOT (product_id = ANY(%(excluded)s))
-      AND (%(any_category)s OR category_path = ANY(%(prefixes)s)
-           OR category_path LIKE ANY(%(patterns)s))
-      AND (%(any_brand)s OR brand = ANY(%(brands)s))
-      AND (%(min_price)s::bigint IS NULL
-           OR (currency_code = %(currency)s AND price_nanos >= %(min_price)s))
-      AND (%(max_price)s::bigint IS NULL
-           OR (currency_code = %(currency)s AND price_nanos <= %(max_price)s))
+_PRODUCTS_SQL = """
+    SELECT product_id, status = %(active)s AND stock > 0, category_path, brand,
+           currency_code, price_nanos, updated_at
+    FROM products WHERE %(since)s::timestamptz IS NULL OR updated_at >= %(since)s
 """
-
-
-def _like_prefix(path: str) -> str:
-    escaped = path.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return escaped + " > %"
 
 
 class RetrievalStore:
     def __init__(self, db: Database, model_name: str) -> None:
         self._db = db
         self._model_name = model_name
+        self._table = ProductTable()
+        self._products = Refreshed(self._read_products, config.PRODUCTS_REFRESH_SECONDS)
+
+    async def _read_products(self) -> ProductTable:
+        """Applies the product rows changed since the last read to the table."""
+        params = {"active": PRODUCT_STATUS_ACTIVE, "since": self._table.read_since}
+
+        def read(conn: Connection) -> list[Row]:
+            with conn.cursor() as cur:
+                cur.execute(_PRODUCTS_SQL, params)
+                return cur.fetchall()
+
+        self._table.apply(await self._db.run(read))
+        return self._table
 
     async def promoted_version(self) -> int | None:
         """The promoted version of the model (None when none is promoted)."""
@@ -86,42 +90,13 @@ class RetrievalStore:
 
     async def top_categories(self, product_ids: Sequence[str]) -> dict[str, str]:
         """Top-level category of each known product."""
-
-        def read(conn: Connection) -> dict[str, str]:
-            with conn.cursor() as cur:
-                cur.execute(
-                    "SELECT product_id, split_part(category_path, ' > ', 1) FROM products "
-                    "WHERE product_id = ANY(%s)",
-                    (list(product_ids),),
-                )
-                return dict(cur.fetchall())
-
-        return await self._db.run(read)
+        return (await self._products.get()).top_categories(product_ids)
 
     async def eligible(
         self, product_ids: Sequence[str], where: ProductFilter, excluded: Sequence[str]
     ) -> list[str]:
         """The products that are active, in stock, not excluded and pass the filter."""
-        params = {
-            "ids": list(product_ids),
-            "active": PRODUCT_STATUS_ACTIVE,
-            "excluded": list(excluded),
-            "any_category": not where.category_prefixes,
-            "prefixes": list(where.category_prefixes),
-            "patterns": [_like_prefix(p) for p in where.category_prefixes],
-            "any_brand": not where.brands,
-            "brands": list(where.brands),
-            "currency": where.currency,
-            "min_price": where.min_price_nanos,
-            "max_price": where.max_price_nanos,
-        }
-
-        def read(conn: Connection) -> list[str]:
-            with conn.cursor() as cur:
-                cur.execute(_ELIGIBLE_SQL, params)
-                return [row[0] for row in cur.fetchall()]
-
-        return await self._db.run(read)
+        return (await self._products.get()).eligible(product_ids, where, excluded)
 
 
 def _ranked(items: list[tuple[str, float]]) -> Ranked:

@@ -1,6 +1,7 @@
 import numpy as np
 
-from services.ranking.domain import Candidate, Filter, Product, ReasonType, Source, UserState
+from services.common.filters import ProductFilter
+from services.ranking.domain import Candidate, Product, ReasonType, Source, UserState
 from services.ranking.rules import allowed, diversify, reason_for
 
 NANOS = 1_000_000_000
@@ -23,13 +24,13 @@ def product(
 
 def test_allowed_applies_every_rule() -> None:
     user = UserState("u", purchased=frozenset({"bought"}))
-    f = Filter(
+    f = ProductFilter(
         category_prefixes=("Home > Kitchen",),
-        currency_code="EUR",
+        currency="EUR",
         min_price_nanos=5 * NANOS,
         max_price_nanos=20 * NANOS,
-        exclude_product_ids=frozenset({"excluded"}),
-        brands=frozenset({"Acme"}),
+        exclude_product_ids=("excluded",),
+        brands=("Acme",),
     )
 
     assert allowed(product("ok"), user, f)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from services.common.errors import Unavailable
-from services.ranking.domain import Candidate, Degradation, Filter, Product, Source, UserState
+from services.common.filters import ProductFilter
+from services.ranking.domain import Candidate, Degradation, Product, Source, UserState
 from services.ranking.model import ServingModel
 from services.ranking.service import RankingService, RequestOptions
 
@@ -25,7 +26,9 @@ class Retrieval:
     def __init__(self, candidates: list[Candidate] | None) -> None:
         self.candidates = candidates
 
-    async def retrieve(self, user: UserState, limit: int, f: Filter) -> tuple[list[Candidate], str]:
+    async def retrieve(
+        self, user: UserState, limit: int, f: ProductFilter
+    ) -> tuple[list[Candidate], str]:
         if self.candidates is None:
             raise Unavailable("retrieval down")
         return list(self.candidates), "7"

@@ -6,12 +6,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from services.common.filters import ProductFilter
 from services.retrieval import config
 from services.retrieval.merge import Candidates, merge, proposed_ids
 from services.retrieval.model import ServingModel
 from services.retrieval.service import (
     Popularity,
-    ProductFilter,
     Ranked,
     RetrievalService,
     RetrieveQuery,

@@ -1,0 +1,122 @@
+"""The request filter on products (magpie.v1.ProductFilter), shared by retrieval and ranking:
+validation, conversion, and the one definition of what passes it."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from magpie.v1 import common_pb2
+
+from services.common.validation import Violations
+
+__all__ = [
+    "CATEGORY_SEPARATOR",
+    "ProductFilter",
+    "check_filter",
+    "filter_from_proto",
+    "filter_to_proto",
+    "matches",
+]
+
+CATEGORY_SEPARATOR = " > "
+MAX_FILTER_VALUES = 5000
+_MAX_TEXT = 1000
+_NANOS_PER_UNIT = 1_000_000_000
+_CURRENCY = re.compile(r"[A-Z]{3}")
+
+
+@dataclass(frozen=True, slots=True)
+class ProductFilter:
+    category_prefixes: tuple[str, ...] = ()
+    """Whole levels: "Home > Kitchen" matches itself and below, not "Home > Kitchenware"."""
+    brands: tuple[str, ...] = ()
+    exclude_product_ids: tuple[str, ...] = ()
+    currency: str = ""
+    """Currency of the price bounds; products priced in another currency fail them."""
+    min_price_nanos: int | None = None
+    max_price_nanos: int | None = None
+
+
+def matches(f: ProductFilter, category_path: str, brand: str, currency: str, price: int) -> bool:
+    """Whether a product (category path joined by CATEGORY_SEPARATOR, price in nanos of
+    `currency`) passes the filter's category, brand and price rules."""
+    if f.category_prefixes and not any(
+        category_path == p or category_path.startswith(p + CATEGORY_SEPARATOR)
+        for p in f.category_prefixes
+    ):
+        return False
+    if f.brands and brand not in f.brands:
+        return False
+    if f.min_price_nanos is None and f.max_price_nanos is None:
+        return True
+    return (
+        currency == f.currency
+        and (f.min_price_nanos is None or price >= f.min_price_nanos)
+        and (f.max_price_nanos is None or price <= f.max_price_nanos)
+    )
+
+
+def _nanos(money: common_pb2.Money) -> int:
+    return money.units * _NANOS_PER_UNIT + money.nanos
+
+
+def _check_money(v: Violations, money: common_pb2.Money, field: str) -> None:
+    if not _CURRENCY.fullmatch(money.currency_code):
+        v.add(f"{field}.currency_code", "must be a three-letter ISO 4217 code")
+    if not 0 <= money.nanos < _NANOS_PER_UNIT:
+        v.add(f"{field}.nanos", "must be between 0 and 999999999")
+    if money.units < 0:
+        v.add(f"{field}.units", "must not be negative")
+
+
+def _check_texts(v: Violations, values: list[str], field: str) -> None:
+    v.check_count(values, field, most=MAX_FILTER_VALUES)
+    for i, value in enumerate(values):
+        if not value.strip() or len(value) > _MAX_TEXT:
+            v.add(f"{field}[{i}]", f"must be 1 to {_MAX_TEXT} characters, not blank")
+
+
+def check_filter(v: Violations, f: common_pb2.ProductFilter, field: str = "filter") -> None:
+    """Adds a violation for every bad field of `f` (named under `field`)."""
+    _check_texts(v, list(f.category_prefixes), f"{field}.category_prefixes")
+    _check_texts(v, list(f.brands), f"{field}.brands")
+    v.check_count(f.exclude_product_ids, f"{field}.exclude_product_ids", most=MAX_FILTER_VALUES)
+    for i, product_id in enumerate(f.exclude_product_ids):
+        v.check_id(product_id, f"{field}.exclude_product_ids[{i}]")
+    for name in ("min_price", "max_price"):
+        if f.HasField(name):
+            _check_money(v, getattr(f, name), f"{field}.{name}")
+    if f.HasField("min_price") and f.HasField("max_price"):
+        if f.min_price.currency_code != f.max_price.currency_code:
+            v.add(f"{field}.max_price.currency_code", f"must equal {field}.min_price.currency_code")
+        elif _nanos(f.min_price) > _nanos(f.max_price):
+            v.add(f"{field}.max_price", f"must not be below {field}.min_price")
+
+
+def filter_from_proto(f: common_pb2.ProductFilter) -> ProductFilter:
+    bounds = [getattr(f, name) for name in ("min_price", "max_price") if f.HasField(name)]
+    return ProductFilter(
+        category_prefixes=tuple(f.category_prefixes),
+        brands=tuple(f.brands),
+        exclude_product_ids=tuple(f.exclude_product_ids),
+        currency=bounds[0].currency_code if bounds else "",
+        min_price_nanos=_nanos(f.min_price) if f.HasField("min_price") else None,
+        max_price_nanos=_nanos(f.max_price) if f.HasField("max_price") else None,
+    )
+
+
+def filter_to_proto(f: ProductFilter) -> common_pb2.ProductFilter:
+    def money(nanos: int | None) -> common_pb2.Money | None:
+        if nanos is None:
+            return None
+        units, rest = divmod(nanos, _NANOS_PER_UNIT)
+        return common_pb2.Money(currency_code=f.currency, units=units, nanos=rest)
+
+    return common_pb2.ProductFilter(
+        category_prefixes=f.category_prefixes,
+        min_price=money(f.min_price_nanos),
+        max_price=money(f.max_price_nanos),
+        exclude_product_ids=f.exclude_product_ids,
+        brands=f.brands,
+    )

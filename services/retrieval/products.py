@@ -1,0 +1,80 @@
+"""What retrieval must know of every product to exclude it, kept in process.
+
+Checking the few hundred proposed candidates of each request against PostgreSQL
+cost two round trips per call; instead the table mirrors the facts the rules need
+(available, category, brand, price) and follows `products.updated_at`
+incrementally every few seconds. A product hidden or sold out therefore leaves
+retrieval within `config.PRODUCTS_REFRESH_SECONDS`; the ranking service checks
+the final slice against the catalog again before answering.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from services.common.filters import CATEGORY_SEPARATOR, ProductFilter, matches
+
+__all__ = ["ProductFacts", "ProductTable"]
+
+_OVERLAP = datetime.timedelta(seconds=10)
+"""Re-read this much before the newest change seen: `updated_at` is the writing
+transaction's start time, so a slow transaction can commit an older timestamp."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProductFacts:
+    available: bool
+    """Active and in stock."""
+    category_path: str
+    brand: str
+    currency: str
+    price_nanos: int
+
+    @property
+    def top_category(self) -> str:
+        return self.category_path.split(CATEGORY_SEPARATOR, 1)[0]
+
+
+Row = tuple[str, bool, str, str, str, int, datetime.datetime]
+"""product_id, available, category_path, brand, currency_code, price_nanos, updated_at."""
+
+
+class ProductTable:
+    def __init__(self) -> None:
+        self._facts: dict[str, ProductFacts] = {}
+        self._newest: datetime.datetime | None = None
+
+    @property
+    def read_since(self) -> datetime.datetime | None:
+        """Where the next incremental read starts (None: read everything)."""
+        return None if self._newest is None else self._newest - _OVERLAP
+
+    def __len__(self) -> int:
+        return len(self._facts)
+
+    def apply(self, rows: Iterable[Row]) -> None:
+        for product_id, available, path, brand, currency, price, updated_at in rows:
+            self._facts[product_id] = ProductFacts(available, path, brand, currency, price)
+            if self._newest is None or updated_at > self._newest:
+                self._newest = updated_at
+
+    def eligible(
+        self, product_ids: Sequence[str], where: ProductFilter, excluded: Sequence[str]
+    ) -> list[str]:
+        """The products that are available, not excluded and pass the filter."""
+        skip = set(excluded)
+        facts = self._facts
+        return [
+            p
+            for p in product_ids
+            if (f := facts.get(p)) is not None
+            and f.available
+            and p not in skip
+            and matches(where, f.category_path, f.brand, f.currency, f.price_nanos)
+        ]
+
+    def top_categories(self, product_ids: Sequence[str]) -> dict[str, str]:
+        facts = self._facts
+        return {p: f.top_category for p in product_ids if (f := facts.get(p)) is not None}
