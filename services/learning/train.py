@@ -138,7 +138,8 @@ def _fit(
     epoch_losses: Callable[[], Iterator[torch.Tensor]],
     validate: Callable[[], float],
 ) -> float:
-    """Adam with early stopping on ``validate`` (higher is better); keeps the best weights.
+    """Adam, learning rate decaying linearly to zero over ``schedule.epochs``, with early
+    stopping on ``validate`` (higher is better); keeps the best weights.
 
     Returns the wall time in seconds.
     """
@@ -148,6 +149,9 @@ def _fit(
         [p for p in model.parameters() if p.requires_grad],
         lr=schedule.lr,
         weight_decay=schedule.weight_decay,
+    )
+    decay = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda epoch: 1.0 - epoch / schedule.epochs
     )
     start = time.perf_counter()
     model.eval()
@@ -161,6 +165,7 @@ def _fit(
             optimizer.zero_grad()
             loss.backward()  # type: ignore[no-untyped-call]
             optimizer.step()
+        decay.step()
         out_of_time = time.perf_counter() - start > schedule.max_seconds
         last = epoch + 1 == schedule.epochs
         if (epoch + 1) % schedule.eval_every and not (out_of_time or last):
