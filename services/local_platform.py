@@ -223,7 +223,7 @@ class LocalPlatform:
             if not wait_serving(address, timeout):
                 raise RuntimeError(f"{name} did not become SERVING; see {self._log(name)}")
         if self._pid(TRITON) is not None:
-            tritonserver.wait_ready(f"127.0.0.1:{layout.triton.grpc}", timeout=timeout)
+            tritonserver.wait_ready(f"127.0.0.1:{layout.triton.http}", timeout=timeout)
             started[TRITON] = f"127.0.0.1:{layout.triton.grpc}"
         return started
 

@@ -20,6 +20,7 @@ in ``load`` (and later :func:`services.modelstore.publish.publish` calls).
 
 from __future__ import annotations
 
+import http.client
 import importlib.util
 import logging
 import os
@@ -122,30 +123,38 @@ def server_command(
     ]
 
 
+def _ready(http_addr: str, path: str) -> bool:
+    host, port = http_addr.rsplit(":", 1)
+    connection = http.client.HTTPConnection(host, int(port), timeout=1.0)
+    try:
+        connection.request("GET", path)
+        return connection.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        connection.close()
+
+
 def wait_ready(
-    grpc_addr: str,
+    http_addr: str,
     models: Sequence[str] = (),
     timeout: float = 60.0,
     process: subprocess.Popen[bytes] | None = None,
 ) -> None:
-    """Wait until the server and ``models`` are ready; raises ``Unavailable`` on timeout."""
-    import tritonclient.grpc as grpcclient
+    """Wait until the server and ``models`` are ready; raises ``Unavailable`` on timeout.
 
-    client = grpcclient.InferenceServerClient(grpc_addr)
+    Asks Triton's HTTP health endpoints with the standard library only, so the launcher
+    also works where tritonclient is not installed (the GPU benchmark machine).
+    """
+    paths = ["/v2/health/ready", *(f"/v2/models/{m}/ready" for m in models)]
     deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            if process is not None and process.poll() is not None:
-                raise Unavailable(f"tritonserver exited with status {process.returncode}")
-            try:
-                if client.is_server_ready() and all(client.is_model_ready(m) for m in models):
-                    return
-            except Exception:  # noqa: BLE001 - not listening yet; any failure means "not ready"
-                logger.debug("tritonserver at %s not ready yet", grpc_addr)
-            time.sleep(0.1)
-    finally:
-        client.close()
-    raise Unavailable(f"tritonserver at {grpc_addr} not ready after {timeout:.0f}s")
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise Unavailable(f"tritonserver exited with status {process.returncode}")
+        if all(_ready(http_addr, path) for path in paths):
+            return
+        time.sleep(0.1)
+    raise Unavailable(f"tritonserver at {http_addr} not ready after {timeout:.0f}s")
 
 
 class TritonServer:
@@ -191,7 +200,7 @@ class TritonServer:
             )
         server = cls(process, ports, log)
         try:
-            wait_ready(server.grpc_addr, load, timeout, process)
+            wait_ready(server.http_addr, load, timeout, process)
         except BaseException:
             server.stop()
             raise

@@ -112,10 +112,18 @@ class HttpRanker:
         payload = response.read()
         if response.status != 200:
             raise RuntimeError(f"HTTP {response.status}: {payload[:300]!r}")
-        length = int(response.getheader("Inference-Header-Content-Length") or len(payload))
-        scores = np.frombuffer(payload[length:], dtype=np.float32)
+        length = response.getheader("Inference-Header-Content-Length")
+        if length is None:  # some builds omit the header: find the JSON header's end
+            header, end = json.JSONDecoder().raw_decode(payload.decode("latin-1"))
+            output = header["outputs"][0]
+            if "data" in output:
+                scores = np.asarray(output["data"], dtype=np.float32)
+            else:
+                scores = np.frombuffer(payload[end:], dtype=np.float32)
+        else:
+            scores = np.frombuffer(payload[int(length) :], dtype=np.float32)
         if scores.size != self.candidates or not np.isfinite(scores).all():
-            raise RuntimeError(f"bad scores: {scores.size} values")
+            raise RuntimeError(f"bad scores: {scores.size} values; response {payload[:400]!r}")
         return scores
 
 

@@ -74,7 +74,10 @@ class TritonPythonModel:
             start = 0
             for i in members:
                 rows = arrays[i][0].shape[0]
-                tensor = pb_utils.Tensor("scores", scores[start : start + rows])
+                # An owning, contiguous float32 copy: a view into a torch-backed array
+                # came back from the stub with no data on the GPU machine.
+                own = np.array(scores[start : start + rows], dtype=np.float32, order="C")
+                tensor = pb_utils.Tensor("scores", own)
                 responses[i] = pb_utils.InferenceResponse(output_tensors=[tensor])
                 start += rows
         return responses
