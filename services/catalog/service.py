@@ -313,11 +313,12 @@ class CatalogService:
         return [ItemOutcome(i, "" if i in found else "not found") for i in product_ids]
 
     async def get(
-        self, product_ids: Sequence[str], *, include_inactive: bool
+        self, product_ids: Sequence[str], *, include_inactive: bool, with_stats: bool = True
     ) -> tuple[list[pb.Product], list[str]]:
-        """Products in request order (repeated ids repeat) and the distinct missing ids."""
+        """Products in request order (repeated ids repeat) and the distinct missing ids;
+        without stats (empty) unless `with_stats`."""
         unique = list(dict.fromkeys(product_ids))
-        products, stats = await self._read_through(unique)
+        products, stats = await self._read_through(unique, with_stats)
         found: list[pb.Product] = []
         missing: dict[str, None] = {}
         for product_id in product_ids:
@@ -327,7 +328,8 @@ class CatalogService:
             ):
                 missing[product_id] = None
                 continue
-            product.stats.CopyFrom(stats.get(product_id, pb.ProductStats()))
+            if with_stats:
+                product.stats.CopyFrom(stats.get(product_id, pb.ProductStats()))
             found.append(product)
         return found, list(missing)
 
@@ -352,11 +354,11 @@ class CatalogService:
         await self._products_cache.delete([_product_key(i) for i in product_ids])
 
     async def _read_through(
-        self, product_ids: Sequence[str]
+        self, product_ids: Sequence[str], with_stats: bool = True
     ) -> tuple[dict[str, pb.Product], dict[str, pb.ProductStats]]:
         cached, cached_stats = await asyncio.gather(
             self._products_cache.get_many([_product_key(i) for i in product_ids]),
-            self._stats_cache.get_many(product_ids),
+            self._stats_cache.get_many(product_ids if with_stats else []),
         )
         products = {
             i: pb.Product.FromString(cached[_product_key(i)])
@@ -365,7 +367,7 @@ class CatalogService:
         }
         stats = {i: pb.ProductStats.FromString(v) for i, v in cached_stats.items()}
         need_products = [i for i in product_ids if i not in products]
-        need_stats = [i for i in product_ids if i not in stats]
+        need_stats = [i for i in product_ids if i not in stats] if with_stats else []
         if not need_products and not need_stats:
             return products, stats
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import grpc
+from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.timestamp_pb2 import Timestamp
 from magpie.v1 import catalog_pb2 as pb
 from magpie.v1 import catalog_pb2_grpc, common_pb2
@@ -70,6 +71,11 @@ def _validate_upsert(request: pb.UpsertProductsRequest) -> None:
 def _validate_get(request: pb.GetProductsRequest) -> None:
     v = Violations()
     _check_ids(v, list(request.product_ids), "product_ids", least=1, most=config.MAX_GET_BATCH)
+    v.check(
+        request.read_mask.IsValidForDescriptor(pb.Product.DESCRIPTOR),
+        "read_mask",
+        "must name fields of magpie.v1.Product",
+    )
     v.raise_if_any()
 
 
@@ -121,6 +127,12 @@ VALIDATORS: Validators = {
     pb.ListProductsRequest: _validate_list,
     pb.SetProductStatusRequest: _validate_set_status,
 }
+
+
+def _masked(product: pb.Product, mask: FieldMask) -> pb.Product:
+    out = pb.Product()
+    mask.MergeMessage(product, out)
+    return out
 
 
 def _datetime(ts: Timestamp) -> datetime:
@@ -180,9 +192,13 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
     async def GetProducts(
         self, request: pb.GetProductsRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetProductsResponse:
+        mask = request.read_mask
+        with_stats = not mask.paths or any(p.split(".")[0] == "stats" for p in mask.paths)
         products, missing = await self._service.get(
-            request.product_ids, include_inactive=request.include_inactive
+            request.product_ids, include_inactive=request.include_inactive, with_stats=with_stats
         )
+        if mask.paths:
+            products = [_masked(product, mask) for product in products]
         return pb.GetProductsResponse(products=products, missing_product_ids=missing)
 
     async def ListProducts(

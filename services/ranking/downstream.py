@@ -12,6 +12,7 @@ from dataclasses import replace
 from typing import Any
 
 import grpc
+from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.message import Message
 from magpie.v1 import (
     catalog_pb2,
@@ -34,6 +35,19 @@ from services.ranking.model import ServingModel
 __all__ = ["CatalogClient", "GuardedRanker", "ProfileClient", "RetrievalClient"]
 
 _NANOS = 1_000_000_000
+_PRODUCT_FIELDS = FieldMask(
+    paths=[
+        "product_id",
+        "title",
+        "category_path",
+        "brand",
+        "price",
+        "stock",
+        "status",
+        "created_at",
+    ]
+)
+"""What business rules and reasons read; leaves out the costly behaviour stats."""
 
 
 def _breaker(name: str) -> CircuitBreaker:
@@ -139,7 +153,7 @@ class CatalogClient:
     async def products(self, product_ids: Sequence[str]) -> dict[str, Product]:
         if not product_ids:
             return {}
-        request = catalog_pb2.GetProductsRequest(product_ids=product_ids)
+        request = catalog_pb2.GetProductsRequest(product_ids=product_ids, read_mask=_PRODUCT_FIELDS)
 
         reply: catalog_pb2.GetProductsResponse = await _call(
             self._breaker, self._stub.GetProducts, request, config.CATALOG_TIMEOUT_SECONDS

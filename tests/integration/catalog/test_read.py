@@ -221,3 +221,34 @@ async def test_malformed_lists_name_the_field(catalog, request_, fields) -> None
         await catalog.ListProducts(request_)
 
     assert field_violations(raised.value) == fields
+
+
+async def test_read_mask_returns_only_the_named_fields_and_skips_stats(
+    catalog, product, clean_db
+) -> None:  # type: ignore[no-untyped-def]
+    await _load(catalog, [product("a")])
+    conn = psycopg2.connect(clean_db)
+    with conn, conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO product_daily_counts (product_id, day, clicks) "
+            "VALUES ('a', current_date, 3)"
+        )
+    conn.close()
+    mask = {"paths": ["product_id", "stock"]}
+
+    masked = await catalog.GetProducts(pb.GetProductsRequest(product_ids=["a"], read_mask=mask))
+    full = await catalog.GetProducts(pb.GetProductsRequest(product_ids=["a"]))
+
+    (only,) = masked.products
+    assert only.product_id == "a" and only.stock == full.products[0].stock > 0
+    assert only.title == "" and not only.HasField("stats")
+    assert full.products[0].title and full.products[0].stats.clicks_1d == 3
+
+
+async def test_read_mask_naming_no_product_field_is_rejected(catalog) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await catalog.GetProducts(
+            pb.GetProductsRequest(product_ids=["a"], read_mask={"paths": ["nope"]})
+        )
+
+    assert field_violations(raised.value) == ["read_mask"]

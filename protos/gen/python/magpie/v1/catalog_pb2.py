@@ -22,11 +22,12 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from magpie.v1 import common_pb2 as magpie_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17magpie/v1/catalog.proto\x12\tmagpie.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16magpie/v1/common.proto\"\xd2\x03\n\x07Product\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x15\n\rcategory_path\x18\x04 \x03(\t\x12\x0c\n\x04tags\x18\x05 \x03(\t\x12\r\n\x05\x62rand\x18\x06 \x01(\t\x12\x1f\n\x05price\x18\x07 \x01(\x0b\x32\x10.magpie.v1.Money\x12\x0e\n\x06rating\x18\x08 \x01(\x02\x12\r\n\x05stock\x18\t \x01(\x03\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x36\n\nattributes\x18\x0b \x03(\x0b\x32\".magpie.v1.Product.AttributesEntry\x12(\n\x06status\x18\x0c \x01(\x0e\x32\x18.magpie.v1.ProductStatus\x12&\n\x05stats\x18\r \x01(\x0b\x32\x17.magpie.v1.ProductStats\x12.\n\nupdated_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xd6\x01\n\x0cProductStats\x12\x10\n\x08views_1d\x18\x01 \x01(\x03\x12\x10\n\x08views_7d\x18\x02 \x01(\x03\x12\x11\n\tviews_30d\x18\x03 \x01(\x03\x12\x11\n\tclicks_1d\x18\x04 \x01(\x03\x12\x11\n\tclicks_7d\x18\x05 \x01(\x03\x12\x12\n\nclicks_30d\x18\x06 \x01(\x03\x12\x14\n\x0cpurchases_1d\x18\x07 \x01(\x03\x12\x14\n\x0cpurchases_7d\x18\x08 \x01(\x03\x12\x15\n\rpurchases_30d\x18\t \x01(\x03\x12\x12\n\npopularity\x18\n \x01(\x01\"=\n\x15UpsertProductsRequest\x12$\n\x08products\x18\x01 \x03(\x0b\x32\x12.magpie.v1.Product\"3\n\nItemResult\x12\n\n\x02id\x18\x01 \x01(\t\x12\n\n\x02ok\x18\x02 \x01(\x08\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"@\n\x16UpsertProductsResponse\x12&\n\x07results\x18\x01 \x03(\x0b\x32\x15.magpie.v1.ItemResult\"C\n\x12GetProductsRequest\x12\x13\n\x0bproduct_ids\x18\x01 \x03(\t\x12\x18\n\x10include_inactive\x18\x02 \x01(\x08\"X\n\x13GetProductsResponse\x12$\n\x08products\x18\x01 \x03(\x0b\x32\x12.magpie.v1.Product\x12\x1b\n\x13missing_product_ids\x18\x02 \x03(\t\"\xca\x01\n\x13ListProductsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12(\n\x06\x66ilter\x18\x03 \x01(\x0b\x32\x18.magpie.v1.ProductFilter\x12\x15\n\rin_stock_only\x18\x04 \x01(\x08\x12\x18\n\x10include_inactive\x18\x05 \x01(\x08\x12\x31\n\rupdated_since\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"U\n\x14ListProductsResponse\x12$\n\x08products\x18\x01 \x03(\x0b\x32\x12.magpie.v1.Product\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"X\n\x17SetProductStatusRequest\x12\x13\n\x0bproduct_ids\x18\x01 \x03(\t\x12(\n\x06status\x18\x02 \x01(\x0e\x32\x18.magpie.v1.ProductStatus\"B\n\x18SetProductStatusResponse\x12&\n\x07results\x18\x01 \x03(\x0b\x32\x15.magpie.v1.ItemResult*\x83\x01\n\rProductStatus\x12\x1e\n\x1aPRODUCT_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15PRODUCT_STATUS_ACTIVE\x10\x01\x12\x19\n\x15PRODUCT_STATUS_HIDDEN\x10\x02\x12\x1c\n\x18PRODUCT_STATUS_WITHDRAWN\x10\x03\x32\xe3\x02\n\x0e\x43\x61talogService\x12U\n\x0eUpsertProducts\x12 .magpie.v1.UpsertProductsRequest\x1a!.magpie.v1.UpsertProductsResponse\x12L\n\x0bGetProducts\x12\x1d.magpie.v1.GetProductsRequest\x1a\x1e.magpie.v1.GetProductsResponse\x12O\n\x0cListProducts\x12\x1e.magpie.v1.ListProductsRequest\x1a\x1f.magpie.v1.ListProductsResponse\x12[\n\x10SetProductStatus\x12\".magpie.v1.SetProductStatusRequest\x1a#.magpie.v1.SetProductStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17magpie/v1/catalog.proto\x12\tmagpie.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16magpie/v1/common.proto\"\xd2\x03\n\x07Product\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x15\n\rcategory_path\x18\x04 \x03(\t\x12\x0c\n\x04tags\x18\x05 \x03(\t\x12\r\n\x05\x62rand\x18\x06 \x01(\t\x12\x1f\n\x05price\x18\x07 \x01(\x0b\x32\x10.magpie.v1.Money\x12\x0e\n\x06rating\x18\x08 \x01(\x02\x12\r\n\x05stock\x18\t \x01(\x03\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x36\n\nattributes\x18\x0b \x03(\x0b\x32\".magpie.v1.Product.AttributesEntry\x12(\n\x06status\x18\x0c \x01(\x0e\x32\x18.magpie.v1.ProductStatus\x12&\n\x05stats\x18\r \x01(\x0b\x32\x17.magpie.v1.ProductStats\x12.\n\nupdated_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xd6\x01\n\x0cProductStats\x12\x10\n\x08views_1d\x18\x01 \x01(\x03\x12\x10\n\x08views_7d\x18\x02 \x01(\x03\x12\x11\n\tviews_30d\x18\x03 \x01(\x03\x12\x11\n\tclicks_1d\x18\x04 \x01(\x03\x12\x11\n\tclicks_7d\x18\x05 \x01(\x03\x12\x12\n\nclicks_30d\x18\x06 \x01(\x03\x12\x14\n\x0cpurchases_1d\x18\x07 \x01(\x03\x12\x14\n\x0cpurchases_7d\x18\x08 \x01(\x03\x12\x15\n\rpurchases_30d\x18\t \x01(\x03\x12\x12\n\npopularity\x18\n \x01(\x01\"=\n\x15UpsertProductsRequest\x12$\n\x08products\x18\x01 \x03(\x0b\x32\x12.magpie.v1.Product\"3\n\nItemResult\x12\n\n\x02id\x18\x01 \x01(\t\x12\n\n\x02ok\x18\x02 \x01(\x08\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"@\n\x16UpsertProductsResponse\x12&\n\x07results\x18\x01 \x03(\x0b\x32\x15.magpie.v1.ItemResult\"r\n\x12GetProductsRequest\x12\x13\n\x0bproduct_ids\x18\x01 \x03(\t\x12\x18\n\x10include_inactive\x18\x02 \x01(\x08\x12-\n\tread_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"X\n\x13GetProductsResponse\x12$\n\x08products\x18\x01 \x03(\x0b\x32\x12.magpie.v1.Product\x12\x1b\n\x13missing_product_ids\x18\x02 \x03(\t\"\xca\x01\n\x13ListProductsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12(\n\x06\x66ilter\x18\x03 \x01(\x0b\x32\x18.magpie.v1.ProductFilter\x12\x15\n\rin_stock_only\x18\x04 \x01(\x08\x12\x18\n\x10include_inactive\x18\x05 \x01(\x08\x12\x31\n\rupdated_since\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"U\n\x14ListProductsResponse\x12$\n\x08products\x18\x01 \x03(\x0b\x32\x12.magpie.v1.Product\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"X\n\x17SetProductStatusRequest\x12\x13\n\x0bproduct_ids\x18\x01 \x03(\t\x12(\n\x06status\x18\x02 \x01(\x0e\x32\x18.magpie.v1.ProductStatus\"B\n\x18SetProductStatusResponse\x12&\n\x07results\x18\x01 \x03(\x0b\x32\x15.magpie.v1.ItemResult*\x83\x01\n\rProductStatus\x12\x1e\n\x1aPRODUCT_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15PRODUCT_STATUS_ACTIVE\x10\x01\x12\x19\n\x15PRODUCT_STATUS_HIDDEN\x10\x02\x12\x1c\n\x18PRODUCT_STATUS_WITHDRAWN\x10\x03\x32\xe3\x02\n\x0e\x43\x61talogService\x12U\n\x0eUpsertProducts\x12 .magpie.v1.UpsertProductsRequest\x1a!.magpie.v1.UpsertProductsResponse\x12L\n\x0bGetProducts\x12\x1d.magpie.v1.GetProductsRequest\x1a\x1e.magpie.v1.GetProductsResponse\x12O\n\x0cListProducts\x12\x1e.magpie.v1.ListProductsRequest\x1a\x1f.magpie.v1.ListProductsResponse\x12[\n\x10SetProductStatus\x12\".magpie.v1.SetProductStatusRequest\x1a#.magpie.v1.SetProductStatusResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,32 +36,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_PRODUCT_ATTRIBUTESENTRY']._loaded_options = None
   _globals['_PRODUCT_ATTRIBUTESENTRY']._serialized_options = b'8\001'
-  _globals['_PRODUCTSTATUS']._serialized_start=1573
-  _globals['_PRODUCTSTATUS']._serialized_end=1704
-  _globals['_PRODUCT']._serialized_start=96
-  _globals['_PRODUCT']._serialized_end=562
-  _globals['_PRODUCT_ATTRIBUTESENTRY']._serialized_start=513
-  _globals['_PRODUCT_ATTRIBUTESENTRY']._serialized_end=562
-  _globals['_PRODUCTSTATS']._serialized_start=565
-  _globals['_PRODUCTSTATS']._serialized_end=779
-  _globals['_UPSERTPRODUCTSREQUEST']._serialized_start=781
-  _globals['_UPSERTPRODUCTSREQUEST']._serialized_end=842
-  _globals['_ITEMRESULT']._serialized_start=844
-  _globals['_ITEMRESULT']._serialized_end=895
-  _globals['_UPSERTPRODUCTSRESPONSE']._serialized_start=897
-  _globals['_UPSERTPRODUCTSRESPONSE']._serialized_end=961
-  _globals['_GETPRODUCTSREQUEST']._serialized_start=963
-  _globals['_GETPRODUCTSREQUEST']._serialized_end=1030
-  _globals['_GETPRODUCTSRESPONSE']._serialized_start=1032
-  _globals['_GETPRODUCTSRESPONSE']._serialized_end=1120
-  _globals['_LISTPRODUCTSREQUEST']._serialized_start=1123
-  _globals['_LISTPRODUCTSREQUEST']._serialized_end=1325
-  _globals['_LISTPRODUCTSRESPONSE']._serialized_start=1327
-  _globals['_LISTPRODUCTSRESPONSE']._serialized_end=1412
-  _globals['_SETPRODUCTSTATUSREQUEST']._serialized_start=1414
-  _globals['_SETPRODUCTSTATUSREQUEST']._serialized_end=1502
-  _globals['_SETPRODUCTSTATUSRESPONSE']._serialized_start=1504
-  _globals['_SETPRODUCTSTATUSRESPONSE']._serialized_end=1570
-  _globals['_CATALOGSERVICE']._serialized_start=1707
-  _globals['_CATALOGSERVICE']._serialized_end=2062
+  _globals['_PRODUCTSTATUS']._serialized_start=1654
+  _globals['_PRODUCTSTATUS']._serialized_end=1785
+  _globals['_PRODUCT']._serialized_start=130
+  _globals['_PRODUCT']._serialized_end=596
+  _globals['_PRODUCT_ATTRIBUTESENTRY']._serialized_start=547
+  _globals['_PRODUCT_ATTRIBUTESENTRY']._serialized_end=596
+  _globals['_PRODUCTSTATS']._serialized_start=599
+  _globals['_PRODUCTSTATS']._serialized_end=813
+  _globals['_UPSERTPRODUCTSREQUEST']._serialized_start=815
+  _globals['_UPSERTPRODUCTSREQUEST']._serialized_end=876
+  _globals['_ITEMRESULT']._serialized_start=878
+  _globals['_ITEMRESULT']._serialized_end=929
+  _globals['_UPSERTPRODUCTSRESPONSE']._serialized_start=931
+  _globals['_UPSERTPRODUCTSRESPONSE']._serialized_end=995
+  _globals['_GETPRODUCTSREQUEST']._serialized_start=997
+  _globals['_GETPRODUCTSREQUEST']._serialized_end=1111
+  _globals['_GETPRODUCTSRESPONSE']._serialized_start=1113
+  _globals['_GETPRODUCTSRESPONSE']._serialized_end=1201
+  _globals['_LISTPRODUCTSREQUEST']._serialized_start=1204
+  _globals['_LISTPRODUCTSREQUEST']._serialized_end=1406
+  _globals['_LISTPRODUCTSRESPONSE']._serialized_start=1408
+  _globals['_LISTPRODUCTSRESPONSE']._serialized_end=1493
+  _globals['_SETPRODUCTSTATUSREQUEST']._serialized_start=1495
+  _globals['_SETPRODUCTSTATUSREQUEST']._serialized_end=1583
+  _globals['_SETPRODUCTSTATUSRESPONSE']._serialized_start=1585
+  _globals['_SETPRODUCTSTATUSRESPONSE']._serialized_end=1651
+  _globals['_CATALOGSERVICE']._serialized_start=1788
+  _globals['_CATALOGSERVICE']._serialized_end=2143
 # @@protoc_insertion_point(module_scope)

@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -273,27 +274,35 @@ Global___UpsertProductsResponse: _TypeAlias = UpsertProductsResponse  # noqa: Y0
 
 @_typing.final
 class GetProductsRequest(_message.Message):
-    """Next available id: 3"""
+    """Next available id: 4"""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     PRODUCT_IDS_FIELD_NUMBER: _builtins.int
     INCLUDE_INACTIVE_FIELD_NUMBER: _builtins.int
+    READ_MASK_FIELD_NUMBER: _builtins.int
     include_inactive: _builtins.bool
     """Also return hidden and withdrawn products."""
     @_builtins.property
     def product_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """At most 2,000 ids."""
 
+    @_builtins.property
+    def read_mask(self) -> _field_mask_pb2.FieldMask:
+        """Fields of each Product to return (e.g. "product_id,title,stock"); all when empty.
+        Leaving out "stats" skips computing them, the costly part of an uncached read.
+        """
+
     def __init__(
         self,
         *,
         product_ids: _abc.Iterable[_builtins.str] | None = ...,
         include_inactive: _builtins.bool = ...,
+        read_mask: _field_mask_pb2.FieldMask | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["read_mask", b"read_mask"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["include_inactive", b"include_inactive", "product_ids", b"product_ids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["include_inactive", b"include_inactive", "product_ids", b"product_ids", "read_mask", b"read_mask"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
