@@ -22,11 +22,7 @@ SERVICE_NAME = catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_na
 
 
 def build_spec(settings: Settings) -> ServiceSpec:
-    db = Database(
-        settings.database_url,
-        pool_size=settings.db_pool_size,
-        retry_seconds=settings.db_retry_seconds,
-    )
+    db = Database.from_settings(settings)
     products_cache = Cache(
         settings.redis_url, namespace="catalog", ttl_seconds=settings.cache_ttl_seconds
     )

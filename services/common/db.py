@@ -24,6 +24,7 @@ import psycopg2.extensions
 import psycopg2.pool
 
 from services.common.errors import Unavailable
+from services.common.settings import Settings
 
 __all__ = ["Connection", "Database"]
 
@@ -44,6 +45,14 @@ class Database:
         self._pool = psycopg2.pool.ThreadedConnectionPool(0, pool_size, dsn=url, connect_timeout=3)
         self._slots = threading.BoundedSemaphore(pool_size)
         self._executor = ThreadPoolExecutor(pool_size, thread_name_prefix="db")
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, pool_size: int | None = None) -> Database:
+        return cls(
+            settings.database_url,
+            pool_size=pool_size or settings.db_pool_size,
+            retry_seconds=settings.db_retry_seconds,
+        )
 
     async def run(self, fn: Callable[[Connection], T], *, retry: bool = True) -> T:
         """Runs `fn(connection)` in one transaction on a worker thread."""

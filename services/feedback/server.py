@@ -21,11 +21,7 @@ SERVICE_NAME = feedback_pb2.DESCRIPTOR.services_by_name["FeedbackService"].full_
 
 
 def build_spec(settings: Settings) -> ServiceSpec:
-    db = Database(
-        settings.database_url,
-        pool_size=settings.db_pool_size,
-        retry_seconds=settings.db_retry_seconds,
-    )
+    db = Database.from_settings(settings)
     known = KnownProducts(config.PRODUCT_CACHE_SECONDS, config.PRODUCT_CACHE_MAX)
     servicer = FeedbackServicer(FeedbackService(EventStore(db), known))
     caches = [

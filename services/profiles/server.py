@@ -20,11 +20,7 @@ SERVICE_NAME = profiles_pb2.DESCRIPTOR.services_by_name["ProfileService"].full_n
 
 
 def build_spec(settings: Settings) -> ServiceSpec:
-    db = Database(
-        settings.database_url,
-        pool_size=settings.db_pool_size,
-        retry_seconds=settings.db_retry_seconds,
-    )
+    db = Database.from_settings(settings)
     cache = Cache(settings.redis_url, namespace=PROFILES, ttl_seconds=settings.cache_ttl_seconds)
     servicer = ProfileServicer(ProfileService(ProfileStore(db), CachedProfiles(cache)))
 

@@ -31,7 +31,7 @@ def build_spec(settings: Settings) -> ServiceSpec:
         for address in (settings.profiles_addr, settings.retrieval_addr, settings.catalog_addr)
     ]
     profiles_channel, retrieval_channel, catalog_channel = channels
-    db = Database(settings.database_url, pool_size=2, retry_seconds=settings.db_retry_seconds)
+    db = Database.from_settings(settings, pool_size=2)
 
     async def active_version() -> int | None:
         active = await db.run(lambda conn: registry.active_version(conn, settings.model_name))

@@ -30,11 +30,7 @@ def build_spec(
     settings: Settings, *, poll_seconds: float = config.MODEL_POLL_SECONDS
 ) -> ServiceSpec:
     """The retrieval service; ``poll_seconds`` is how often the registry is polled."""
-    db = Database(
-        settings.database_url,
-        pool_size=settings.db_pool_size,
-        retry_seconds=settings.db_retry_seconds,
-    )
+    db = Database.from_settings(settings)
     store = RetrievalStore(db, settings.model_name)
     loader = BundleLoader()
     models: ModelWatcher[ServingModel] = ModelWatcher(
