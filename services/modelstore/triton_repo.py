@@ -101,7 +101,7 @@ class TritonTarget:
 
 
 TARGETS: dict[Target, TritonTarget] = {
-    "cpu": TritonTarget(max_batch_size=0, instances=1, intra_op_threads=2),
+    "cpu": TritonTarget(max_batch_size=0, instances=2, intra_op_threads=1),
     "gpu": TritonTarget(
         max_batch_size=64, instances=2, preferred_batch_sizes=(16, 32, 64), max_queue_delay_us=500
     ),
