@@ -56,9 +56,9 @@ def test_cpu_config_round_trip() -> None:
     assert config.max_batch_size == TARGETS["cpu"].max_batch_size == 0
     assert not config.HasField("dynamic_batching")  # per-request INT8 scales: no batching
     assert [(g.kind, g.count) for g in config.instance_group] == [
-        (mc.ModelInstanceGroup.KIND_CPU, 1)
+        (mc.ModelInstanceGroup.KIND_CPU, 2)
     ]
-    assert config.parameters["intra_op_threads"].string_value == "2"
+    assert config.parameters["intra_op_threads"].string_value == "1"  # no spinning pool
     _check_shapes(config, [-1])
 
 
