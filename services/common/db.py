@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import psycopg2
 import psycopg2.extensions
@@ -38,11 +38,21 @@ _FIRST_BACKOFF_SECONDS = 0.05
 _MAX_BACKOFF_SECONDS = 1.0
 
 
+class _LazyPool(psycopg2.pool.ThreadedConnectionPool):
+    """Connects on demand (a service starts while its database is down) yet keeps every
+    returned connection: psycopg2 closes those above `minconn`, which with 0 meant a new
+    connection, and a new PostgreSQL backend, for every call."""
+
+    def __init__(self, size: int, **connect: Any) -> None:
+        super().__init__(0, size, **connect)
+        self.minconn = size
+
+
 class Database:
     def __init__(self, url: str, *, pool_size: int = 8, retry_seconds: float = 2.0) -> None:
         self._url = url
         self._retry_seconds = retry_seconds
-        self._pool = psycopg2.pool.ThreadedConnectionPool(0, pool_size, dsn=url, connect_timeout=3)
+        self._pool = _LazyPool(pool_size, dsn=url, connect_timeout=3)
         self._slots = threading.BoundedSemaphore(pool_size)
         self._executor = ThreadPoolExecutor(pool_size, thread_name_prefix="db")
 
