@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 
 import psycopg2
@@ -23,31 +22,11 @@ _APP_TABLES_SQL = """
 """
 
 
-def _url_for(database: str) -> str:
-    return ADMIN_URL.rsplit("/", 1)[0] + "/" + database
-
-
-def _admin(sql: str) -> None:
-    conn = psycopg2.connect(ADMIN_URL)
-    try:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(sql)
-    finally:
-        conn.close()
-
-
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
     """A database created for this test session and migrated to head."""
-    name = f"magpie_test_{uuid.uuid4().hex[:10]}"
-    _admin(f"CREATE DATABASE {name}")
-    url = _url_for(name)
-    try:
-        schema.upgrade(url)
+    with schema.throwaway_database(ADMIN_URL, "magpie_test") as url:
         yield url
-    finally:
-        _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @pytest.fixture

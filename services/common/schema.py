@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg2
@@ -12,7 +15,14 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, pool
 
-__all__ = ["current_revision", "ensure_database", "upgrade"]
+__all__ = [
+    "current_revision",
+    "drop_database",
+    "ensure_database",
+    "execute_autocommit",
+    "throwaway_database",
+    "upgrade",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +68,39 @@ def ensure_database(database_url: str) -> bool:
         admin.close()
     logger.info("created database %s", name)
     return True
+
+
+def execute_autocommit(url: str, sql: str) -> None:
+    """Runs one statement outside a transaction (CREATE/DROP DATABASE, VACUUM)."""
+    conn = psycopg2.connect(url)
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(sql)
+    finally:
+        conn.close()
+
+
+def drop_database(database_url: str) -> None:
+    """Drops the URL's database (through `postgres`), closing its connections first."""
+    params = psycopg2.extensions.parse_dsn(database_url)
+    admin = psycopg2.extensions.make_dsn(**{**params, "dbname": "postgres"})
+    execute_autocommit(admin, f"DROP DATABASE IF EXISTS {params['dbname']} WITH (FORCE)")
+
+
+@contextlib.contextmanager
+def throwaway_database(admin_url: str, prefix: str, *, migrate: bool = True) -> Iterator[str]:
+    """A new uniquely named database on `admin_url`'s server, migrated to head unless
+    `migrate` is false, dropped on exit (tests and benchmarks)."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    url = admin_url.rsplit("/", 1)[0] + "/" + name
+    execute_autocommit(admin_url, f"CREATE DATABASE {name}")
+    try:
+        if migrate:
+            upgrade(url)
+        yield url
+    finally:
+        drop_database(url)
 
 
 def upgrade(database_url: str, revision: str = "head") -> None:

@@ -21,12 +21,10 @@ import argparse
 import contextlib
 import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -41,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from services.common import schema
 from services.common.settings import ENV_PREFIX
-from services.local_platform import wait_serving
+from services.local_platform import free_port, wait_serving
 from tools.bench._report import write_report
 
 REPO = Path(__file__).resolve().parents[2]
@@ -57,38 +55,10 @@ CATEGORIES = [
 WARM_POOL = 2000
 
 
-def _admin(url: str, sql: str) -> None:
-    conn = psycopg2.connect(url)
-    try:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(sql)
-    finally:
-        conn.close()
-
-
-@contextlib.contextmanager
-def throwaway_database(admin_url: str) -> Iterator[str]:
-    name = f"magpie_bench_{uuid.uuid4().hex[:10]}"
-    _admin(admin_url, f"CREATE DATABASE {name}")
-    url = admin_url.rsplit("/", 1)[0] + "/" + name
-    try:
-        schema.upgrade(url)
-        yield url
-    finally:
-        _admin(admin_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.contextmanager
 def catalog_process(database_url: str, redis_url: str, log: Path) -> Iterator[tuple[str, int]]:
     """The address and pid of a catalog service process running until the block ends."""
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
     env |= {
         "MAGPIE_DATABASE_URL": database_url,
@@ -156,7 +126,8 @@ def fill_stats(database_url: str) -> int:
             "INSERT INTO product_popularity (product_id, score, as_of)"
             " SELECT product_id, random() * 100, now() - interval '1 day' FROM products"
         )
-    _admin(database_url, "VACUUM ANALYZE")  # what autovacuum would have done by now
+    # what autovacuum would have done by now
+    schema.execute_autocommit(database_url, "VACUUM ANALYZE")
     return rows
 
 
@@ -249,7 +220,7 @@ def main() -> None:
     log = REPO / ".magpie" / "bench-catalog.log"
     log.parent.mkdir(exist_ok=True)
     with (
-        throwaway_database(args.postgres_url) as database_url,
+        schema.throwaway_database(args.postgres_url, "magpie_bench") as database_url,
         catalog_process(database_url, args.redis_url, log) as service,
     ):
         results = measure(args, database_url, service, cache)

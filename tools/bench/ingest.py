@@ -19,7 +19,6 @@ import random
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import grpc
@@ -39,16 +38,6 @@ N_PRODUCTS = 10_000
 N_USERS = 50_000
 T0 = 1_735_689_600  # 2025-01-01 UTC
 TYPES = (1, 1, 1, 1, 1, 1, 2, 2, 3, 4, 5)
-
-
-def _admin(url: str, sql: str) -> None:
-    conn = psycopg2.connect(url)
-    try:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(sql)
-    finally:
-        conn.close()
 
 
 def _rows(n: int) -> list[tuple[str, str, str, int, int, float, int]]:
@@ -158,11 +147,7 @@ def _seed_products(url: str) -> None:
 
 
 def run(events: int, batch: int, admin_url: str, log: Path) -> dict[str, object]:
-    name = f"magpie_bench_{uuid.uuid4().hex[:8]}"
-    url = admin_url.rsplit("/", 1)[0] + "/" + name
-    _admin(admin_url, f"CREATE DATABASE {name}")
-    try:
-        schema.upgrade(url)
+    with schema.throwaway_database(admin_url, "magpie_bench") as url:
         _seed_products(url)
         rows = _rows(events)
         requests = _requests(rows, batch)
@@ -192,8 +177,6 @@ def run(events: int, batch: int, admin_url: str, log: Path) -> dict[str, object]
         stored = _stored_ids(url)
         lost = sum(1 for row in rows if row[0] not in stored)
         copy_seconds = _copy(url, rows)
-    finally:
-        _admin(admin_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     events_per_s = acked / seconds
     copy_per_s = events / copy_seconds
     return {

@@ -24,7 +24,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -169,18 +168,20 @@ async def _generate(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def _platform_run(args: argparse.Namespace) -> dict[str, Any]:
-    import psycopg2
-
+    from services.common import schema
     from services.datasets import synthetic
     from services.demo import DEMO_PIPELINE, bootstrap, settings_for_cli, wait_for_version
     from services.local_platform import SERVICES, LocalPlatform, isolated_layout
 
     admin = "postgresql://postgres@127.0.0.1:5432/postgres"
-    name = f"magpie_bench_{uuid.uuid4().hex[:8]}"
-    with tempfile.TemporaryDirectory(prefix="magpie-serving-") as state:
+    with (
+        tempfile.TemporaryDirectory(prefix="magpie-serving-") as state,
+        # created and migrated by LocalPlatform.up, as `magpie up` does
+        schema.throwaway_database(admin, "magpie_bench", migrate=False) as database_url,
+    ):
         local = LocalPlatform(
             isolated_layout(Path(state)),
-            database_url=admin.rsplit("/", 1)[0] + f"/{name}",
+            database_url=database_url,
             settings={"MAGPIE_LOG_LEVEL": "WARNING"},
         )
         try:
@@ -225,11 +226,6 @@ def _platform_run(args: argparse.Namespace) -> dict[str, Any]:
             result: dict[str, Any] = json.loads(generator.stdout)
         finally:
             local.down()
-            conn = psycopg2.connect(admin)
-            conn.autocommit = True
-            with conn.cursor() as cur:
-                cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-            conn.close()
     result["world"] = {"products": args.products, "users": args.users, "events": args.events}
     result["candidates"] = 500
     result["load_generator"] = "separate process, open loop, one grpc.aio channel"

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import time
-import uuid
 from collections.abc import Iterator
 
 import pytest
 
+from services.common import schema
 from services.common.settings import Settings
 from services.datasets import synthetic
 from services.datasets.schema import Dataset, Interaction
@@ -22,7 +22,7 @@ from services.learning.ranker_model import RankerConfig
 from services.learning.retrieval_model import RetrievalConfig
 from services.learning.train import PipelineConfig
 from services.local_platform import SERVICES, LocalPlatform, isolated_layout
-from tests.conftest import TEST_REDIS_URL, _admin, _url_for
+from tests.conftest import ADMIN_URL, TEST_REDIS_URL
 
 E2E_PIPELINE = PipelineConfig(
     retrieval=RetrievalConfig(epochs=12, max_seconds=60.0),
@@ -66,31 +66,31 @@ def _split(dataset: Dataset, users: int) -> World:
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    name = f"magpie_e2e_{uuid.uuid4().hex[:8]}"
-    local = LocalPlatform(
-        isolated_layout(tmp_path_factory.mktemp("platform")),
-        database_url=_url_for(name),
-        redis_url=TEST_REDIS_URL,
-        settings={"MAGPIE_LOG_JSON": "false", "MAGPIE_TRITON_TIMEOUT_SECONDS": "0.5"},
-    )
-    try:
-        local.up(list(SERVICES))
-        settings = settings_for_cli(local.service_settings())
-        end = (time.time() // _DAY) * _DAY
-        config = dataclasses.replace(
-            synthetic.PRESETS["small"],
-            n_products=800,
-            n_users=600,
-            n_events=40_000,
-            start=end - 60 * _DAY,
-            end=end,
-            seed=11,
-            name="e2e",
+    # LocalPlatform.up creates and migrates it, as `magpie up` does.
+    with schema.throwaway_database(ADMIN_URL, "magpie_e2e", migrate=False) as database_url:
+        local = LocalPlatform(
+            isolated_layout(tmp_path_factory.mktemp("platform")),
+            database_url=database_url,
+            redis_url=TEST_REDIS_URL,
+            settings={"MAGPIE_LOG_JSON": "false", "MAGPIE_TRITON_TIMEOUT_SECONDS": "0.5"},
         )
-        world = _split(synthetic.generate(config), users=300)
-        version = bootstrap(settings, world.loaded, E2E_PIPELINE, progress=False)
-        wait_for_version(settings.ranking_addr, version, timeout=60)
-        yield Platform(local, settings, world, version)
-    finally:
-        local.down()
-        _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        try:
+            local.up(list(SERVICES))
+            settings = settings_for_cli(local.service_settings())
+            end = (time.time() // _DAY) * _DAY
+            config = dataclasses.replace(
+                synthetic.PRESETS["small"],
+                n_products=800,
+                n_users=600,
+                n_events=40_000,
+                start=end - 60 * _DAY,
+                end=end,
+                seed=11,
+                name="e2e",
+            )
+            world = _split(synthetic.generate(config), users=300)
+            version = bootstrap(settings, world.loaded, E2E_PIPELINE, progress=False)
+            wait_for_version(settings.ranking_addr, version, timeout=60)
+            yield Platform(local, settings, world, version)
+        finally:
+            local.down()

@@ -5,7 +5,7 @@ import psycopg2
 import pytest
 
 from services.common import schema
-from tests.conftest import _admin, _url_for
+from tests.conftest import ADMIN_URL
 
 pytestmark = pytest.mark.integration
 
@@ -14,12 +14,8 @@ EXPECTED_TABLES = {"users", "products", "events", "model_versions", "consumer_ch
 
 @pytest.fixture
 def empty_database() -> Iterator[str]:
-    name = f"magpie_migrate_{uuid.uuid4().hex[:8]}"
-    _admin(f"CREATE DATABASE {name}")
-    try:
-        yield _url_for(name)
-    finally:
-        _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with schema.throwaway_database(ADMIN_URL, "magpie_migrate", migrate=False) as url:
+        yield url
 
 
 def _tables(url: str) -> set[str]:
@@ -57,10 +53,9 @@ def test_downgrade_to_base_and_up_again(empty_database: str) -> None:
 
 
 def test_ensure_database_creates_once() -> None:
-    name = f"magpie_create_{uuid.uuid4().hex[:8]}"
-    url = _url_for(name)
+    url = ADMIN_URL.rsplit("/", 1)[0] + f"/magpie_create_{uuid.uuid4().hex[:8]}"
     try:
         assert schema.ensure_database(url) is True
         assert schema.ensure_database(url) is False
     finally:
-        _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        schema.drop_database(url)
