@@ -18,7 +18,7 @@ from typing import Any
 import onnxruntime as ort
 import triton_python_backend_utils as pb_utils  # type: ignore[import-not-found]
 
-_INPUTS = ("history_ids", "candidate_ids", "context")
+_INPUTS = ("history_ids", "candidate_ids", "context", "candidate_features")
 _OUTPUT = "scores"
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from numpy.typing import NDArray
 
 from services.datasets.schema import Dataset
@@ -32,7 +33,8 @@ from services.learning.sequences import FIRST_ITEM_INDEX, build_vocab, pad_left
 from services.learning.signature import HISTORY_LEN
 from services.learning.train import (
     PipelineConfig,
-    rerank_with_ranker,
+    batched_rerank,
+    torch_scores,
     train_bpr,
     train_ranker,
     train_retrieval,
@@ -60,7 +62,8 @@ class EvalConfig:
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     bpr: BPRConfig = field(default_factory=BPRConfig)
     artifacts_dir: Path = Path("artifacts/eval")
-    """Where the exported ONNX ranker of the ``pipeline-int8`` row is written."""
+    """Where the exported ONNX rankers of the ``pipeline-int8`` row and the co-visitation
+    lists of their features are written (``tools/bench/quantization.py`` reads them)."""
 
 
 @dataclass(slots=True)
@@ -124,7 +127,7 @@ def _pipeline_rows(
         retrieval.score_all(pad_left(test.histories, retrieval.config.max_len))
     )
     rows.add(f"retrieval{suffix}", first_stage, retrieval_seconds)
-    ranker, ranker_seconds = train_ranker(
+    ranker, covisitation, ranker_seconds = train_ranker(
         split,
         text_table,
         retrieval,
@@ -133,7 +136,7 @@ def _pipeline_rows(
         pipeline.seed,
     )
     seconds = retrieval_seconds + ranker_seconds
-    fp32 = rerank_with_ranker(ranker, test.history_ids, test.contexts)
+    fp32 = batched_rerank(torch_scores(ranker), covisitation, test.history_ids, test.contexts)
     rows.add(
         "pipeline-fp32" if use_text else "pipeline-notext",
         two_stage(first_stage, fp32, pipeline.candidates),
@@ -143,7 +146,10 @@ def _pipeline_rows(
         start = time.perf_counter()
         fp32_path = export_ranker(ranker, config.artifacts_dir / "ranker.onnx")
         int8_path = quantize_int8(fp32_path, config.artifacts_dir / "ranker.int8.onnx")
-        int8 = OnnxRanker(int8_path).rerank(test.history_ids, test.contexts)
+        np.savez(config.artifacts_dir / "covisitation.npz", **covisitation.arrays())
+        int8 = batched_rerank(
+            OnnxRanker(int8_path).scores, covisitation, test.history_ids, test.contexts
+        )
         export_seconds = time.perf_counter() - start
         rows.add(
             "pipeline-int8",

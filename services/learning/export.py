@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,8 @@ from torch.export import Dim
 from services.learning.ranker_model import Ranker
 from services.learning.retrieval_model import RetrievalModel
 from services.learning.signature import (
+    CANDIDATE_FEATURE_DIM,
+    CANDIDATE_FEATURES,
     CANDIDATE_IDS,
     CONTEXT,
     CONTEXT_DIM,
@@ -38,7 +39,7 @@ from services.learning.signature import (
     SCORES,
     USER_VECTORS,
 )
-from services.learning.train import TrainedArtifacts
+from services.learning.train import RankerInputs, TrainedArtifacts, torch_scores
 
 __all__ = [
     "OnnxRanker",
@@ -63,13 +64,18 @@ class _BakedRanker(nn.Module):
             self.table = nn.Parameter(ranker.items.table().detach().clone(), requires_grad=False)
 
     def forward(
-        self, history_ids: torch.Tensor, candidate_ids: torch.Tensor, context: torch.Tensor
+        self,
+        history_ids: torch.Tensor,
+        candidate_ids: torch.Tensor,
+        context: torch.Tensor,
+        candidate_features: torch.Tensor,
     ) -> torch.Tensor:
         return self.ranker.score_vectors(
             nn.functional.embedding(history_ids, self.table),
             history_ids == 0,
             nn.functional.embedding(candidate_ids, self.table),
             context,
+            candidate_features,
         )
 
 
@@ -88,10 +94,15 @@ class _BakedUserTower(nn.Module):
 
 def _example_inputs(
     candidates: int = 8, history_len: int = HISTORY_LEN
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     history = torch.zeros(2, history_len, dtype=torch.long)
     history[:, -3:] = 2
-    return history, torch.full((2, candidates), 2, dtype=torch.long), torch.zeros(2, CONTEXT_DIM)
+    return (
+        history,
+        torch.full((2, candidates), 2, dtype=torch.long),
+        torch.zeros(2, CONTEXT_DIM),
+        torch.zeros(2, candidates, CANDIDATE_FEATURE_DIM),
+    )
 
 
 def _export(module: nn.Module, inputs: tuple[torch.Tensor, ...], path: Path, **names: Any) -> Path:
@@ -114,12 +125,13 @@ def export_ranker(ranker: Ranker, path: Path) -> Path:
         _BakedRanker(ranker),
         _example_inputs(),
         path,
-        input_names=[HISTORY_IDS, CANDIDATE_IDS, CONTEXT],
+        input_names=[HISTORY_IDS, CANDIDATE_IDS, CONTEXT, CANDIDATE_FEATURES],
         output_names=[SCORES],
         dynamic_shapes={
             HISTORY_IDS: {0: batch},
             CANDIDATE_IDS: {0: batch, 1: candidates},
             CONTEXT: {0: batch},
+            CANDIDATE_FEATURES: {0: batch, 1: candidates},
         },
     )
 
@@ -187,8 +199,9 @@ def export_artifacts(artifacts: TrainedArtifacts, directory: Path) -> dict[str, 
     history = rng.integers(2, artifacts.vocab.size, (2, HISTORY_LEN))
     candidates = rng.integers(1, artifacts.vocab.size, (2, 100))
     context = np.zeros((2, CONTEXT_DIM), dtype=np.float32)
+    features = artifacts.covisitation.features(history, candidates)
     difference = max_abs_difference(
-        artifacts.ranker, OnnxRanker(fp32), (history, candidates, context)
+        artifacts.ranker, OnnxRanker(fp32), (history, candidates, context, features)
     )
     if difference > 1e-3:
         raise RuntimeError(f"exported ranker differs from torch by {difference}")
@@ -209,42 +222,19 @@ class OnnxRanker:
             str(path), options, providers=providers or ["CPUExecutionProvider"]
         )
 
-    def __call__(
-        self, history_ids: NDArray[Any], candidate_ids: NDArray[Any], context: NDArray[Any]
-    ) -> NDArray[Any]:
+    def scores(self, inputs: RankerInputs) -> NDArray[Any]:
+        """Scores [batch, candidates] of (history_ids, candidate_ids, context, features)."""
+        history_ids, candidate_ids, context, features = inputs
         feeds = {
             HISTORY_IDS: history_ids.astype(np.int64),
             CANDIDATE_IDS: candidate_ids.astype(np.int64),
             CONTEXT: context.astype(np.float32),
+            CANDIDATE_FEATURES: features.astype(np.float32),
         }
         scores: NDArray[Any] = self.session.run([SCORES], feeds)[0]
         return scores
 
-    def rerank(
-        self, history_ids: NDArray[Any], contexts: NDArray[Any], batch_size: int = 64
-    ) -> Callable[[NDArray[Any]], NDArray[Any]]:
-        """A ``rerank`` callback for :func:`~services.learning.protocol.two_stage`."""
 
-        def rerank(candidates: NDArray[Any]) -> NDArray[Any]:
-            return np.concatenate(
-                [
-                    self(
-                        history_ids[start : start + batch_size],
-                        candidates[start : start + batch_size],
-                        contexts[start : start + batch_size],
-                    )
-                    for start in range(0, len(candidates), batch_size)
-                ]
-            )
-
-        return rerank
-
-
-def max_abs_difference(
-    ranker: Ranker, onnx_ranker: OnnxRanker, inputs: tuple[NDArray[Any], NDArray[Any], NDArray[Any]]
-) -> float:
-    """Largest |torch - onnx| score difference on ``inputs`` (history, candidates, context)."""
-    ranker.eval()
-    with torch.no_grad():
-        expected = ranker(*(torch.from_numpy(array) for array in inputs)).numpy()
-    return float(np.abs(expected - onnx_ranker(*inputs)).max())
+def max_abs_difference(ranker: Ranker, onnx_ranker: OnnxRanker, inputs: RankerInputs) -> float:
+    """Largest |torch - onnx| score difference on ``inputs``."""
+    return float(np.abs(torch_scores(ranker)(inputs) - onnx_ranker.scores(inputs)).max())

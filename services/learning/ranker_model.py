@@ -2,7 +2,9 @@
 
 Per request the history goes through a small causal transformer once; each candidate
 then attends to the encoded history (one query per candidate) and an MLP scores
-[candidate, attended history, candidate * user, user, context]. All per-candidate work
+[candidate, attended history, candidate * user, user, context, candidate features]; the
+candidate features (co-visitation with the recent history) also enter linearly, next to
+the candidate-user dot product. All per-candidate work
 is batched matrix products, most of it in Linear layers that INT8 quantization speeds up.
 """
 
@@ -15,7 +17,7 @@ import torch
 from torch import nn
 
 from services.learning.layers import MASKED, ItemEncoder, SequenceEncoder
-from services.learning.signature import CONTEXT_DIM, HISTORY_LEN
+from services.learning.signature import CANDIDATE_FEATURE_DIM, CONTEXT_DIM, HISTORY_LEN
 
 __all__ = ["Ranker", "RankerConfig"]
 
@@ -65,8 +67,9 @@ class Ranker(nn.Module):
         self.key = nn.Linear(dim, dim)
         self.value = nn.Linear(dim, dim)
         self.context = nn.Linear(CONTEXT_DIM, dim)
+        self.features = nn.Linear(CANDIDATE_FEATURE_DIM, 1)
         self.head = nn.Sequential(
-            nn.Linear(5 * dim, config.hidden),
+            nn.Linear(5 * dim + CANDIDATE_FEATURE_DIM, config.hidden),
             nn.ReLU(),
             nn.Dropout(config.dropout),
             nn.Linear(config.hidden, config.hidden // 4),
@@ -86,11 +89,13 @@ class Ranker(nn.Module):
         positions: torch.Tensor,
         candidates: torch.Tensor,
         context: torch.Tensor,
+        features: torch.Tensor,
     ) -> torch.Tensor:
         """Scores [B, S, C] for candidates [B, S, C, dim] at S positions of each history.
 
         ``visible`` [B, S, L] says which history states position s may attend to,
-        ``positions`` [B, S] the index of the user state, ``context`` is [B, S, CONTEXT_DIM].
+        ``positions`` [B, S] the index of the user state, ``context`` is [B, S, CONTEXT_DIM]
+        and ``features`` [B, S, C, CANDIDATE_FEATURE_DIM].
         """
         b, s, c, dim = candidates.shape
         user = torch.gather(hidden, 1, positions.unsqueeze(-1).expand(b, s, dim))
@@ -103,8 +108,9 @@ class Ranker(nn.Module):
         user = user.unsqueeze(2).expand(b, s, c, dim)
         ctx = self.context(context).unsqueeze(2).expand(b, s, c, dim)
         interaction = candidates * user
-        features = torch.cat([candidates, attended, interaction, user, ctx], dim=-1)
-        scores: torch.Tensor = self.head(features).squeeze(-1) + interaction.sum(-1)
+        inputs = torch.cat([candidates, attended, interaction, user, ctx, features], dim=-1)
+        linear = interaction.sum(-1) + self.features(features).squeeze(-1)
+        scores: torch.Tensor = self.head(inputs).squeeze(-1) + linear
         return scores
 
     def score_vectors(
@@ -113,6 +119,7 @@ class Ranker(nn.Module):
         pad: torch.Tensor,
         candidates: torch.Tensor,
         context: torch.Tensor,
+        features: torch.Tensor,
     ) -> torch.Tensor:
         """Serving form: scores [B, C] after the whole history (user state = last position)."""
         hidden = self.encode(history, pad)
@@ -120,12 +127,25 @@ class Ranker(nn.Module):
             (hidden.shape[0], 1), hidden.shape[1] - 1, dtype=torch.long, device=hidden.device
         )
         return self.score(
-            hidden, (~pad).unsqueeze(1), last, candidates.unsqueeze(1), context.unsqueeze(1)
+            hidden,
+            (~pad).unsqueeze(1),
+            last,
+            candidates.unsqueeze(1),
+            context.unsqueeze(1),
+            features.unsqueeze(1),
         ).squeeze(1)
 
     def forward(
-        self, history_ids: torch.Tensor, candidate_ids: torch.Tensor, context: torch.Tensor
+        self,
+        history_ids: torch.Tensor,
+        candidate_ids: torch.Tensor,
+        context: torch.Tensor,
+        candidate_features: torch.Tensor,
     ) -> torch.Tensor:
         return self.score_vectors(
-            self.items(history_ids), history_ids == 0, self.items(candidate_ids), context
+            self.items(history_ids),
+            history_ids == 0,
+            self.items(candidate_ids),
+            context,
+            candidate_features,
         )

@@ -12,6 +12,11 @@ name               dtype    shape                meaning
 ``scores``         float32  [batch, candidates]  output: higher is better, comparable per row
 =================  =======  ===================  ==============================================
 
+and ``candidate_features``, float32 [batch, candidates, CANDIDATE_FEATURE_DIM]: signals per
+candidate that the ids alone do not carry, layout in ``CANDIDATE_FEATURE_NAMES``, computed
+by :meth:`services.learning.covisitation.Covisitation.features` from the bundle's
+co-visitation lists (the same function in training, evaluation and serving).
+
 User tower of retrieval (``user_tower.onnx``): input ``history_ids`` as above but
 [batch, USER_TOWER_HISTORY_LEN], output
 ``user_vectors`` float32 [batch, dim]; the item matrix for the FAISS index (inner
@@ -27,6 +32,9 @@ In the FP16 model, inputs and outputs keep the dtypes above; only the inside is 
 from __future__ import annotations
 
 __all__ = [
+    "CANDIDATE_FEATURES",
+    "CANDIDATE_FEATURE_DIM",
+    "CANDIDATE_FEATURE_NAMES",
     "CANDIDATE_IDS",
     "CONTEXT",
     "CONTEXT_DIM",
@@ -44,6 +52,7 @@ __all__ = [
 HISTORY_IDS = "history_ids"
 CANDIDATE_IDS = "candidate_ids"
 CONTEXT = "context"
+CANDIDATE_FEATURES = "candidate_features"
 SCORES = "scores"
 USER_VECTORS = "user_vectors"
 
@@ -64,3 +73,6 @@ CONTEXT_FEATURES = (
     *(f"device_{name}" for name in DEVICES),
 )
 CONTEXT_DIM = len(CONTEXT_FEATURES)
+
+CANDIDATE_FEATURE_NAMES = ("log1p_covisitation_recent", "log1p_covisitation_newest")
+CANDIDATE_FEATURE_DIM = len(CANDIDATE_FEATURE_NAMES)

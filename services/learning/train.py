@@ -21,20 +21,23 @@ from torch import nn
 
 from services.datasets.schema import Dataset
 from services.learning.baselines import BPR, BPRConfig
+from services.learning.covisitation import FEATURE_RECENT, Covisitation
 from services.learning.metrics import ndcg, target_ranks
 from services.learning.protocol import LeaveOneOut, mask_seen, stage_inputs, two_stage
 from services.learning.ranker_model import Ranker, RankerConfig
 from services.learning.retrieval_model import RetrievalConfig, RetrievalModel
 from services.learning.sequences import FIRST_ITEM_INDEX, ItemVocab, context_vector, pad_left
-from services.learning.signature import CONTEXT_DIM
+from services.learning.signature import CANDIDATE_FEATURE_DIM, CONTEXT_DIM
 from services.learning.text import TextConfig
 
 __all__ = [
     "PipelineConfig",
+    "RankerInputs",
     "TrainedArtifacts",
     "TrainingSequences",
-    "rerank_with_ranker",
+    "batched_rerank",
     "seed_everything",
+    "torch_scores",
     "train_bpr",
     "train_pipeline",
     "train_ranker",
@@ -62,6 +65,8 @@ class TrainedArtifacts:
     vocab: ItemVocab
     retrieval: RetrievalModel
     ranker: Ranker
+    covisitation: Covisitation
+    """Over the whole training part: what serving computes the ranker's features with."""
     config: PipelineConfig
     seconds: dict[str, float]
     """Training wall time per model."""
@@ -222,9 +227,56 @@ def train_retrieval(
     return model, seconds
 
 
+FEATURE_FOLDS = 5
+"""Training users are split this many ways for their co-visitation features (see
+:class:`_FoldFeatures`)."""
+
+
+class _FoldFeatures:
+    """Out-of-fold co-visitation features for training.
+
+    Lists built over all training sequences would contain each training target's own
+    co-visitation with its history, a signal a validation or test item never has; so a
+    training user's features come from lists built without that user's fold.
+    """
+
+    def __init__(self, sequences: list[tuple[int, ...]], vocab_size: int) -> None:
+        self.fold = np.arange(len(sequences)) % FEATURE_FOLDS
+        self.lists = [
+            Covisitation.from_sequences(
+                [s for s, f in zip(sequences, self.fold, strict=True) if f != k], vocab_size
+            )
+            for k in range(FEATURE_FOLDS)
+        ]
+
+    def at_positions(
+        self,
+        rows: NDArray[Any],
+        inputs: torch.Tensor,
+        positions: torch.Tensor,
+        candidates: torch.Tensor,
+    ) -> torch.Tensor:
+        """[B, S, C, F]: features of candidates [B, S, C] after ``inputs[b, :position+1]``."""
+        b, s, c = candidates.shape
+        back = positions.unsqueeze(-1) - torch.arange(FEATURE_RECENT - 1, -1, -1)
+        gathered = torch.gather(inputs.unsqueeze(1).expand(b, s, -1), 2, back.clamp(min=0))
+        recent = (gathered * (back >= 0)).numpy()
+        out = np.empty((b, s, c, CANDIDATE_FEATURE_DIM), np.float32)
+        folds = self.fold[rows]
+        for k in np.unique(folds):
+            mine = folds == k
+            found = self.lists[k].features(
+                recent[mine].reshape(-1, FEATURE_RECENT), candidates[mine].reshape(-1, c).numpy()
+            )
+            out[mine] = found.reshape(int(mine.sum()), s, c, CANDIDATE_FEATURE_DIM)
+        return torch.from_numpy(out)
+
+
 def _candidate_loss(
     ranker: Ranker,
     retrieval: RetrievalModel,
+    features: _FoldFeatures,
+    rows: NDArray[Any],
     inputs: torch.Tensor,
     targets: torch.Tensor,
     contexts: torch.Tensor,
@@ -265,7 +317,14 @@ def _candidate_loss(
         inputs == 0
     ).unsqueeze(1)
     context = torch.gather(contexts, 1, positions.unsqueeze(-1).expand(-1, -1, CONTEXT_DIM))
-    scores = ranker.score(hidden, visible, positions, table[candidates], context)
+    scores = ranker.score(
+        hidden,
+        visible,
+        positions,
+        table[candidates],
+        context,
+        features.at_positions(rows, inputs, positions, candidates),
+    )
     listwise = nn.functional.cross_entropy(
         scores.reshape(-1, scores.shape[-1]),
         torch.zeros(scores.numel() // scores.shape[-1], dtype=torch.long),
@@ -273,26 +332,42 @@ def _candidate_loss(
     return full + listwise
 
 
-def rerank_with_ranker(
-    ranker: Ranker, history_ids: NDArray[Any], contexts: NDArray[Any], batch_size: int = 64
-) -> Callable[[NDArray[Any]], NDArray[Any]]:
-    """A ``rerank`` callback for :func:`~services.learning.protocol.two_stage`."""
+RankerInputs = tuple[NDArray[Any], NDArray[Any], NDArray[Any], NDArray[Any]]
+"""history_ids, candidate_ids, context, candidate_features: the exported ranker's inputs."""
 
-    @torch.no_grad()
+
+def batched_rerank(
+    score: Callable[[RankerInputs], NDArray[Any]],
+    covisitation: Covisitation,
+    history_ids: NDArray[Any],
+    contexts: NDArray[Any],
+    batch_size: int = 64,
+) -> Callable[[NDArray[Any]], NDArray[Any]]:
+    """A ``rerank`` callback for :func:`~services.learning.protocol.two_stage` from a ranker
+    ``score`` function (torch or ONNX), in batches of users."""
+
     def rerank(candidates: NDArray[Any]) -> NDArray[Any]:
-        ranker.eval()
         out = []
         for start in range(0, len(candidates), batch_size):
             rows = slice(start, start + batch_size)
-            scores = ranker(
-                torch.from_numpy(history_ids[rows]),
-                torch.from_numpy(candidates[rows]),
-                torch.from_numpy(contexts[rows]),
-            )
-            out.append(scores.numpy())
+            history = history_ids[rows]
+            features = covisitation.features(history, candidates[rows])
+            out.append(score((history, candidates[rows], contexts[rows], features)))
         return np.concatenate(out)
 
     return rerank
+
+
+def torch_scores(ranker: Ranker) -> Callable[[RankerInputs], NDArray[Any]]:
+    """The torch ranker as a ``score`` function of numpy inputs (eval mode, no grad)."""
+
+    @torch.no_grad()
+    def score(inputs: RankerInputs) -> NDArray[Any]:
+        ranker.eval()
+        scores: NDArray[Any] = ranker(*(torch.from_numpy(a) for a in inputs)).numpy()
+        return scores
+
+    return score
 
 
 def train_ranker(
@@ -302,8 +377,9 @@ def train_ranker(
     config: RankerConfig,
     candidates: int = 200,
     seed: int = 0,
-) -> tuple[Ranker, float]:
-    """The ranker, selected by validation NDCG@10 of the two-stage ranking."""
+) -> tuple[Ranker, Covisitation, float]:
+    """The ranker, selected by validation NDCG@10 of the two-stage ranking, the
+    co-visitation lists its features come from, and its training seconds."""
     rng = seed_everything(seed)
     ranker = Ranker(config, *_tensors(split, text_table))
     if config.warm_start:
@@ -313,6 +389,9 @@ def train_ranker(
         ranker.encoder.load_state_dict(encoder)
     retrieval.eval()
     data = training_sequences(split, config.max_len)
+    sequences = [items for items, _ in split.train_sequences()]
+    fold_features = _FoldFeatures(sequences, split.vocab.size)
+    covisitation = Covisitation.from_sequences(sequences, split.vocab.size)
     valid = stage_inputs(split, "valid", config.max_len)
     first_stage = mask_seen(
         retrieval.score_all(pad_left(valid.histories, retrieval.config.max_len)), valid.histories
@@ -320,14 +399,16 @@ def train_ranker(
 
     def losses() -> Iterator[torch.Tensor]:
         for rows in data.batches(config.batch_size, rng):
-            yield _candidate_loss(ranker, retrieval, *data.take(rows), rng)
+            yield _candidate_loss(ranker, retrieval, fold_features, rows, *data.take(rows), rng)
 
     def validate() -> float:
-        rerank = rerank_with_ranker(ranker, valid.history_ids, valid.contexts)
+        rerank = batched_rerank(
+            torch_scores(ranker), covisitation, valid.history_ids, valid.contexts
+        )
         return ndcg(target_ranks(two_stage(first_stage, rerank, candidates), valid.targets), 10)
 
     seconds = _fit("ranker", ranker, config, losses, validate)
-    return ranker, seconds
+    return ranker, covisitation, seconds
 
 
 def train_bpr(split: LeaveOneOut, config: BPRConfig, seed: int = 0) -> tuple[BPR, float]:
@@ -369,7 +450,7 @@ def train_pipeline(
     retrieval, retrieval_seconds = train_retrieval(
         split, table, replace(config.retrieval, use_text=config.use_text), config.seed
     )
-    ranker, ranker_seconds = train_ranker(
+    ranker, covisitation, ranker_seconds = train_ranker(
         split,
         table,
         retrieval,
@@ -377,6 +458,5 @@ def train_pipeline(
         config.candidates,
         config.seed,
     )
-    return TrainedArtifacts(
-        vocab, retrieval, ranker, config, {"retrieval": retrieval_seconds, "ranker": ranker_seconds}
-    )
+    seconds = {"retrieval": retrieval_seconds, "ranker": ranker_seconds}
+    return TrainedArtifacts(vocab, retrieval, ranker, covisitation, config, seconds)

@@ -6,6 +6,8 @@ and never changed afterwards; serving reads it:
 - retrieval loads `user_tower.onnx` (in-process ONNX Runtime), `item_vectors.npy`
   (FAISS index), `text_vectors.npy` (content similarity), `covisitation.npz`
   and `vocab.json`, all from the same version, and swaps them atomically;
+- ranking loads `vocab.json`, `text_vectors.npy` (diversity) and `covisitation.npz`,
+  from which it computes the ranker's candidate features as training did;
 - the ranker (`ranker.int8.onnx` on CPU, `ranker.fp16.onnx` on GPU) is copied into
   the Triton model repository as version `<version>` of the ranker model;
 - `metadata.json` records how it was trained and its offline metrics.
@@ -37,7 +39,8 @@ ITEM_VECTORS = "item_vectors.npy"
 TEXT_VECTORS = "text_vectors.npy"
 """float32 [vocab, text_dim]: L2-normalised text embeddings, same rows."""
 COVISITATION = "covisitation.npz"
-"""Sparse top neighbours per item: arrays `indptr`, `indices`, `scores` (CSR rows)."""
+"""Sparse top neighbours per item: arrays `indptr`, `indices`, `scores` (CSR rows), as
+written and read by `services.learning.covisitation.Covisitation`."""
 VOCAB = "vocab.json"
 """{"item_ids": [...]}: product id of each vocabulary index from FIRST_ITEM_INDEX on."""
 METADATA = "metadata.json"

@@ -17,9 +17,13 @@ for anything TensorRT cannot build), ``KIND_GPU`` instances. Generated with
 ``model_repository/``, which the CPU server scans, and nothing renders it into git.
 
 Batching and shapes. One request is one user: ``history_ids`` [1, HISTORY_LEN],
-``candidate_ids`` [1, C], ``context`` [1, CONTEXT_DIM]; the client pads C to a multiple of
-``CANDIDATE_BUCKET`` (:func:`services.modelstore.client.pad_candidates`; padding scores
-are dropped), so requests come in a few shapes.
+``candidate_ids`` [1, C], ``context`` [1, CONTEXT_DIM], ``candidate_features``
+[1, C, CANDIDATE_FEATURE_DIM]; the client pads C to a multiple of ``CANDIDATE_BUCKET``
+(:func:`services.modelstore.client.pad_candidates`: PAD ids, zero features; padding
+scores are dropped), so requests come in a few shapes. The gpu config sets no TensorRT
+profile shapes for any input: ONNX Runtime's TensorRT provider sizes its engine's
+profile from the shapes it meets (rebuilding when one falls outside), and the buckets
+keep those few.
 
 * cpu: ``max_batch_size: 0`` (dims carry their own batch dimension, -1) and no dynamic
   batching. The INT8 ranker is *dynamically* quantized: activation scales are computed
@@ -55,6 +59,8 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from services.learning.signature import (
+    CANDIDATE_FEATURE_DIM,
+    CANDIDATE_FEATURES,
     CANDIDATE_IDS,
     CONTEXT,
     CONTEXT_DIM,
@@ -112,6 +118,7 @@ _INPUTS = (
     (HISTORY_IDS, mc.TYPE_INT64, [HISTORY_LEN]),
     (CANDIDATE_IDS, mc.TYPE_INT64, [-1]),
     (CONTEXT, mc.TYPE_FP32, [CONTEXT_DIM]),
+    (CANDIDATE_FEATURES, mc.TYPE_FP32, [-1, CANDIDATE_FEATURE_DIM]),
 )
 _OUTPUTS = ((SCORES, mc.TYPE_FP32, [-1]),)
 

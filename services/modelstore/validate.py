@@ -13,6 +13,8 @@ from numpy.typing import NDArray
 from services.common.errors import FailedPrecondition
 from services.learning.sequences import FIRST_ITEM_INDEX
 from services.learning.signature import (
+    CANDIDATE_FEATURE_DIM,
+    CANDIDATE_FEATURES,
     CANDIDATE_IDS,
     CONTEXT,
     CONTEXT_DIM,
@@ -61,12 +63,17 @@ def _dummy_history(vocab_size: int, length: int) -> NDArray[Any]:
 
 
 def check_ranker(path: Path, vocab_size: int) -> list[str]:
-    """Problems of the ranker at ``path`` on a dummy request touching the last item index."""
+    """Problems of the ranker at ``path`` on a dummy request touching the last item index
+    (and every input of :mod:`services.learning.signature`: a ranker exported before
+    ``candidate_features`` existed is refused, the client would send it one)."""
     candidates = np.array([[OOV_INDEX, FIRST_ITEM_INDEX, vocab_size - 1]], dtype=np.int64)
+    features = np.zeros((*candidates.shape, CANDIDATE_FEATURE_DIM), dtype=np.float32)
+    features[0, 1:] = np.log1p(np.arange(1, CANDIDATE_FEATURE_DIM + 1, dtype=np.float32))
     feeds = {
         HISTORY_IDS: _dummy_history(vocab_size, HISTORY_LEN),
         CANDIDATE_IDS: candidates,
         CONTEXT: np.zeros((1, CONTEXT_DIM), dtype=np.float32),
+        CANDIDATE_FEATURES: features,
     }
     try:
         scores = np.asarray(_session(path).run([SCORES], feeds)[0])

@@ -13,7 +13,7 @@ import json
 import logging
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,43 +36,9 @@ from services.modelstore.bundle import (
 )
 from services.modelstore.validate import validate_bundle
 
-__all__ = ["COVISITATION_NEIGHBOURS", "covisitation_csr", "write_bundle"]
+__all__ = ["write_bundle"]
 
 logger = logging.getLogger(__name__)
-
-COVISITATION_NEIGHBOURS = 50
-"""Neighbours kept per item in ``covisitation.npz``."""
-_COVISITATION_RECENT = HISTORY_LEN
-"""Only each user's most recent items count towards co-visitation."""
-
-
-def covisitation_csr(
-    sequences: Sequence[Sequence[int]], vocab_size: int, neighbours: int = COVISITATION_NEIGHBOURS
-) -> dict[str, NDArray[Any]]:
-    """Top ``neighbours`` co-visited items per item as CSR arrays, best first.
-
-    Scores come from :func:`services.learning.baselines.covisitation_matrix` (the
-    co-visitation baseline evaluated offline) over each sequence's recent tail; an item
-    is never its own neighbour and zero scores are dropped. Note that it builds a dense
-    [vocab, vocab] matrix, which bounds the catalog size it suits (~20k items).
-    """
-    from services.learning.baselines import covisitation_matrix
-
-    recent = [list(sequence)[-_COVISITATION_RECENT:] for sequence in sequences]
-    matrix = covisitation_matrix([s for s in recent if s], vocab_size)
-    np.fill_diagonal(matrix, 0.0)
-    k = min(neighbours, vocab_size)
-    top = np.argpartition(-matrix, k - 1, axis=1)[:, :k]
-    top_scores = np.take_along_axis(matrix, top, axis=1)
-    order = np.argsort(-top_scores, axis=1, kind="stable")
-    top = np.take_along_axis(top, order, axis=1)
-    top_scores = np.take_along_axis(top_scores, order, axis=1)
-    keep = top_scores > 0
-    return {
-        "indptr": np.concatenate([[0], np.cumsum(keep.sum(axis=1))]).astype(np.int64),
-        "indices": top[keep].astype(np.int32),
-        "scores": top_scores[keep].astype(np.float32),
-    }
 
 
 def _text_vectors(artifacts: TrainedArtifacts, text_table: NDArray[Any] | None) -> NDArray[Any]:
@@ -117,8 +83,7 @@ def write_bundle(
 ) -> Path:
     """Export, validate and atomically place ``<artifact_dir>/<version>``; returns its path.
 
-    ``dataset`` is what ``artifacts`` were trained on; co-visitation is computed from its
-    leave-one-out training part, like the models. ``text_table`` defaults to the one baked
+    ``dataset`` is what ``artifacts`` were trained on. ``text_table`` defaults to the one baked
     into the ranker. Raises ``AlreadyExists`` if the version exists and ``InvalidBundle``
     if the result does not validate (nothing is left behind then).
     """
@@ -128,7 +93,6 @@ def write_bundle(
         export_user_tower,
         quantize_int8,
     )
-    from services.learning.protocol import leave_one_out
 
     target = artifact_dir / str(version)
     if target.exists():
@@ -141,10 +105,7 @@ def write_bundle(
         convert_fp16(fp32, staging / RANKER_FP16)
         export_user_tower(artifacts.retrieval, staging)  # USER_TOWER and ITEM_VECTORS
         np.save(staging / TEXT_VECTORS, _text_vectors(artifacts, text_table))
-        sequences = [
-            items for items, _ in leave_one_out(dataset, artifacts.vocab).train_sequences()
-        ]
-        np.savez(staging / COVISITATION, **covisitation_csr(sequences, artifacts.vocab.size))
+        np.savez(staging / COVISITATION, **artifacts.covisitation.arrays())
         (staging / VOCAB).write_text(json.dumps({"item_ids": list(artifacts.vocab.item_ids)}))
         metadata = _metadata(artifacts, version, metrics or {}, dataset)
         (staging / METADATA).write_text(json.dumps(metadata, indent=2, default=str) + "\n")

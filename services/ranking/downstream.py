@@ -169,7 +169,7 @@ class GuardedRanker:
         self._breaker = _breaker("triton")
 
     async def score(
-        self, model: ServingModel, history: Ids, candidates: Ids, context: Floats
+        self, model: ServingModel, history: Ids, candidates: Ids, context: Floats, features: Floats
     ) -> Floats:
         left = remaining_seconds()
         if left is not None and left <= 0:
@@ -177,7 +177,7 @@ class GuardedRanker:
 
         async def call() -> Floats:
             scores, version = await self._client.score(
-                history, candidates, context, version=model.version_name, timeout=left
+                history, candidates, context, features, version=model.version_name, timeout=left
             )
             if version != model.version_name:
                 raise Unavailable(f"ranker answered with version {version}")

@@ -1,9 +1,10 @@
 """The model version the ranking service serves, and how it follows the registry.
 
 The ranker itself runs in Triton; this side holds what turns a request into the
-ranker's inputs for one version (its item vocabulary) plus the text embeddings
-used for diversity. A request uses one version end to end: the Triton call
-names the version whose vocabulary built its inputs.
+ranker's inputs for one version (its item vocabulary and the co-visitation lists its
+candidate features come from) plus the text embeddings used for diversity. A request
+uses one version end to end: the Triton call names the version whose vocabulary built
+its inputs.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from services.learning.covisitation import Covisitation
 from services.learning.sequences import FIRST_ITEM_INDEX, context_vector, pad_left
 from services.learning.signature import HISTORY_LEN, OOV_INDEX
 from services.modelstore import bundle
@@ -30,6 +32,8 @@ class ServingModel:
     """Product id -> vocabulary index of this version."""
     text_vectors: Floats
     """float32 [vocab, dim], unit rows; zero rows for PAD/OOV."""
+    covisitation: Covisitation
+    """This version's co-visitation lists: the ranker's candidate features."""
 
     @property
     def version_name(self) -> str:
@@ -46,13 +50,18 @@ class ServingModel:
         now: float,
         last_event_at: float | None,
         device: str,
-    ) -> tuple[Ids, Ids, Floats]:
-        """history_ids [1, HISTORY_LEN], candidate_ids [1, C], context [1, D]."""
-        history = self.indices(list(reversed(recent_newest_first[:HISTORY_LEN])))
+    ) -> tuple[Ids, Ids, Floats, Floats]:
+        """history_ids [1, HISTORY_LEN], candidate_ids [1, C], context [1, D] and
+        candidate_features [1, C, CANDIDATE_FEATURE_DIM]: the ranker's inputs, the
+        features computed from the very index arrays sent, as in training."""
+        recent = self.indices(list(reversed(recent_newest_first[:HISTORY_LEN])))
+        history = pad_left([recent.tolist()], HISTORY_LEN)
+        candidates = self.indices(candidate_ids)[None, :]
         return (
-            pad_left([history.tolist()], HISTORY_LEN),
-            self.indices(candidate_ids)[None, :],
+            history,
+            candidates,
             context_vector(now, last_event_at, device)[None, :],
+            self.covisitation.features(history, candidates),
         )
 
     def text_rows(self, product_ids: Sequence[str]) -> Floats:
@@ -64,4 +73,6 @@ def load_serving_model(version: int, directory: Path) -> ServingModel:
     item_ids = json.loads((directory / bundle.VOCAB).read_text())["item_ids"]
     positions = {pid: i + FIRST_ITEM_INDEX for i, pid in enumerate(item_ids)}
     text = np.load(directory / bundle.TEXT_VECTORS).astype(np.float32, copy=False)
-    return ServingModel(version, positions, text)
+    with np.load(directory / bundle.COVISITATION) as arrays:
+        covisitation = Covisitation.from_arrays(arrays)
+    return ServingModel(version, positions, text, covisitation)

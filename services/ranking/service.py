@@ -64,7 +64,7 @@ class Catalog(Protocol):
 
 class Scorer(Protocol):
     async def score(
-        self, model: ServingModel, history: Ids, candidates: Ids, context: Floats
+        self, model: ServingModel, history: Ids, candidates: Ids, context: Floats, features: Floats
     ) -> Floats: ...
 
 
@@ -238,7 +238,7 @@ class RankingService:
         if model is None or not candidates:
             return None
         now = options.request_time or time.time()
-        history, candidate_ids, context = model.inputs(
+        history, candidate_ids, context, features = model.inputs(
             user.recent_product_ids,
             [c.product_id for c in candidates],
             now,
@@ -246,7 +246,7 @@ class RankingService:
             options.device,
         )
         try:
-            return await self._scorer.score(model, history, candidate_ids, context)
+            return await self._scorer.score(model, history, candidate_ids, context, features)
         except _DEPENDENCY_ERRORS as error:
             logger.warning("ranker failed, keeping retrieval order: %s", error)
             return None

@@ -20,6 +20,7 @@ import numpy as np
 import onnxruntime as ort
 from numpy.typing import NDArray
 
+from services.learning.covisitation import Covisitation
 from services.learning.sequences import FIRST_ITEM_INDEX
 from services.learning.signature import (
     HISTORY_IDS,
@@ -58,9 +59,8 @@ class ServingModel:
     """Over rows FIRST_ITEM_INDEX.. (FAISS id + FIRST_ITEM_INDEX = row)."""
     text_vectors: NDArray[Any]
     text_index: faiss.Index
-    covisit_indptr: NDArray[Any]
-    covisit_indices: NDArray[Any]
-    covisit_scores: NDArray[Any]
+    covisitation: Covisitation
+    """The same lists the ranker's candidate features come from."""
 
     def rows(self, product_ids: list[str]) -> NDArray[Any]:
         """int64 rows of ``product_ids``; OOV_INDEX for products the model does not know."""
@@ -98,14 +98,15 @@ class ServingModel:
 
     def covisited(self, anchors: NDArray[Any], weights: NDArray[Any], k: int) -> Neighbours:
         """Items co-visited with any anchor row (score = weight x co-visitation score)."""
-        starts, stops = self.covisit_indptr[anchors], self.covisit_indptr[anchors + 1]
+        lists = self.covisitation
+        starts, stops = lists.indptr[anchors], lists.indptr[anchors + 1]
         lengths = stops - starts
         if not lengths.sum():
             return _empty()
         spans = np.concatenate([np.arange(a, b) for a, b in zip(starts, stops, strict=True)])
         return _best_per_item(
-            self.covisit_indices[spans].astype(np.int64),
-            self.covisit_scores[spans] * np.repeat(weights, lengths),
+            lists.indices[spans].astype(np.int64),
+            lists.scores[spans] * np.repeat(weights, lengths),
             np.repeat(anchors, lengths),
             k,
             anchors,
@@ -166,7 +167,8 @@ def load_bundle(directory: Path, version: str) -> ServingModel:
     for name, matrix in ((bundle.ITEM_VECTORS, item_vectors), (bundle.TEXT_VECTORS, text_vectors)):
         if matrix.ndim != 2 or matrix.shape[0] != len(ids):
             raise ValueError(f"{directory / name}: {matrix.shape} rows do not match the vocabulary")
-    covisitation = np.load(directory / bundle.COVISITATION)
+    with np.load(directory / bundle.COVISITATION) as arrays:
+        covisitation = Covisitation.from_arrays(arrays)
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
@@ -182,9 +184,7 @@ def load_bundle(directory: Path, version: str) -> ServingModel:
         item_index=build_index(item_vectors[FIRST_ITEM_INDEX:]),
         text_vectors=text_vectors,
         text_index=build_index(text_vectors[FIRST_ITEM_INDEX:]),
-        covisit_indptr=covisitation["indptr"].astype(np.int64),
-        covisit_indices=covisitation["indices"],
-        covisit_scores=covisitation["scores"].astype(np.float32),
+        covisitation=covisitation,
     )
     logger.info(
         "loaded model %s from %s: %d items, index %s, %.1fs",

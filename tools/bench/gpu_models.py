@@ -7,7 +7,8 @@ at MovieLens-100k size (943 users, 1682 items, ~100k interactions).
 * retrieval training: sequences/s and seconds per epoch (full-softmax loss at every
   position), FP32 (TF32 allowed) and bf16 autocast;
 * ranker: scoring ``--candidates`` candidates per request in FP16 (FP32 on CPU): p50/p99
-  latency at batch 1 and candidates/s at ``--batch`` requests per call.
+  latency at batch 1 and candidates/s at ``--batch`` requests per call (untrained weights,
+  random ids and synthetic candidate features: speed does not depend on their values).
 
     PYTHONPATH=. python tools/bench/gpu_models.py                   # -> $OUT/gpu-models.json
     PYTHONPATH=. python tools/bench/gpu_models.py --tiny --output /tmp/g.json   # smoke test
@@ -35,7 +36,12 @@ from services.learning.protocol import leave_one_out
 from services.learning.ranker_model import Ranker, RankerConfig
 from services.learning.retrieval_model import RetrievalConfig, RetrievalModel
 from services.learning.sequences import build_vocab
-from services.learning.signature import CONTEXT_DIM, HISTORY_LEN, USER_TOWER_HISTORY_LEN
+from services.learning.signature import (
+    CANDIDATE_FEATURE_DIM,
+    CONTEXT_DIM,
+    HISTORY_LEN,
+    USER_TOWER_HISTORY_LEN,
+)
 from services.learning.train import training_sequences
 
 
@@ -94,6 +100,17 @@ def retrieval_speed(
     }
 
 
+def synthetic_features(
+    requests: int, candidates: int, device: torch.device, dtype: torch.dtype
+) -> torch.Tensor:
+    """[requests, candidates, CANDIDATE_FEATURE_DIM] like the co-visitation features (log1p
+    of scores, zero for most candidates), for benchmarks without a trained bundle."""
+    shape = (requests, candidates, CANDIDATE_FEATURE_DIM)
+    scores = torch.empty(shape, device=device).exponential_(1 / 3.0)
+    covisited = torch.rand(requests, candidates, 1, device=device) < 0.4
+    return (torch.log1p(scores) * covisited).to(dtype)
+
+
 def ranker_speed(
     vocab_size: int, device: torch.device, candidates: int, batch: int, repeats: int
 ) -> dict[str, float]:
@@ -106,7 +123,8 @@ def ranker_speed(
     def inputs(requests: int) -> tuple[torch.Tensor, ...]:
         history = torch.randint(2, vocab_size, (requests, HISTORY_LEN), device=device)
         items = torch.randint(2, vocab_size, (requests, candidates), device=device)
-        return history, items, torch.randn(requests, CONTEXT_DIM, device=device, dtype=dtype)
+        context = torch.randn(requests, CONTEXT_DIM, device=device, dtype=dtype)
+        return history, items, context, synthetic_features(requests, candidates, device, dtype)
 
     def timed(args: tuple[torch.Tensor, ...], runs: int) -> list[float]:
         out = []

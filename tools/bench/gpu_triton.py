@@ -41,7 +41,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from services.learning.ranker_model import Ranker, RankerConfig
-from services.learning.signature import CONTEXT_DIM, HISTORY_LEN
+from services.learning.signature import CANDIDATE_FEATURE_DIM, CONTEXT_DIM, HISTORY_LEN
 from tools.bench._report import write_report
 from tools.bench.gpu_models import ranker_speed
 
@@ -68,6 +68,8 @@ def _config(engine: str, device: str, dtype: str, files: dict[str, Path]) -> str
         f'input {{ name: "history_ids" data_type: TYPE_INT64 dims: {HISTORY_LEN} }}\n'
         'input { name: "candidate_ids" data_type: TYPE_INT64 dims: -1 }\n'
         f'input {{ name: "context" data_type: TYPE_FP32 dims: {CONTEXT_DIM} }}\n'
+        'input { name: "candidate_features" data_type: TYPE_FP32 '
+        f"dims: [-1, {CANDIDATE_FEATURE_DIM}] }}\n"
         'output { name: "scores" data_type: TYPE_FP32 dims: -1 }\n'
         "dynamic_batching { preferred_batch_size: [8, 16, 32, 64] "
         "max_queue_delay_microseconds: 1000 }\n"
@@ -81,10 +83,14 @@ class HttpRanker:
     def __init__(self, port: int, candidates: int, vocab: int, seed: int) -> None:
         self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         rng = np.random.default_rng(seed)
+        # like the co-visitation features: log1p of scores, zero for most candidates
+        features = np.log1p(rng.exponential(3.0, (1, candidates, CANDIDATE_FEATURE_DIM)))
+        features *= rng.random((1, candidates, 1)) < 0.4
         tensors = [
             ("history_ids", "INT64", rng.integers(2, vocab, (1, HISTORY_LEN)).astype(np.int64)),
             ("candidate_ids", "INT64", rng.integers(2, vocab, (1, candidates)).astype(np.int64)),
             ("context", "FP32", rng.normal(size=(1, CONTEXT_DIM)).astype(np.float32)),
+            ("candidate_features", "FP32", features.astype(np.float32)),
         ]
         header = {
             "inputs": [

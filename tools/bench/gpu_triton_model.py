@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import triton_python_backend_utils as pb_utils  # type: ignore[import-not-found]
 
-_INPUTS = ("history_ids", "candidate_ids", "context")
+_INPUTS = ("history_ids", "candidate_ids", "context", "candidate_features")
 
 
 class TritonPythonModel:
@@ -49,7 +49,8 @@ class TritonPythonModel:
             history = torch.from_numpy(feeds["history_ids"]).to(self.device)
             items = torch.from_numpy(feeds["candidate_ids"]).to(self.device)
             context = torch.from_numpy(feeds["context"]).to(self.device, self.dtype)
-            return self.ranker(history, items, context).float().cpu().numpy()
+            features = torch.from_numpy(feeds["candidate_features"]).to(self.device, self.dtype)
+            return self.ranker(history, items, context, features).float().cpu().numpy()
 
     def execute(self, requests: list[Any]) -> list[Any]:
         arrays = [

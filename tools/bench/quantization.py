@@ -6,6 +6,11 @@ takes the NDCG@10 drift from its results (pipeline-fp32 vs pipeline-int8 rows). 
 profile of both models (share of time by ONNX op type) goes into the JSON so the gap to
 the ideal speed-up is explained.
 
+Candidate features come from ``--covisitation`` (a bundle's ``covisitation.npz``; default
+``covisitation.npz`` beside the rankers) when that file exists; otherwise they are
+synthetic (log1p of co-visitation-like scores for 40% of the candidates, zero for the
+rest): latency does not depend on their values, only the FP32-INT8 score difference does.
+
     python tools/bench/quantization.py
     python tools/bench/quantization.py --repeats 50   # quick look
 """
@@ -26,31 +31,40 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from services.learning.covisitation import Covisitation
 from services.learning.export import OnnxRanker
-from services.learning.signature import CONTEXT_DIM, HISTORY_LEN
+from services.learning.signature import CANDIDATE_FEATURE_DIM, CONTEXT_DIM, HISTORY_LEN
+from services.learning.train import RankerInputs
 from tools.bench._report import RESULTS_DIR, write_report
 
 
-def request(vocab: int, candidates: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+def request(
+    vocab: int, candidates: int, rng: np.random.Generator, covisitation: Covisitation | None
+) -> RankerInputs:
     """One user with a full history and ``candidates`` distinct candidate items."""
     history = rng.choice(np.arange(2, vocab), HISTORY_LEN, replace=False)[None, :]
     items = rng.choice(np.arange(2, vocab), candidates, replace=False)[None, :]
     context = rng.normal(size=(1, CONTEXT_DIM)).astype(np.float32)
-    return history.astype(np.int64), items.astype(np.int64), context
+    if covisitation is not None:
+        features = covisitation.features(history, items)
+    else:
+        features = np.log1p(rng.exponential(3.0, (1, candidates, CANDIDATE_FEATURE_DIM)))
+        features *= rng.random((1, candidates, 1)) < 0.4
+    return history.astype(np.int64), items.astype(np.int64), context, features.astype(np.float32)
 
 
-def median_ms(model: OnnxRanker, inputs: tuple[np.ndarray, ...], repeats: int) -> float:
+def median_ms(model: OnnxRanker, inputs: RankerInputs, repeats: int) -> float:
     for _ in range(10):
-        model(*inputs)
+        model.scores(inputs)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        model(*inputs)
+        model.scores(inputs)
         times.append((time.perf_counter() - start) * 1000)
     return statistics.median(times)
 
 
-def op_profile(path: Path, inputs: tuple[np.ndarray, ...], runs: int = 50) -> dict[str, float]:
+def op_profile(path: Path, inputs: RankerInputs, runs: int = 50) -> dict[str, float]:
     """Share of kernel time per ONNX op type (onnxruntime's profiler, one thread)."""
     import onnxruntime as ort
 
@@ -78,12 +92,20 @@ def main() -> int:
     parser.add_argument("--eval-json", type=Path, default=RESULTS_DIR / "eval-ml100k.json")
     parser.add_argument("--candidates", type=int, default=500)
     parser.add_argument("--vocab-size", type=int, default=1684, help="ML-100k: 1682 + 2 reserved")
+    parser.add_argument(
+        "--covisitation", type=Path, default=None, help="default: ARTIFACTS/covisitation.npz"
+    )
     parser.add_argument("--repeats", type=int, default=1000)
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args()
 
     fp32_path, int8_path = args.artifacts / "ranker.onnx", args.artifacts / "ranker.int8.onnx"
-    inputs = request(args.vocab_size, args.candidates, np.random.default_rng(0))
+    covisitation_path = args.covisitation or args.artifacts / "covisitation.npz"
+    covisitation = None
+    if covisitation_path.exists():
+        with np.load(covisitation_path) as arrays:
+            covisitation = Covisitation.from_arrays(arrays)
+    inputs = request(args.vocab_size, args.candidates, np.random.default_rng(0), covisitation)
     fp32, int8 = OnnxRanker(fp32_path, threads=1), OnnxRanker(int8_path, threads=1)
     # Interleave rounds so background load (a shared 2-core machine) hits both alike.
     rounds = [
@@ -102,7 +124,8 @@ def main() -> int:
         "threads": 1,
         "repeats": args.repeats,
         "round_speedups": [round(a / b, 2) for a, b in rounds],
-        "max_abs_score_diff": float(np.abs(fp32(*inputs) - int8(*inputs)).max()),
+        "max_abs_score_diff": float(np.abs(fp32.scores(inputs) - int8.scores(inputs)).max()),
+        "candidate_features": str(covisitation_path) if covisitation is not None else "synthetic",
     }
     if args.eval_json.exists():
         models = json.loads(args.eval_json.read_text())["models"]

@@ -72,7 +72,9 @@ async def _generate(job: dict[str, Any]) -> dict[str, Any]:
         retrieval_pb2_grpc,
     )
 
+    from services.learning.covisitation import Covisitation
     from services.learning.signature import CONTEXT_DIM, HISTORY_LEN
+    from services.modelstore.bundle import COVISITATION
     from services.modelstore.client import RankerClient
 
     users: list[str] = job["users"]
@@ -96,6 +98,8 @@ async def _generate(job: dict[str, Any]) -> dict[str, Any]:
     history[0, -20:] = np.arange(2, 22)
     candidate_ids = np.arange(2, 502, dtype=np.int64)[None, :] % job["vocab"]
     context = np.zeros((1, CONTEXT_DIM), dtype=np.float32)
+    with np.load(Path(job["bundle"]) / COVISITATION) as arrays:
+        features = Covisitation.from_arrays(arrays).features(history, candidate_ids)
     repeat = job["hop_repeat"]
     hops = {
         "profiles.GetProfile": await _timed(
@@ -111,7 +115,8 @@ async def _generate(job: dict[str, Any]) -> dict[str, Any]:
             lambda: catalog.GetProducts(catalog_pb2.GetProductsRequest(product_ids=pool)), repeat
         ),
         "triton.ranker(500)": await _timed(
-            lambda: ranker.score(history, candidate_ids, context, version=job["version"]), repeat
+            lambda: ranker.score(history, candidate_ids, context, features, version=job["version"]),
+            repeat,
         ),
     }
     health_p50 = await _timed(lambda: health.Check(health_pb2.HealthCheckRequest()), repeat)
@@ -200,12 +205,10 @@ def _platform_run(args: argparse.Namespace) -> dict[str, Any]:
             dataset = synthetic.generate(world)
             version = bootstrap(settings, dataset, DEMO_PIPELINE, progress=False)
             wait_for_version(settings.ranking_addr, version, timeout=60)
-            vocab = len(
-                json.loads((Path(settings.artifact_dir) / str(version) / "vocab.json").read_text())[
-                    "item_ids"
-                ]
-            )
+            bundle = Path(settings.artifact_dir) / str(version)
+            vocab = len(json.loads((bundle / "vocab.json").read_text())["item_ids"])
             job = {
+                "bundle": str(bundle),
                 "addresses": {n: local.layout.address(n) for n in SERVICES},
                 "triton": settings.triton_addr,
                 "triton_model": settings.triton_model,

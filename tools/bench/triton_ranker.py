@@ -7,8 +7,10 @@ the Triton hop (gRPC + Python backend) costs.
 
 The ranker has the real pipeline's dimensions (RankerConfig defaults, HISTORY_LEN)
 over the synthetic ``small`` catalog (5,000 items). By default its weights are untrained:
-latency does not depend on weight values (same graph, same shapes). ``--bundle DIR``
-measures a trained bundle's rankers instead.
+latency does not depend on weight values (same graph, same shapes), and the candidate
+features are synthetic (log1p of co-visitation-like scores for 40% of the candidates).
+``--bundle DIR`` measures a trained bundle's rankers instead, with candidate features
+from its ``covisitation.npz`` as the ranking service computes them.
 
     python tools/bench/triton_ranker.py [--requests 300] [--bundle .magpie/artifacts/3]
 """
@@ -28,8 +30,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from services.learning.signature import CONTEXT_DIM, HISTORY_LEN, SCORES
-from services.modelstore.bundle import RANKER_FP32, RANKER_INT8
+from services.learning.signature import CANDIDATE_FEATURE_DIM, CONTEXT_DIM, HISTORY_LEN, SCORES
+from services.modelstore.bundle import COVISITATION, RANKER_FP32, RANKER_INT8
 from tools.bench._report import write_report
 
 CANDIDATES = 500
@@ -86,6 +88,7 @@ def main() -> int:
 
     import tritonclient.grpc as grpcclient
 
+    from services.learning.covisitation import Covisitation
     from services.learning.export import OnnxRanker
     from services.modelstore.client import infer_inputs, pad_candidates
     from services.modelstore.triton_repo import TARGETS
@@ -107,8 +110,14 @@ def main() -> int:
         history[0, -50:] = rng.integers(2, vocab_size, 50)
         candidates = rng.integers(2, vocab_size, (1, CANDIDATES)).astype(np.int64)
         context = rng.normal(size=(1, CONTEXT_DIM)).astype(np.float32)
-        padded = pad_candidates(candidates)
-        inputs = infer_inputs(history, padded, context)
+        if args.bundle is not None:
+            with np.load(source / COVISITATION) as arrays:
+                features = Covisitation.from_arrays(arrays).features(history, candidates)
+        else:
+            features = np.log1p(rng.exponential(3.0, (1, CANDIDATES, CANDIDATE_FEATURE_DIM)))
+            features *= rng.random((1, CANDIDATES, 1)) < 0.4
+        padded, padded_features = pad_candidates(candidates, features)
+        inputs = infer_inputs(history, padded, context, padded_features)
 
         ports = TritonPorts(free_port(), free_port(), free_port())
         latencies: dict[str, list[float]] = {name: [] for name in files}
@@ -129,7 +138,7 @@ def main() -> int:
         in_process: list[float] = []
         for step in range(args.warmup + args.requests):
             start = time.perf_counter()
-            direct(history, padded, context)
+            direct.scores((history, padded, context, padded_features))
             if step >= args.warmup:
                 in_process.append(time.perf_counter() - start)
     finally:
@@ -152,6 +161,7 @@ def main() -> int:
         "requests": args.requests,
         "intra_op_threads": threads,
         "model": str(args.bundle) if args.bundle else "untrained, RankerConfig defaults, small",
+        "candidate_features": "bundle covisitation.npz" if args.bundle else "synthetic",
     }
     print(f"{'path':<28} {'p50 ms':>8} {'p99 ms':>8}")
     print(f"{'triton int8':<28} {int8_p50:>8.2f} {int8_p99:>8.2f}")

@@ -12,26 +12,37 @@ import pytest
 import tritonclient.grpc as grpcclient
 
 from services.common.errors import Unavailable
+from services.learning.covisitation import Covisitation
 from services.learning.export import OnnxRanker
-from services.learning.signature import CONTEXT_DIM, HISTORY_LEN, SCORES
-from services.modelstore.bundle import RANKER_INT8
+from services.learning.signature import CONTEXT_DIM, HISTORY_LEN, OOV_INDEX, SCORES
+from services.learning.train import RankerInputs
+from services.modelstore.bundle import COVISITATION, RANKER_INT8
 from services.modelstore.client import RankerClient, infer_inputs, pad_candidates
 from services.modelstore.publish import publish, published_versions
 from services.modelstore.tritonserver import TritonServer
 from services.modelstore.validate import InvalidBundle
+from services.ranking.downstream import GuardedRanker
+from services.ranking.model import load_serving_model
 
 from .conftest import MODEL, Served, free_ports, new_repository
 
 VOCAB_SIZE = 62
 
 
-def _request(seed: int, candidates: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _covisitation(bundle: Path) -> Covisitation:
+    with np.load(bundle / COVISITATION) as arrays:
+        return Covisitation.from_arrays(arrays)
+
+
+def _request(seed: int, candidates: int, covisitation: Covisitation) -> RankerInputs:
+    """One user's inputs; the candidate features come from the bundle's co-visitation lists,
+    as in the ranking service."""
     rng = np.random.default_rng(seed)
     history = np.zeros((1, HISTORY_LEN), dtype=np.int64)
     history[0, -12:] = rng.integers(2, VOCAB_SIZE, 12)
     ids = rng.integers(1, VOCAB_SIZE, (1, candidates)).astype(np.int64)
     context = rng.normal(size=(1, CONTEXT_DIM)).astype(np.float32)
-    return history, ids, context
+    return history, ids, context, covisitation.features(history, ids)
 
 
 async def test_scores_equal_onnxruntime_on_the_same_int8_model(
@@ -39,33 +50,69 @@ async def test_scores_equal_onnxruntime_on_the_same_int8_model(
 ) -> None:
     reference = OnnxRanker(bundle / RANKER_INT8, threads=1)
     client = RankerClient(triton.server.grpc_addr, MODEL, timeout=10.0)
-    requests = [_request(seed, count) for seed, count in enumerate((500, 500, 37, 130, 500))]
+    lists = _covisitation(bundle)
+    requests = [_request(seed, n, lists) for seed, n in enumerate((500, 500, 37, 130, 500))]
+    history, ids, context, features = requests[0]
+    no_features = (history, ids, context, np.zeros_like(features))
     try:
         results = await asyncio.gather(*(client.score(*request) for request in requests))
+        without, _ = await client.score(*no_features)
     finally:
         await client.close()
     for request, (scores, version) in zip(requests, results, strict=True):
         assert version == "1"
         assert scores.shape == request[1].shape
-        np.testing.assert_allclose(scores, reference(*request), rtol=0, atol=1e-5)
+        co_visited = (request[3] > 0).any(axis=-1).mean()
+        assert co_visited > 0.2  # the features input is really exercised
+        np.testing.assert_allclose(scores, reference.scores(request), rtol=0, atol=1e-5)
+    # Triton reads the features: without them the same request scores otherwise.
+    np.testing.assert_allclose(without, reference.scores(no_features), rtol=0, atol=1e-5)
+    assert np.abs(results[0][0] - without).max() > 1e-3
+
+
+async def test_ranking_service_inputs_carry_the_bundles_features_to_triton(
+    triton: Served, bundle: Path
+) -> None:
+    """What the ranking service sends (its ServingModel's inputs, through GuardedRanker and
+    RankerClient) is scored by Triton as ONNX Runtime scores it, features included."""
+    model = load_serving_model(1, bundle)
+    lists = _covisitation(bundle)
+    product = {row: pid for pid, row in model.positions.items()}
+    with_neighbours = np.flatnonzero(np.diff(lists.indptr))
+    recent = tuple(product[int(row)] for row in with_neighbours[:5])  # newest first
+    candidates = [*product.values(), "not-in-this-version"]
+    inputs = model.inputs(recent, candidates, 1_700_000_000.0, 1_699_990_000.0, "web")
+    history, ids, _, features = inputs
+
+    np.testing.assert_array_equal(features, lists.features(history, ids))
+    assert (features > 0).any(axis=-1).mean() > 0.2
+    assert ids[0, -1] == OOV_INDEX and not features[0, -1].any()
+    client = RankerClient(triton.server.grpc_addr, MODEL, timeout=10.0)
+    try:
+        scores = await GuardedRanker(client).score(model, *inputs)
+    finally:
+        await client.close()
+    reference = OnnxRanker(bundle / RANKER_INT8, threads=1).scores(inputs)
+    np.testing.assert_allclose(scores, reference[0], rtol=0, atol=1e-5)
 
 
 class _Loop(threading.Thread):
     """Scores one request over and over until stopped; counts failures and versions."""
 
-    def __init__(self, addr: str) -> None:
+    def __init__(self, addr: str, covisitation: Covisitation) -> None:
         super().__init__(daemon=True)
         self.addr = addr
         self.stop = threading.Event()
         self.calls = 0
         self.failures: list[str] = []
         self.versions: list[str] = []
-        self.request = _request(7, 500)
+        self.request = _request(7, 500, covisitation)
 
     def run(self) -> None:
         client = grpcclient.InferenceServerClient(self.addr)
-        history, ids, context = self.request
-        inputs = infer_inputs(history, pad_candidates(ids), context)
+        history, ids, context, features = self.request
+        padded_ids, padded_features = pad_candidates(ids, features)
+        inputs = infer_inputs(history, padded_ids, context, padded_features)
         while not self.stop.is_set():
             try:
                 result = client.infer(MODEL, inputs, client_timeout=10.0)
@@ -84,7 +131,7 @@ class _Loop(threading.Thread):
 def test_new_version_and_rollback_swap_without_a_failed_call(
     triton: Served, bundle: Path, fp32_bundle: Path
 ) -> None:
-    loop = _Loop(triton.server.grpc_addr)
+    loop = _Loop(triton.server.grpc_addr, _covisitation(bundle))
     loop.start()
     try:
         publish(fp32_bundle, 2, triton.repository, MODEL, triton.server.grpc_addr)
@@ -100,7 +147,7 @@ def test_new_version_and_rollback_swap_without_a_failed_call(
     assert loop.calls > 10
     assert loop.versions == ["1", "2", "1"]
     np.testing.assert_allclose(
-        upgraded, OnnxRanker(fp32_bundle / RANKER_INT8)(*loop.request), rtol=0, atol=1e-5
+        upgraded, OnnxRanker(fp32_bundle / RANKER_INT8).scores(loop.request), rtol=0, atol=1e-5
     )
     assert str(rolled_back.get_response().model_version) == "1"
     assert published_versions(triton.repository / MODEL) == [1]

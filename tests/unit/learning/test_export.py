@@ -14,7 +14,8 @@ from services.learning.export import (
 )
 from services.learning.ranker_model import Ranker, RankerConfig
 from services.learning.retrieval_model import RetrievalConfig, RetrievalModel
-from services.learning.signature import CONTEXT_DIM, HISTORY_LEN
+from services.learning.signature import CANDIDATE_FEATURE_DIM, CONTEXT_DIM, HISTORY_LEN
+from services.learning.train import RankerInputs, torch_scores
 
 VOCAB = 60
 
@@ -29,15 +30,19 @@ def _ranker() -> Ranker:
     return ranker.eval()
 
 
-def _inputs(batch: int, candidates: int, seed: int = 0) -> tuple[np.ndarray, ...]:
+def _inputs(batch: int, candidates: int, seed: int = 0) -> RankerInputs:
     rng = np.random.default_rng(seed)
     history = rng.integers(2, VOCAB, (batch, HISTORY_LEN))
     history[:, : HISTORY_LEN - 30] = 0
     history[0, :-3] = 0  # a very short history
+    # log1p co-visitation scores: zero for most candidates, up to a few for some
+    features = np.log1p(rng.exponential(3.0, (batch, candidates, CANDIDATE_FEATURE_DIM)))
+    features *= rng.random((batch, candidates, 1)) < 0.4
     return (
         history.astype(np.int64),
         rng.integers(1, VOCAB, (batch, candidates)).astype(np.int64),
         rng.normal(size=(batch, CONTEXT_DIM)).astype(np.float32),
+        features.astype(np.float32),
     )
 
 
@@ -55,11 +60,22 @@ def test_fp32_onnx_matches_torch_for_any_batch_and_candidate_count(
     assert max_abs_difference(ranker, OnnxRanker(path), _inputs(batch, candidates)) < 1e-4
 
 
+def test_onnx_ranker_reads_the_candidate_features(exported: tuple[Ranker, Path]) -> None:
+    ranker, path = exported
+    history, candidates, context, features = _inputs(2, 40)
+    without = (history, candidates, context, np.zeros_like(features))
+    onnx, torch_ranker = OnnxRanker(path).scores, torch_scores(ranker)
+    effect = onnx((history, candidates, context, features)) - onnx(without)
+    assert np.abs(effect).max() > 1e-2
+    expected = torch_ranker((history, candidates, context, features)) - torch_ranker(without)
+    np.testing.assert_allclose(effect, expected, rtol=0, atol=1e-3)
+
+
 def test_int8_drift_is_bounded_and_keeps_the_order(exported: tuple[Ranker, Path]) -> None:
     _, path = exported
     inputs = _inputs(4, 200, seed=1)
-    fp32 = OnnxRanker(path)(*inputs)
-    int8 = OnnxRanker(quantize_int8(path, path.with_suffix(".int8.onnx")))(*inputs)
+    fp32 = OnnxRanker(path).scores(inputs)
+    int8 = OnnxRanker(quantize_int8(path, path.with_suffix(".int8.onnx"))).scores(inputs)
     spread = fp32.std()
     assert spread > 0.1
     assert np.abs(int8 - fp32).max() < 0.5 * spread
@@ -71,8 +87,8 @@ def test_int8_drift_is_bounded_and_keeps_the_order(exported: tuple[Ranker, Path]
 def test_fp16_keeps_io_types_and_stays_close(exported: tuple[Ranker, Path]) -> None:
     _, path = exported
     inputs = _inputs(2, 30, seed=2)
-    fp32 = OnnxRanker(path)(*inputs)
-    fp16 = OnnxRanker(convert_fp16(path, path.with_suffix(".fp16.onnx")))(*inputs)
+    fp32 = OnnxRanker(path).scores(inputs)
+    fp16 = OnnxRanker(convert_fp16(path, path.with_suffix(".fp16.onnx"))).scores(inputs)
     assert fp16.dtype == np.float32
     assert np.abs(fp16 - fp32).max() < 2e-2 * max(1.0, float(np.abs(fp32).max()))
 

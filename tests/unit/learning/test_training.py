@@ -58,17 +58,20 @@ def test_ranker_training_is_deterministic_per_seed(
     split: LeaveOneOut, text_table: np.ndarray
 ) -> None:
     retrieval, _ = train_retrieval(split, text_table, TINY_RETRIEVAL, seed=0)
-    first, _ = train_ranker(split, text_table, retrieval, TINY_RANKER, candidates=10, seed=1)
-    second, _ = train_ranker(split, text_table, retrieval, TINY_RANKER, candidates=10, seed=1)
+    first, lists, _ = train_ranker(split, text_table, retrieval, TINY_RANKER, 10, seed=1)
+    second, same_lists, _ = train_ranker(split, text_table, retrieval, TINY_RANKER, 10, seed=1)
     a, b = _state(first), _state(second)
     assert all(np.array_equal(a[k], b[k]) for k in a)
-    history = torch.from_numpy(stage_inputs(split, "test", TINY_RANKER.max_len).history_ids[:4])
-    candidates = torch.arange(2, 12).repeat(4, 1)
-    context = torch.zeros(4, 8)
+    assert all(
+        np.array_equal(x, y)
+        for x, y in zip(lists.arrays().values(), same_lists.arrays().values(), strict=True)
+    )
+    history = stage_inputs(split, "test", TINY_RANKER.max_len).history_ids[:4]
+    candidates = np.tile(np.arange(2, 12), (4, 1))
+    features = torch.from_numpy(lists.features(history, candidates))
+    inputs = (torch.from_numpy(history), torch.from_numpy(candidates), torch.zeros(4, 8), features)
     with torch.no_grad():
-        assert torch.equal(
-            first(history, candidates, context), second(history, candidates, context)
-        )
+        assert torch.equal(first(*inputs), second(*inputs))
 
 
 def test_bpr_is_deterministic_per_seed(split: LeaveOneOut) -> None:

@@ -6,9 +6,10 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+import pytest
 from tritonclient.grpc import model_config_pb2 as mc
 
-from services.learning.signature import CONTEXT_DIM, HISTORY_LEN, PAD_INDEX
+from services.learning.signature import CANDIDATE_FEATURE_DIM, CONTEXT_DIM, HISTORY_LEN, PAD_INDEX
 from services.modelstore import cli
 from services.modelstore.client import pad_candidates
 from services.modelstore.triton_repo import (
@@ -20,7 +21,6 @@ from services.modelstore.triton_repo import (
     read_config,
     write_model_dir,
 )
-from services.modelstore.writer import covisitation_csr
 
 REPO = Path(__file__).resolve().parents[3]
 COMMITTED = REPO / "model_repository" / "magpie_ranker"
@@ -36,6 +36,7 @@ def _check_shapes(config: mc.ModelConfig, batch: list[int]) -> None:
         "history_ids": (mc.TYPE_INT64, [*batch, HISTORY_LEN]),
         "candidate_ids": (mc.TYPE_INT64, [*batch, -1]),
         "context": (mc.TYPE_FP32, [*batch, CONTEXT_DIM]),
+        "candidate_features": (mc.TYPE_FP32, [*batch, -1, CANDIDATE_FEATURE_DIM]),
     }
     assert _tensors(config.output) == {"scores": (mc.TYPE_FP32, [*batch, -1])}
     assert config.version_policy.latest.num_versions == 2  # promoted + previous, during a swap
@@ -85,25 +86,24 @@ def test_gpu_config_round_trip_via_cli(tmp_path: Path) -> None:
     assert not (tmp_path / "r" / MODEL_PY).exists()
 
 
-def test_candidates_are_padded_to_the_bucket() -> None:
+def test_candidates_and_their_features_are_padded_to_the_bucket() -> None:
     candidates = np.arange(2, 502, dtype=np.int64)[None]
-    padded = pad_candidates(candidates)
+    features = np.random.default_rng(0).random((1, 500, CANDIDATE_FEATURE_DIM)) + 0.5
+    padded, padded_features = pad_candidates(candidates, features)
     assert padded.shape == (1, 512)
     assert (padded[0, :500] == candidates[0]).all() and (padded[0, 500:] == PAD_INDEX).all()
-    assert pad_candidates(candidates[:, :64]).shape == (1, 64)
-    assert pad_candidates(candidates[:, :1]).shape == (1, 64)
+    assert padded_features.shape == (1, 512, CANDIDATE_FEATURE_DIM)
+    assert padded_features.dtype == np.float32
+    np.testing.assert_array_equal(padded_features[0, :500], features[0].astype(np.float32))
+    assert not padded_features[0, 500:].any()  # a PAD candidate's features are zero
+    for count in (64, 1):
+        ids, more = pad_candidates(candidates[:, :count], features[:, :count])
+        assert ids.shape == (1, 64) and more.shape == (1, 64, CANDIDATE_FEATURE_DIM)
 
 
-def test_covisitation_keeps_best_neighbours_without_self() -> None:
-    sequences = [[2, 3, 4], [2, 3], [3, 2, 5], [4, 4]]
-    csr = covisitation_csr(sequences, vocab_size=6, neighbours=2)
-    rows = {
-        item: csr["indices"][csr["indptr"][item] : csr["indptr"][item + 1]].tolist()
-        for item in range(6)
-    }
-    assert rows[2] == [3, 5]  # 3 is next to 2 three times, 5 once, 4 two steps away
-    assert rows[4] == [3, 2]  # the repeated 4 is not its own neighbour
-    assert rows[0] == rows[1] == []
-    scores = csr["scores"]
-    assert (scores > 0).all()
-    assert scores[csr["indptr"][2]] > scores[csr["indptr"][2] + 1]
+def test_features_must_match_the_candidates() -> None:
+    candidates = np.arange(2, 12, dtype=np.int64)[None]
+    with pytest.raises(ValueError, match="candidate_features"):
+        pad_candidates(candidates, np.zeros((1, 9, CANDIDATE_FEATURE_DIM)))
+    with pytest.raises(ValueError, match="candidate_features"):
+        pad_candidates(candidates, np.zeros((1, 10, CANDIDATE_FEATURE_DIM + 1)))

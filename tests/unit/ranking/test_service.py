@@ -7,6 +7,8 @@ import pytest
 
 from services.common.errors import Unavailable
 from services.common.filters import ProductFilter
+from services.learning.covisitation import Covisitation
+from services.learning.signature import CANDIDATE_FEATURE_DIM
 from services.ranking.domain import Candidate, Degradation, Product, Source, UserState
 from services.ranking.model import ServingModel
 from services.ranking.service import RankingService, RequestOptions
@@ -49,10 +51,19 @@ class Scorer:
 
     def __init__(self, up: bool = True) -> None:
         self.up = up
+        self.features: list[np.ndarray] = []
+        """The candidate features of every call."""
 
     async def score(
-        self, model: ServingModel, history: np.ndarray, candidates: np.ndarray, context: np.ndarray
+        self,
+        model: ServingModel,
+        history: np.ndarray,
+        candidates: np.ndarray,
+        context: np.ndarray,
+        features: np.ndarray,
     ) -> np.ndarray:
+        assert features.shape == (*candidates.shape, CANDIDATE_FEATURE_DIM)
+        self.features.append(features)
         if not self.up:
             raise TimeoutError
         return candidates[0].astype(np.float32)
@@ -64,7 +75,13 @@ class Models:
 
 
 IDS = [f"p{i}" for i in range(10)]
-MODEL = ServingModel(3, {pid: i + 2 for i, pid in enumerate(IDS)}, np.eye(12, 4, dtype=np.float32))
+# Co-visitation of p0 (row 2): p5 (row 7) scores 4, p6 (row 8) 1; no other item has any.
+COVISITATION = Covisitation(
+    np.array([0, 0, 0] + [2] * 10, np.int64), np.array([7, 8], np.int32), np.array([4.0, 1.0], "f4")
+)
+MODEL = ServingModel(
+    3, {pid: i + 2 for i, pid in enumerate(IDS)}, np.eye(12, 4, dtype=np.float32), COVISITATION
+)
 
 
 def _product(pid: str, stock: int = 3) -> Product:
@@ -152,9 +169,32 @@ async def test_rank_scores_caller_candidates_and_drops_unknown_ones() -> None:
     assert all(i.source is Source.CALLER for i in result.items)
 
 
+async def test_the_ranker_gets_the_models_covisitation_features_of_the_history() -> None:
+    scorer = Scorer()
+    service = RankingService(
+        Profiles(UserState("u", recent_product_ids=("p0", "p3"))),  # p0 newest
+        Retrieval([Candidate(pid, 1.0, Source.ANN) for pid in IDS]),
+        Catalog(PRODUCTS),
+        scorer,
+        Models(MODEL),
+    )
+
+    await service.recommend("u", RequestOptions(k=3))
+    await service.rank("u", ["p6", "nope", "p5", "p1"], RequestOptions(k=3))
+
+    recommended, ranked = scorer.features
+    expected = np.zeros((1, len(IDS), CANDIDATE_FEATURE_DIM), np.float32)
+    expected[0, 5], expected[0, 6] = np.log1p(4.0), np.log1p(1.0)  # recent and newest alike
+    np.testing.assert_allclose(recommended, expected, rtol=1e-6)
+    np.testing.assert_allclose(ranked[0], expected[0, [6, 0, 5, 1]], rtol=1e-6)  # "nope": OOV
+
+
 async def test_product_data_is_fetched_for_the_top_slice_and_widened_when_rules_drop_it() -> None:
     ids = [f"q{i:03d}" for i in range(300)]
-    model = ServingModel(1, {pid: i + 2 for i, pid in enumerate(ids)}, np.zeros((302, 4), "f4"))
+    lists = Covisitation(np.zeros(303, np.int64), np.zeros(0, np.int32), np.zeros(0, "f4"))
+    model = ServingModel(
+        1, {pid: i + 2 for i, pid in enumerate(ids)}, np.zeros((302, 4), "f4"), lists
+    )
     # The ranker prefers high indices; the best 100 are out of stock.
     products = {pid: _product(pid, stock=0 if i >= 200 else 3) for i, pid in enumerate(ids)}
     catalog = Catalog(products)
