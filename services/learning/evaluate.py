@@ -54,7 +54,17 @@ ROWS = (
     "pipeline-int8",
     "pipeline-notext",
 )
-_COLUMNS = ("HR@10", "NDCG@10", "MRR@10", "HR@20", "NDCG@20", "coverage@10", "cold_NDCG@10")
+_COLUMNS = (
+    "HR@10",
+    "NDCG@10",
+    "MRR@10",
+    "HR@20",
+    "NDCG@20",
+    "coverage@10",
+    "cold_NDCG@10",
+    "cold_HR@100",
+    "cold_median_rank",
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,5 +59,8 @@ def summarize(
         "coverage@10": coverage(top_k(scores, 10), catalog_size),
         "cold_HR@10": hit_rate(ranks[cold], 10),
         "cold_NDCG@10": ndcg(ranks[cold], 10),
+        # Few cold targets ever reach a top 10; where the model places them says more.
+        "cold_HR@100": hit_rate(ranks[cold], 100),
+        "cold_median_rank": float(np.median(ranks[cold]) + 1) if cold.any() else 0.0,
         "cold_users": float(cold.sum()),
     }

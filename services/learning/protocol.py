@@ -47,7 +47,9 @@ PROTOCOL = (
     "validation items masked); full ranking, no sampled negatives; ties between scores "
     "break by catalog order. Metrics are means over users with >= 3 interactions. "
     f"Cold items: test items with <= {COLD_MAX_TRAIN_INTERACTIONS} training interactions; "
-    "cold_* metrics average over the users whose test item is cold. coverage@10 = distinct "
+    "cold_* metrics average over the users whose test item is cold; cold_median_rank is "
+    "the median 1-based full-ranking position of their test items (lower is better). "
+    "coverage@10 = distinct "
     "items in all users' top-10 / catalog size. Two-stage rows: the ranker reorders the "
     "retrieval top-N and the other items follow in retrieval order."
 )
