@@ -2,7 +2,8 @@
 
 Per request the history goes through a small causal transformer once; each candidate
 then attends to the encoded history (one query per candidate) and an MLP scores
-[candidate, attended history, candidate * user, user, context, candidate features]; the
+[candidate, attended history, candidate * user, user, context, candidate features] (its
+first layer takes the per-request part, user and context, once per request); the
 candidate features (co-visitation with the recent history) also enter linearly, next to
 the candidate-user dot product. All per-candidate work
 is batched matrix products, most of it in Linear layers that INT8 quantization speeds up.
@@ -31,7 +32,7 @@ class RankerConfig:
     dropout: float = 0.3
     id_dropout: float = 0.1
     use_text: bool = True
-    hidden: int = 256
+    hidden: int = 128
     warm_start: bool = True
     """Start the item encoder and history encoder from the retrieval model's weights (its
     position embeddings for the most recent ``max_len`` positions)."""
@@ -68,8 +69,11 @@ class Ranker(nn.Module):
         self.value = nn.Linear(dim, dim)
         self.context = nn.Linear(CONTEXT_DIM, dim)
         self.features = nn.Linear(CANDIDATE_FEATURE_DIM, 1)
+        # The head's first layer over [candidate part, request part], split in two so the
+        # request part (user state, context) is projected once per request, not per candidate.
+        self.candidate_layer = nn.Linear(3 * dim + CANDIDATE_FEATURE_DIM, config.hidden)
+        self.request_layer = nn.Linear(2 * dim, config.hidden, bias=False)
         self.head = nn.Sequential(
-            nn.Linear(5 * dim + CANDIDATE_FEATURE_DIM, config.hidden),
             nn.ReLU(),
             nn.Dropout(config.dropout),
             nn.Linear(config.hidden, config.hidden // 4),
@@ -105,12 +109,11 @@ class Ranker(nn.Module):
         bias = bias.masked_fill(~visible, MASKED)
         weights = torch.softmax(logits / math.sqrt(dim) + bias.unsqueeze(2), dim=-1)
         attended = (weights.reshape(b, s * c, -1) @ self.value(hidden)).reshape(b, s, c, dim)
-        user = user.unsqueeze(2).expand(b, s, c, dim)
-        ctx = self.context(context).unsqueeze(2).expand(b, s, c, dim)
-        interaction = candidates * user
-        inputs = torch.cat([candidates, attended, interaction, user, ctx, features], dim=-1)
+        request = self.request_layer(torch.cat([user, self.context(context)], dim=-1))
+        interaction = candidates * user.unsqueeze(2)
+        first = self.candidate_layer(torch.cat([candidates, attended, interaction, features], -1))
         linear = interaction.sum(-1) + self.features(features).squeeze(-1)
-        scores: torch.Tensor = self.head(inputs).squeeze(-1) + linear
+        scores: torch.Tensor = self.head(first + request.unsqueeze(2)).squeeze(-1) + linear
         return scores
 
     def score_vectors(
