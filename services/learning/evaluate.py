@@ -85,11 +85,12 @@ class EvalReport:
 
 
 def format_table(report: EvalReport) -> str:
-    header = f"{'model':<18}" + "".join(f"{c:>14}" for c in (*_COLUMNS, "train_seconds"))
+    widths = {c: max(14, len(c) + 2) for c in (*_COLUMNS, "train_seconds")}
+    header = f"{'model':<18}" + "".join(f"{c:>{w}}" for c, w in widths.items())
     lines = [header, "-" * len(header)]
     for name, row in report.models.items():
-        values = "".join(f"{row[c]:>14.4f}" for c in _COLUMNS)
-        lines.append(f"{name:<18}{values}{row['train_seconds']:>14.1f}")
+        values = "".join(f"{row[c]:>{widths[c]}.4f}" for c in _COLUMNS)
+        lines.append(f"{name:<18}{values}{row['train_seconds']:>{widths['train_seconds']}.1f}")
     return "\n".join(lines)
 
 
