@@ -12,14 +12,11 @@ MAX_TITLE_LENGTH = 500
 MAX_DESCRIPTION_LENGTH = 20_000
 MAX_CATEGORY_LEVELS = 10
 MAX_TEXT_LENGTH = 200
-"""Longest category level, tag, brand, attribute key or category prefix."""
+"""Longest tag, brand or attribute key. Category levels, prices and filters are limited by
+services.common.products and services.common.filters, alike in every service."""
 MAX_TAGS = 100
 MAX_ATTRIBUTES = 100
 MAX_ATTRIBUTE_VALUE_LENGTH = 2000
-MAX_PRICE_UNITS = 9_000_000_000
-"""Largest price in whole units, so that the price in nano units fits a bigint."""
-MAX_FILTER_ENTRIES = 10_000
-"""Most category prefixes, brands or excluded ids in one ListProducts filter."""
 
 STATS_CACHE_SECONDS = 30
 """Lifetime of cached behaviour statistics (bounds staleness the consumer's invalidation misses)."""

@@ -31,7 +31,6 @@ import hashlib
 import json
 import math
 import os
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -42,10 +41,11 @@ from magpie.v1 import catalog_pb2 as pb
 from services.catalog import config
 from services.catalog.paging import InvalidPageToken, decode_page_token, encode_page_token
 from services.common.errors import FieldViolation, InvalidArgument
+from services.common.filters import ProductFilter
+from services.common.products import NANOS_PER_UNIT, category_problem, money_problems
 from services.common.validation import MAX_ID_LENGTH
 
 __all__ = [
-    "CATEGORY_SEPARATOR",
     "ByteCache",
     "CatalogService",
     "CatalogStorage",
@@ -54,14 +54,8 @@ __all__ = [
     "Price",
     "ProductDraft",
     "ProductQuery",
-    "category_problem",
-    "price_problem",
     "product_problem",
 ]
-
-CATEGORY_SEPARATOR = " > "
-_CURRENCY = re.compile(r"[A-Z]{3}")
-_NANOS_PER_UNIT = 1_000_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +66,7 @@ class Price:
 
     @property
     def total_nanos(self) -> int:
-        return self.units * _NANOS_PER_UNIT + self.nanos
+        return self.units * NANOS_PER_UNIT + self.nanos
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,22 +97,17 @@ class ItemOutcome:
 class ProductQuery:
     """What ListProducts selects; everything but the page position and size."""
 
-    category_prefixes: tuple[str, ...] = ()
-    currency_code: str = ""
-    """Currency of the price bounds; empty when there are none."""
-    min_price_nanos: int | None = None
-    max_price_nanos: int | None = None
-    exclude_product_ids: tuple[str, ...] = ()
-    brands: tuple[str, ...] = ()
+    where: ProductFilter = field(default_factory=ProductFilter)
     in_stock_only: bool = False
     include_inactive: bool = False
     updated_since: datetime | None = None
 
     def fingerprint(self) -> str:
         """Stable digest of the query; lists are sets, so their order does not matter."""
-        canonical = {
-            k: sorted(set(v)) if isinstance(v, tuple) else v for k, v in asdict(self).items()
-        }
+        fields = asdict(self)
+        fields.update(fields.pop("where"))
+        fields["currency_code"] = fields.pop("currency")  # as before: earlier tokens stay valid
+        canonical = {k: sorted(set(v)) if isinstance(v, tuple) else v for k, v in fields.items()}
         encoded = json.dumps(canonical, sort_keys=True, default=str).encode()
         return hashlib.sha256(encoded).hexdigest()[:16]
 
@@ -160,23 +149,6 @@ class ByteCache(Protocol):
     async def delete(self, keys: Sequence[str]) -> None: ...
 
 
-def category_problem(level: str) -> str | None:
-    """Why `level` cannot be one level of a category path, or None.
-
-    Levels are stored joined by " > ", so none may contain it, nor start or end
-    so that joining would create it, nor carry surrounding spaces.
-    """
-    if not level:
-        return "must not be empty"
-    if level != level.strip():
-        return "must not start or end with spaces"
-    if CATEGORY_SEPARATOR in f" {level} ":
-        return f"must not contain {CATEGORY_SEPARATOR.strip()!r} between spaces"
-    if len(level) > config.MAX_TEXT_LENGTH:
-        return f"must be at most {config.MAX_TEXT_LENGTH} characters"
-    return None
-
-
 def _id_problem(value: str) -> str | None:
     if not value:
         return "must not be empty"
@@ -187,14 +159,9 @@ def _id_problem(value: str) -> str | None:
     return None
 
 
-def price_problem(price: Price) -> str | None:
-    if not _CURRENCY.fullmatch(price.currency_code):
-        return f"currency_code must be a three-letter ISO 4217 code, got {price.currency_code!r}"
-    if not 0 <= price.nanos < _NANOS_PER_UNIT:
-        return "nanos must be between 0 and 999999999"
-    if not 0 <= price.units <= config.MAX_PRICE_UNITS:
-        return f"units must be between 0 and {config.MAX_PRICE_UNITS}"
-    return None
+def _price_problem(price: Price) -> str | None:
+    problems = money_problems(price.currency_code, price.units, price.nanos)
+    return " ".join(problems[0]) if problems else None
 
 
 def _first_problem(checks: Iterable[tuple[str, str | None]]) -> str | None:
@@ -249,7 +216,7 @@ def product_problem(draft: ProductDraft) -> str | None:
             ("category_path", _category_path_problem(draft.category_path)),
             ("tags", _tags_problem(draft.tags)),
             ("brand", _too_long(draft.brand, config.MAX_TEXT_LENGTH)),
-            ("price", None if draft.price is None else price_problem(draft.price)),
+            ("price", None if draft.price is None else _price_problem(draft.price)),
             ("rating", None if 0 <= draft.rating <= 5 else "must be between 0 and 5"),
             ("stock", None if draft.stock >= 0 else "must not be negative"),
             ("attributes", _attributes_problem(draft.attributes)),

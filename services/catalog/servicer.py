@@ -18,15 +18,13 @@ from magpie.v1 import catalog_pb2_grpc, common_pb2
 
 from services.catalog import config
 from services.catalog.service import (
-    CATEGORY_SEPARATOR,
     CatalogService,
     ItemOutcome,
     Price,
     ProductDraft,
     ProductQuery,
-    category_problem,
-    price_problem,
 )
+from services.common.filters import check_filter, filter_from_proto
 from services.common.validation import Validators, Violations
 
 __all__ = ["VALIDATORS", "CatalogServicer"]
@@ -79,32 +77,10 @@ def _validate_get(request: pb.GetProductsRequest) -> None:
     v.raise_if_any()
 
 
-def _check_filter(v: Violations, f: common_pb2.ProductFilter) -> None:
-    most = config.MAX_FILTER_ENTRIES
-    v.check_count(f.category_prefixes, "filter.category_prefixes", most=most)
-    for i, prefix in enumerate(f.category_prefixes):
-        problems = {category_problem(level) for level in prefix.split(CATEGORY_SEPARATOR)}
-        for level_problem in sorted(p for p in problems if p is not None):
-            v.add(f"filter.category_prefixes[{i}]", f"each level {level_problem}")
-    bounds = [(n, getattr(f, n)) for n in ("min_price", "max_price") if f.HasField(n)]
-    for name, money in bounds:
-        problem = price_problem(_price(money))
-        if problem is not None:
-            v.add(f"filter.{name}", problem)
-    if len(bounds) == 2:
-        low, high = _price(f.min_price), _price(f.max_price)
-        if low.currency_code != high.currency_code:
-            v.add("filter.max_price.currency_code", "must equal filter.min_price.currency_code")
-        elif low.total_nanos > high.total_nanos:
-            v.add("filter.max_price", "must not be below filter.min_price")
-    _check_ids(v, list(f.exclude_product_ids), "filter.exclude_product_ids", least=0, most=most)
-    v.check_count(f.brands, "filter.brands", most=most)
-
-
 def _validate_list(request: pb.ListProductsRequest) -> None:
     v = Violations()
     v.check_range(request.page_size, "page_size", low=0, high=config.MAX_PAGE_SIZE)
-    _check_filter(v, request.filter)
+    check_filter(v, request.filter)
     if request.HasField("updated_since"):
         _check_timestamp(v, request.updated_since, "updated_since")
     v.raise_if_any()
@@ -162,17 +138,8 @@ def _draft_from_proto(p: pb.Product) -> ProductDraft:
 
 
 def _query_from_proto(request: pb.ListProductsRequest) -> ProductQuery:
-    f = request.filter
-    low = _price(f.min_price) if f.HasField("min_price") else None
-    high = _price(f.max_price) if f.HasField("max_price") else None
-    bound = low or high
     return ProductQuery(
-        category_prefixes=tuple(f.category_prefixes),
-        currency_code=bound.currency_code if bound else "",
-        min_price_nanos=low.total_nanos if low else None,
-        max_price_nanos=high.total_nanos if high else None,
-        exclude_product_ids=tuple(f.exclude_product_ids),
-        brands=tuple(f.brands),
+        where=filter_from_proto(request.filter),
         in_stock_only=request.in_stock_only,
         include_inactive=request.include_inactive,
         updated_since=_datetime(request.updated_since)

@@ -18,9 +18,10 @@ from magpie.v1 import catalog_pb2 as pb
 from psycopg2.extensions import cursor as Cursor
 from psycopg2.extras import Json, execute_values
 
-from services.catalog.service import CATEGORY_SEPARATOR, ProductDraft, ProductQuery
+from services.catalog.service import ProductDraft, ProductQuery
 from services.catalog.service import decayed_popularity as _decayed
 from services.common.db import Connection, Database
+from services.common.products import CATEGORY_SEPARATOR
 
 __all__ = ["CatalogStore", "like_prefix"]
 
@@ -168,24 +169,25 @@ def _where(query: ProductQuery, after_id: str) -> tuple[str, list[Any]]:
         add("status = %s", pb.PRODUCT_STATUS_ACTIVE)
     if query.in_stock_only:
         add("stock > 0")
-    if query.category_prefixes:
+    where = query.where
+    if where.category_prefixes:
         alternatives = " OR ".join(
-            ["category_path = %s OR category_path LIKE %s"] * len(query.category_prefixes)
+            ["category_path = %s OR category_path LIKE %s"] * len(where.category_prefixes)
         )
         add(
             f"({alternatives})",
-            *[v for p in query.category_prefixes for v in (p, like_prefix(p))],
+            *[v for p in where.category_prefixes for v in (p, like_prefix(p))],
         )
-    if query.currency_code:
-        add("currency_code = %s", query.currency_code)
-    if query.min_price_nanos is not None:
-        add("price_nanos >= %s", query.min_price_nanos)
-    if query.max_price_nanos is not None:
-        add("price_nanos <= %s", query.max_price_nanos)
-    if query.brands:
-        add("brand = ANY(%s)", list(query.brands))
-    if query.exclude_product_ids:
-        add("NOT (product_id = ANY(%s))", list(query.exclude_product_ids))
+    if where.currency:
+        add("currency_code = %s", where.currency)
+    if where.min_price_nanos is not None:
+        add("price_nanos >= %s", where.min_price_nanos)
+    if where.max_price_nanos is not None:
+        add("price_nanos <= %s", where.max_price_nanos)
+    if where.brands:
+        add("brand = ANY(%s)", list(where.brands))
+    if where.exclude_product_ids:
+        add("NOT (product_id = ANY(%s))", list(where.exclude_product_ids))
     if query.updated_since is not None:
         add("updated_at >= %s", query.updated_since)
     return (" AND ".join(clauses) or "true"), params

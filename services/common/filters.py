@@ -1,17 +1,23 @@
-"""The request filter on products (magpie.v1.ProductFilter), shared by retrieval and ranking:
-validation, conversion, and the one definition of what passes it."""
+"""The request filter on products (magpie.v1.ProductFilter), shared by catalog, retrieval and
+ranking: validation, conversion, and the one definition of what passes it."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from magpie.v1 import common_pb2
 
+from services.common.products import (
+    CATEGORY_SEPARATOR,
+    NANOS_PER_UNIT,
+    category_problem,
+    money_problems,
+)
 from services.common.validation import Violations
 
 __all__ = [
     "CATEGORY_SEPARATOR",
+    "MAX_FILTER_VALUES",
     "ProductFilter",
     "check_filter",
     "filter_from_proto",
@@ -19,11 +25,9 @@ __all__ = [
     "matches",
 ]
 
-CATEGORY_SEPARATOR = " > "
 MAX_FILTER_VALUES = 5000
-_MAX_TEXT = 1000
-_NANOS_PER_UNIT = 1_000_000_000
-_CURRENCY = re.compile(r"[A-Z]{3}")
+"""Most entries in each list of a ProductFilter."""
+_MAX_BRAND = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,35 +62,28 @@ def matches(f: ProductFilter, category_path: str, brand: str, currency: str, pri
 
 
 def _nanos(money: common_pb2.Money) -> int:
-    return money.units * _NANOS_PER_UNIT + money.nanos
-
-
-def _check_money(v: Violations, money: common_pb2.Money, field: str) -> None:
-    if not _CURRENCY.fullmatch(money.currency_code):
-        v.add(f"{field}.currency_code", "must be a three-letter ISO 4217 code")
-    if not 0 <= money.nanos < _NANOS_PER_UNIT:
-        v.add(f"{field}.nanos", "must be between 0 and 999999999")
-    if money.units < 0:
-        v.add(f"{field}.units", "must not be negative")
-
-
-def _check_texts(v: Violations, values: list[str], field: str) -> None:
-    v.check_count(values, field, most=MAX_FILTER_VALUES)
-    for i, value in enumerate(values):
-        if not value.strip() or len(value) > _MAX_TEXT:
-            v.add(f"{field}[{i}]", f"must be 1 to {_MAX_TEXT} characters, not blank")
+    return money.units * NANOS_PER_UNIT + money.nanos
 
 
 def check_filter(v: Violations, f: common_pb2.ProductFilter, field: str = "filter") -> None:
     """Adds a violation for every bad field of `f` (named under `field`)."""
-    _check_texts(v, list(f.category_prefixes), f"{field}.category_prefixes")
-    _check_texts(v, list(f.brands), f"{field}.brands")
+    v.check_count(f.category_prefixes, f"{field}.category_prefixes", most=MAX_FILTER_VALUES)
+    for i, prefix in enumerate(f.category_prefixes):
+        problems = {category_problem(level) for level in prefix.split(CATEGORY_SEPARATOR)}
+        for problem in sorted(p for p in problems if p is not None):
+            v.add(f"{field}.category_prefixes[{i}]", f"each level {problem}")
+    v.check_count(f.brands, f"{field}.brands", most=MAX_FILTER_VALUES)
+    for i, brand in enumerate(f.brands):
+        if not brand.strip() or len(brand) > _MAX_BRAND:
+            v.add(f"{field}.brands[{i}]", f"must be 1 to {_MAX_BRAND} characters, not blank")
     v.check_count(f.exclude_product_ids, f"{field}.exclude_product_ids", most=MAX_FILTER_VALUES)
     for i, product_id in enumerate(f.exclude_product_ids):
         v.check_id(product_id, f"{field}.exclude_product_ids[{i}]")
     for name in ("min_price", "max_price"):
         if f.HasField(name):
-            _check_money(v, getattr(f, name), f"{field}.{name}")
+            money = getattr(f, name)
+            for part, problem in money_problems(money.currency_code, money.units, money.nanos):
+                v.add(f"{field}.{name}.{part}", problem)
     if f.HasField("min_price") and f.HasField("max_price"):
         if f.min_price.currency_code != f.max_price.currency_code:
             v.add(f"{field}.max_price.currency_code", f"must equal {field}.min_price.currency_code")
@@ -110,7 +107,7 @@ def filter_to_proto(f: ProductFilter) -> common_pb2.ProductFilter:
     def money(nanos: int | None) -> common_pb2.Money | None:
         if nanos is None:
             return None
-        units, rest = divmod(nanos, _NANOS_PER_UNIT)
+        units, rest = divmod(nanos, NANOS_PER_UNIT)
         return common_pb2.Money(currency_code=f.currency, units=units, nanos=rest)
 
     return common_pb2.ProductFilter(

@@ -212,7 +212,11 @@ async def test_token_from_another_filter_is_refused(catalog, product) -> None:  
                     exclude_product_ids=[""],
                 )
             ),
-            ["filter.category_prefixes[0]", "filter.min_price", "filter.exclude_product_ids[0]"],
+            [
+                "filter.category_prefixes[0]",
+                "filter.exclude_product_ids[0]",
+                "filter.min_price.units",
+            ],
         ),
     ],
 )

@@ -7,6 +7,7 @@ import pytest
 
 from services.catalog.paging import InvalidPageToken, decode_page_token, encode_page_token
 from services.catalog.service import ProductQuery
+from services.common.filters import ProductFilter
 
 
 def test_token_round_trips_with_the_same_fingerprint() -> None:
@@ -33,10 +34,10 @@ def test_foreign_tokens_are_refused(token: str) -> None:
 
 
 def test_fingerprint_ignores_list_order_but_not_content() -> None:
-    a = ProductQuery(brands=("x", "y"), category_prefixes=("Home",), in_stock_only=True)
-    same = ProductQuery(brands=("y", "x"), category_prefixes=("Home",), in_stock_only=True)
-    other = ProductQuery(brands=("x",), category_prefixes=("Home",), in_stock_only=True)
-    looser = ProductQuery(brands=("x", "y"), category_prefixes=("Home",))
+    a = ProductQuery(ProductFilter(("Home",), brands=("x", "y")), in_stock_only=True)
+    same = ProductQuery(ProductFilter(("Home",), brands=("y", "x")), in_stock_only=True)
+    other = ProductQuery(ProductFilter(("Home",), brands=("x",)), in_stock_only=True)
+    looser = ProductQuery(ProductFilter(("Home",), brands=("x", "y")))
 
     assert a.fingerprint() == same.fingerprint()
     assert len({a.fingerprint(), other.fingerprint(), looser.fingerprint()}) == 3

@@ -2,8 +2,9 @@
 
 import pytest
 
-from services.catalog.service import Price, ProductDraft, category_problem, product_problem
+from services.catalog.service import Price, ProductDraft, product_problem
 from services.catalog.storage import like_prefix
+from services.common.products import category_problem
 
 
 def test_a_plain_product_is_fine() -> None:
