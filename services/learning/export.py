@@ -145,7 +145,10 @@ def export_user_tower(retrieval: RetrievalModel, directory: Path) -> Path:
         directory / "user_tower.onnx",
         input_names=[HISTORY_IDS],
         output_names=[USER_VECTORS],
-        dynamic_shapes={HISTORY_IDS: {0: Dim("batch")}},
+        # Any history length up to the tower's: serving sends only the items it has.
+        dynamic_shapes={
+            HISTORY_IDS: {0: Dim("batch"), 1: Dim("history", min=2, max=retrieval.config.max_len)}
+        },
     )
     with torch.no_grad():
         np.save(directory / "item_vectors.npy", retrieval.item_matrix().numpy().astype(np.float32))

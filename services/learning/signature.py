@@ -18,7 +18,7 @@ by :meth:`services.learning.covisitation.Covisitation.features` from the bundle'
 co-visitation lists (the same function in training, evaluation and serving).
 
 User tower of retrieval (``user_tower.onnx``): input ``history_ids`` as above but
-[batch, USER_TOWER_HISTORY_LEN], output
+[batch, 2..USER_TOWER_HISTORY_LEN] (any length in that range, left-padded), output
 ``user_vectors`` float32 [batch, dim]; the item matrix for the FAISS index (inner
 product) is written beside it as ``item_vectors.npy`` (float32 [vocab, dim]).
 

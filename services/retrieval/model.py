@@ -37,6 +37,9 @@ __all__ = ["BundleLoader", "Neighbours", "ServingModel", "load_bundle"]
 
 logger = logging.getLogger(__name__)
 
+_MIN_TOWER_HISTORY = 2
+"""Shortest history the exported user tower accepts (left-padded up to it)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Neighbours:
@@ -68,11 +71,17 @@ class ServingModel:
         return np.fromiter((get(p, OOV_INDEX) for p in product_ids), np.int64, len(product_ids))
 
     def user_vector(self, newest_first: NDArray[Any]) -> NDArray[Any]:
-        """float32 [dim] from history rows, newest first (any length; the tower's tail kept)."""
-        history = np.full((1, USER_TOWER_HISTORY_LEN), PAD_INDEX, dtype=np.int64)
+        """float32 [dim] from history rows, newest first (any length; the tower's tail kept).
+
+        The tower takes histories of any length up to its own (at least
+        ``_MIN_TOWER_HISTORY``), so only what the user has is sent: padding to the full
+        length gives the same vector for several times the work.
+        """
         tail = newest_first[:USER_TOWER_HISTORY_LEN][::-1]
+        width = max(len(tail), _MIN_TOWER_HISTORY)
+        history = np.full((1, width), PAD_INDEX, dtype=np.int64)
         if len(tail):
-            history[0, USER_TOWER_HISTORY_LEN - len(tail) :] = tail
+            history[0, width - len(tail) :] = tail
         outputs = self.user_tower.run([USER_VECTORS], {HISTORY_IDS: history})
         vector: NDArray[np.float32] = outputs[0][0]
         return vector

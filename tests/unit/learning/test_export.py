@@ -106,3 +106,18 @@ def test_user_tower_matches_torch(tmp_path: Path) -> None:
         expected = model.user_vectors(torch.from_numpy(history)).numpy()
     assert np.abs(onnx_users - expected).max() < 1e-4
     assert np.load(tmp_path / "item_vectors.npy").shape == (VOCAB, 32)
+
+
+def test_user_tower_takes_short_histories(tmp_path: Path) -> None:
+    """Retrieval sends only the items a user has: same vector as the fully padded input."""
+    import onnxruntime as ort
+
+    torch.manual_seed(0)
+    model = RetrievalModel(RetrievalConfig(dim=32), torch.arange(VOCAB) % 4, None).eval()
+    session = ort.InferenceSession(str(export_user_tower(model, tmp_path)))
+    padded = np.zeros((1, model.config.max_len), dtype=np.int64)
+    padded[0, -5:] = [3, 9, 4, 7, 2]
+    (full,) = session.run(None, {"history_ids": padded})
+    for length in (5, 6, 40):
+        (short,) = session.run(None, {"history_ids": padded[:, -length:]})
+        np.testing.assert_allclose(short, full, rtol=0, atol=1e-5)
