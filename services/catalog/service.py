@@ -43,7 +43,7 @@ from services.catalog.paging import InvalidPageToken, decode_page_token, encode_
 from services.common.errors import FieldViolation, InvalidArgument
 from services.common.filters import ProductFilter
 from services.common.products import NANOS_PER_UNIT, category_problem, money_problems
-from services.common.validation import MAX_ID_LENGTH
+from services.common.validation import id_problem
 
 __all__ = [
     "ByteCache",
@@ -149,16 +149,6 @@ class ByteCache(Protocol):
     async def delete(self, keys: Sequence[str]) -> None: ...
 
 
-def _id_problem(value: str) -> str | None:
-    if not value:
-        return "must not be empty"
-    if len(value) > MAX_ID_LENGTH:
-        return f"must be at most {MAX_ID_LENGTH} characters"
-    if not value.isprintable():
-        return "must contain printable characters only"
-    return None
-
-
 def _price_problem(price: Price) -> str | None:
     problems = money_problems(price.currency_code, price.units, price.nanos)
     return " ".join(problems[0]) if problems else None
@@ -209,7 +199,7 @@ def product_problem(draft: ProductDraft) -> str | None:
     """Why the product cannot be stored, as "field: reason", or None."""
     return _first_problem(
         [
-            ("product_id", _id_problem(draft.product_id)),
+            ("product_id", id_problem(draft.product_id)),
             ("title", "must not be blank" if not draft.title.strip() else None),
             ("title", _too_long(draft.title, config.MAX_TITLE_LENGTH)),
             ("description", _too_long(draft.description, config.MAX_DESCRIPTION_LENGTH)),

@@ -51,12 +51,6 @@ def _price(money: common_pb2.Money) -> Price:
     return Price(money.currency_code, money.units, money.nanos)
 
 
-def _check_ids(v: Violations, ids: list[str], field: str, *, most: int, least: int) -> None:
-    v.check_count(ids, field, least=least, most=most)
-    for i, product_id in enumerate(ids):
-        v.check_id(product_id, f"{field}[{i}]")
-
-
 def _validate_upsert(request: pb.UpsertProductsRequest) -> None:
     v = Violations()
     v.check_count(request.products, "products", least=1, most=config.MAX_UPSERT_BATCH)
@@ -68,7 +62,7 @@ def _validate_upsert(request: pb.UpsertProductsRequest) -> None:
 
 def _validate_get(request: pb.GetProductsRequest) -> None:
     v = Violations()
-    _check_ids(v, list(request.product_ids), "product_ids", least=1, most=config.MAX_GET_BATCH)
+    v.check_ids(request.product_ids, "product_ids", least=1, most=config.MAX_GET_BATCH)
     v.check(
         request.read_mask.IsValidForDescriptor(pb.Product.DESCRIPTOR),
         "read_mask",
@@ -88,7 +82,7 @@ def _validate_list(request: pb.ListProductsRequest) -> None:
 
 def _validate_set_status(request: pb.SetProductStatusRequest) -> None:
     v = Violations()
-    _check_ids(v, list(request.product_ids), "product_ids", least=1, most=config.MAX_STATUS_BATCH)
+    v.check_ids(request.product_ids, "product_ids", least=1, most=config.MAX_STATUS_BATCH)
     v.check(
         request.status in _SETTABLE_STATUSES,
         "status",

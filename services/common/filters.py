@@ -76,9 +76,7 @@ def check_filter(v: Violations, f: common_pb2.ProductFilter, field: str = "filte
     for i, brand in enumerate(f.brands):
         if not brand.strip() or len(brand) > _MAX_BRAND:
             v.add(f"{field}.brands[{i}]", f"must be 1 to {_MAX_BRAND} characters, not blank")
-    v.check_count(f.exclude_product_ids, f"{field}.exclude_product_ids", most=MAX_FILTER_VALUES)
-    for i, product_id in enumerate(f.exclude_product_ids):
-        v.check_id(product_id, f"{field}.exclude_product_ids[{i}]")
+    v.check_ids(f.exclude_product_ids, f"{field}.exclude_product_ids", most=MAX_FILTER_VALUES)
     for name in ("min_price", "max_price"):
         if f.HasField(name):
             money = getattr(f, name)

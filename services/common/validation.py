@@ -7,14 +7,26 @@ interceptor calls it before the handler (and on every message of a stream).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sized
+from collections.abc import Callable, Mapping, Sequence, Sized
 from typing import Any
 
 from services.common.errors import FieldViolation, InvalidArgument
 
-__all__ = ["MAX_ID_LENGTH", "Validator", "Validators", "Violations"]
+__all__ = ["MAX_ID_LENGTH", "Validator", "Validators", "Violations", "id_problem"]
 
 MAX_ID_LENGTH = 128
+
+
+def id_problem(value: str) -> str | None:
+    """Why ``value`` is not a caller-chosen id (1 to MAX_ID_LENGTH printable characters)."""
+    if not value:
+        return "must not be empty"
+    if len(value) > MAX_ID_LENGTH:
+        return f"must be at most {MAX_ID_LENGTH} characters"
+    if not value.isprintable():
+        return "must contain printable characters only"
+    return None
+
 
 Validator = Callable[[Any], None]
 Validators = Mapping[type, Validator]
@@ -34,13 +46,16 @@ class Violations:
             self.add(field, description)
 
     def check_id(self, value: str, field: str) -> None:
-        """A caller-chosen id: 1 to MAX_ID_LENGTH printable characters."""
-        if not value:
-            self.add(field, "must not be empty")
-        elif len(value) > MAX_ID_LENGTH:
-            self.add(field, f"must be at most {MAX_ID_LENGTH} characters")
-        elif not value.isprintable():
-            self.add(field, "must contain printable characters only")
+        """A caller-chosen id (see :func:`id_problem`)."""
+        problem = id_problem(value)
+        if problem is not None:
+            self.add(field, problem)
+
+    def check_ids(self, values: Sequence[str], field: str, *, most: int, least: int = 0) -> None:
+        """A list of ids: its length, then every entry (named ``field[i]``)."""
+        self.check_count(values, field, most=most, least=least)
+        for i, value in enumerate(values):
+            self.check_id(value, f"{field}[{i}]")
 
     def check_count(self, values: Sized, field: str, *, most: int, least: int = 0) -> None:
         if len(values) < least:

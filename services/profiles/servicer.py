@@ -34,9 +34,7 @@ def _validate_get(request: pb.GetProfileRequest) -> None:
 
 def _validate_batch_get(request: pb.BatchGetProfilesRequest) -> None:
     v = Violations()
-    v.check_count(request.user_ids, "user_ids", least=1, most=config.MAX_BATCH_GET)
-    for i, user_id in enumerate(request.user_ids):
-        v.check_id(user_id, f"user_ids[{i}]")
+    v.check_ids(request.user_ids, "user_ids", least=1, most=config.MAX_BATCH_GET)
     _check_history_limit(v, request.history_limit)
     v.raise_if_any()
 

@@ -34,9 +34,7 @@ def _validate_recommend(request: ranking_pb2.RecommendRequest) -> None:
 def _validate_rank(request: ranking_pb2.RankRequest) -> None:
     v = Violations()
     v.check_id(request.user_id, "user_id")
-    v.check_count(request.product_ids, "product_ids", least=1, most=config.MAX_RANK_IDS)
-    for i, pid in enumerate(request.product_ids):
-        v.check_id(pid, f"product_ids[{i}]")
+    v.check_ids(request.product_ids, "product_ids", least=1, most=config.MAX_RANK_IDS)
     v.raise_if_any()
 
 

@@ -32,9 +32,7 @@ def _validate_retrieve(request: pb.RetrieveRequest) -> None:
         v.check_range(
             quota.max_candidates, f"quotas[{i}].max_candidates", low=0, high=config.MAX_LIMIT
         )
-    v.check_count(request.recent_product_ids, "recent_product_ids", most=config.MAX_RECENT)
-    for i, product_id in enumerate(request.recent_product_ids):
-        v.check_id(product_id, f"recent_product_ids[{i}]")
+    v.check_ids(request.recent_product_ids, "recent_product_ids", most=config.MAX_RECENT)
     v.raise_if_any()
 
 
