@@ -90,11 +90,16 @@ class Covisitation:
         recent = np.where((recent >= 0) & (recent < self.vocab_size), recent, 0)
         steps_back = np.arange(recent.shape[1] - 1, -1, -1)
         weights = np.broadcast_to(FEATURE_DECAY**steps_back, recent.shape).astype(np.float32)
-        newest = np.zeros(recent.shape, dtype=np.float32)
-        newest[:, -1] = 1.0
         candidates = np.asarray(candidate_ids, dtype=np.int64)
         candidates = np.where((candidates >= 0) & (candidates < self.vocab_size), candidates, 0)
-        out = np.stack([self._scores(recent, w, candidates) for w in (weights, newest)], axis=-1)
+        newest = recent[:, -1:]
+        out = np.stack(
+            [
+                self._scores(recent, weights, candidates),
+                self._scores(newest, np.ones(newest.shape, np.float32), candidates),
+            ],
+            axis=-1,
+        )
         assert out.shape[-1] == len(CANDIDATE_FEATURE_NAMES)
         features: NDArray[Any] = np.log1p(out).astype(np.float32)
         return features

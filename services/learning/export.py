@@ -37,6 +37,7 @@ from services.learning.signature import (
     HISTORY_IDS,
     HISTORY_LEN,
     SCORES,
+    USER_TOWER_MIN_HISTORY,
     USER_VECTORS,
 )
 from services.learning.train import RankerInputs, TrainedArtifacts, torch_scores
@@ -147,7 +148,10 @@ def export_user_tower(retrieval: RetrievalModel, directory: Path) -> Path:
         output_names=[USER_VECTORS],
         # Any history length up to the tower's: serving sends only the items it has.
         dynamic_shapes={
-            HISTORY_IDS: {0: Dim("batch"), 1: Dim("history", min=2, max=retrieval.config.max_len)}
+            HISTORY_IDS: {
+                0: Dim("batch"),
+                1: Dim("history", min=USER_TOWER_MIN_HISTORY, max=retrieval.config.max_len),
+            }
         },
     )
     with torch.no_grad():

@@ -18,7 +18,8 @@ by :meth:`services.learning.covisitation.Covisitation.features` from the bundle'
 co-visitation lists (the same function in training, evaluation and serving).
 
 User tower of retrieval (``user_tower.onnx``): input ``history_ids`` as above but
-[batch, 2..USER_TOWER_HISTORY_LEN] (any length in that range, left-padded), output
+[batch, USER_TOWER_MIN_HISTORY..USER_TOWER_HISTORY_LEN] (any length in that range,
+left-padded), output
 ``user_vectors`` float32 [batch, dim]; the item matrix for the FAISS index (inner
 product) is written beside it as ``item_vectors.npy`` (float32 [vocab, dim]).
 
@@ -46,6 +47,7 @@ __all__ = [
     "PAD_INDEX",
     "SCORES",
     "USER_TOWER_HISTORY_LEN",
+    "USER_TOWER_MIN_HISTORY",
     "USER_VECTORS",
 ]
 
@@ -61,6 +63,8 @@ OOV_INDEX = 1
 HISTORY_LEN = 50
 """History length of the exported ranker (the most recent items, left-padded)."""
 USER_TOWER_HISTORY_LEN = 200
+USER_TOWER_MIN_HISTORY = 2
+"""Shortest history the exported user tower accepts (a shorter one is left-padded to it)."""
 """History length of the exported retrieval user tower."""
 
 DEVICES = ("web", "mobile", "app")

@@ -27,6 +27,7 @@ from services.learning.signature import (
     OOV_INDEX,
     PAD_INDEX,
     USER_TOWER_HISTORY_LEN,
+    USER_TOWER_MIN_HISTORY,
     USER_VECTORS,
 )
 from services.modelstore import bundle
@@ -36,9 +37,6 @@ from services.retrieval.index import build_index, describe
 __all__ = ["BundleLoader", "Neighbours", "ServingModel", "load_bundle"]
 
 logger = logging.getLogger(__name__)
-
-_MIN_TOWER_HISTORY = 2
-"""Shortest history the exported user tower accepts (left-padded up to it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,11 +72,11 @@ class ServingModel:
         """float32 [dim] from history rows, newest first (any length; the tower's tail kept).
 
         The tower takes histories of any length up to its own (at least
-        ``_MIN_TOWER_HISTORY``), so only what the user has is sent: padding to the full
+        ``USER_TOWER_MIN_HISTORY``), so only what the user has is sent: padding to the full
         length gives the same vector for several times the work.
         """
         tail = newest_first[:USER_TOWER_HISTORY_LEN][::-1]
-        width = max(len(tail), _MIN_TOWER_HISTORY)
+        width = max(len(tail), USER_TOWER_MIN_HISTORY)
         history = np.full((1, width), PAD_INDEX, dtype=np.int64)
         if len(tail):
             history[0, width - len(tail) :] = tail
