@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from pathlib import Path
 
 import grpc
 from magpie.v1 import (
@@ -76,19 +77,30 @@ def bootstrap(
     progress: bool = True,
 ) -> int:
     """Loads `world` (default: the demo world) and trains, publishes and promotes a first
-    model from what was stored, unless a version is promoted already. Returns that version.
+    model from what was stored, unless a version is promoted already and its bundle is in
+    this platform's artifact directory. Returns the version served.
+
+    The database can outlive the artifact directory (the machine's PostgreSQL is shared by
+    every checkout's `.magpie/`): then the stored world is kept and a model is trained here.
     """
     with connection(settings) as conn:
         active = registry.active_version(conn, settings.model_name)
-    if active is not None:
+    if active is not None and (Path(settings.artifact_dir) / str(active.version)).is_dir():
         return active.version
     world = world or synthetic.generate(demo_world())
-    logger.info("empty platform: loading the world %s", world.name)
-    addresses = Addresses(settings.catalog_addr, settings.profiles_addr, settings.feedback_addr)
-    with Loader(addresses, progress=progress) as loader:
-        report = loader.load(world)
-    if report.failed or report.events_rejected:
-        raise RuntimeError(f"the platform refused part of {world.name}: {report}")
+    if active is None:
+        logger.info("empty platform: loading the world %s", world.name)
+        addresses = Addresses(settings.catalog_addr, settings.profiles_addr, settings.feedback_addr)
+        with Loader(addresses, progress=progress) as loader:
+            report = loader.load(world)
+        if report.failed or report.events_rejected:
+            raise RuntimeError(f"the platform refused part of {world.name}: {report}")
+    else:
+        logger.info(
+            "version %s is promoted but not in %s: training a model here",
+            active.version,
+            settings.artifact_dir,
+        )
     dataset = read_dataset(settings.database_url, name=world.name)
     logger.info("training a first model on %d interactions", len(dataset.interactions))
     candidate = train_candidate(settings, dataset, pipeline)
