@@ -41,6 +41,16 @@ class ProductFilter:
     min_price_nanos: int | None = None
     max_price_nanos: int | None = None
 
+    @property
+    def restricts_attributes(self) -> bool:
+        """Whether :func:`matches` can reject anything (categories, brands or prices set)."""
+        return bool(
+            self.category_prefixes
+            or self.brands
+            or self.min_price_nanos is not None
+            or self.max_price_nanos is not None
+        )
+
 
 def matches(f: ProductFilter, category_path: str, brand: str, currency: str, price: int) -> bool:
     """Whether a product (category path joined by CATEGORY_SEPARATOR, price in nanos of

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from pydantic import ValidationError
 
+from services.common.heap import freeze_long_lived
 from services.common.logs import configure_logging
 from services.common.server import ServiceSpec, serve
 from services.common.settings import Settings, load_settings
@@ -34,4 +35,5 @@ async def _build_and_serve(
     # Built inside the event loop: gRPC aio channels and Redis clients bind to it.
     spec = build_spec(settings)
     configure_logging(spec.name, settings.log_level, json_lines=settings.log_json)
+    freeze_long_lived(collect=True)
     await serve(spec, settings)

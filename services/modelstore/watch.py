@@ -14,6 +14,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Generic, TypeVar
 
+from services.common.heap import freeze_long_lived
+
 __all__ = ["ModelWatcher"]
 
 logger = logging.getLogger(__name__)
@@ -52,6 +54,7 @@ class ModelWatcher(Generic[M]):
         if version is None or version == self._version:
             return False
         model = await asyncio.to_thread(self._load, version, self._artifact_dir / str(version))
+        freeze_long_lived()
         self._current, self._version = model, version
         logger.info("%s now serves model version %d", self._name, version)
         return True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -70,8 +71,10 @@ class UserState:
     """Top-level categories by affinity, strongest first."""
 
 
-@dataclass(frozen=True, slots=True)
-class Candidate:
+class Candidate(NamedTuple):
+    """A tuple rather than a frozen dataclass: Recommend builds hundreds per call and a
+    tuple is built in half the time."""
+
     product_id: str
     score: float
     source: Source

@@ -152,7 +152,11 @@ class RankingService:
             degradations.append(Degradation.RANKER_UNAVAILABLE)
             scores = np.arange(len(candidates), 0, -1, dtype=np.float32)  # retrieval order
         ranked = [int(i) for i in np.argsort(-scores, kind="stable")]
-        embeddings = model.text_rows([c.product_id for c in candidates]) if model else None
+        embeddings = (
+            model.text_rows([c.product_id for c in candidates])
+            if model and options.diversity > 0
+            else None
+        )
 
         # Product data is needed only for the best-scored slice: fetch a pool a few
         # times k, and widen it only when the rules leave too few items.

@@ -51,5 +51,8 @@ POPULARITY_HALF_LIFE_DAYS = 7.0
 
 PRODUCTS_REFRESH_SECONDS = 2.0
 """Age after which product availability and attributes are re-read (incrementally)."""
+FREEZE_AFTER_PRODUCT_ROWS = 1000
+"""A product read this large (the first, a bulk import) is frozen out of the garbage
+collector's scans (services.common.heap)."""
 FAISS_THREADS = 1
 """Threads per FAISS search: one query is tiny; requests in parallel use the cores."""

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["Candidates", "merge", "proposed_ids"]
+__all__ = ["Candidates", "first_occurrences", "merge", "proposed_ids"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +49,17 @@ class Candidates:
         return len(self.product_ids)
 
 
+def first_occurrences(values: NDArray[Any]) -> NDArray[np.bool_]:
+    """True where a value appears for the first time (a hash pass: ``np.unique`` on object
+    arrays sorts the strings, several times slower)."""
+    first: dict[Any, int] = {}
+    for position, value in enumerate(values.tolist()):
+        first.setdefault(value, position)
+    mask = np.zeros(len(values), dtype=bool)
+    mask[list(first.values())] = True
+    return mask
+
+
 def proposed_ids(lists: Sequence[Candidates]) -> list[str]:
     """Every distinct product id proposed by any list."""
     if not lists:
@@ -67,10 +78,7 @@ def merge(
     sources = np.concatenate([c.sources for c in lists])
     allowed_set = set(allowed)  # np.isin on object arrays sorts them: far slower
     keep = np.fromiter((p in allowed_set for p in ids), dtype=bool, count=len(ids))
-    _, first = np.unique(ids, return_index=True)
-    first_seen = np.zeros(len(ids), dtype=bool)
-    first_seen[first] = True
-    keep &= first_seen
+    keep &= first_occurrences(ids)
 
     segment = np.repeat(np.arange(len(lists)), [len(c) for c in lists])
     starts: NDArray[np.int64] = np.cumsum(keep) - keep  # kept entries before each position

@@ -66,13 +66,13 @@ class ProductTable:
         """The products that are available, not excluded and pass the filter."""
         skip = set(excluded)
         facts = self._facts
+        available = [(p, f) for p in product_ids if (f := facts.get(p)) is not None and f.available]
+        if not where.restricts_attributes:
+            return [p for p, _ in available if p not in skip]
         return [
             p
-            for p in product_ids
-            if (f := facts.get(p)) is not None
-            and f.available
-            and p not in skip
-            and matches(where, f.category_path, f.brand, f.currency, f.price_nanos)
+            for p, f in available
+            if p not in skip and matches(where, f.category_path, f.brand, f.currency, f.price_nanos)
         ]
 
     def top_categories(self, product_ids: Sequence[str]) -> dict[str, str]:

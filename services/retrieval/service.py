@@ -25,7 +25,7 @@ from services.common.errors import NotFound
 from services.common.filters import ProductFilter
 from services.learning.sequences import FIRST_ITEM_INDEX
 from services.retrieval import config
-from services.retrieval.merge import Candidates, merge, proposed_ids
+from services.retrieval.merge import Candidates, first_occurrences, merge, proposed_ids
 from services.retrieval.model import Neighbours, ServingModel
 from services.retrieval.snapshots import Refreshed
 
@@ -237,6 +237,5 @@ def _popular(popularity: Popularity, categories: Sequence[str], want: int) -> Ca
     scores = np.concatenate([r.scores[:want] for r in lists])
     turn = np.concatenate([np.arange(len(r.product_ids[:want])) for r in lists])
     order = np.argsort(turn, kind="stable")
-    _, first = np.unique(ids[order], return_index=True)
-    chosen = order[np.sort(first)][:want]
+    chosen = order[first_occurrences(ids[order])][:want]
     return Candidates.of(config.POPULAR, ids[chosen], scores[chosen])

@@ -9,6 +9,7 @@ from magpie.v1.catalog_pb2 import PRODUCT_STATUS_ACTIVE
 
 from services.common.db import Connection, Database
 from services.common.filters import ProductFilter
+from services.common.heap import freeze_long_lived
 from services.modelstore import registry
 from services.retrieval import config
 from services.retrieval.products import ProductTable, Row
@@ -59,7 +60,10 @@ class RetrievalStore:
                 cur.execute(_PRODUCTS_SQL, params)
                 return cur.fetchall()
 
-        self._table.apply(await self._db.run(read))
+        rows = await self._db.run(read)
+        self._table.apply(rows)
+        if len(rows) >= config.FREEZE_AFTER_PRODUCT_ROWS:
+            freeze_long_lived()
         return self._table
 
     async def promoted_version(self) -> int | None:

@@ -3,7 +3,7 @@
 import pytest
 from magpie.v1 import common_pb2
 
-from services.common.filters import MAX_FILTER_VALUES, check_filter
+from services.common.filters import MAX_FILTER_VALUES, ProductFilter, check_filter, matches
 from services.common.validation import Violations
 
 
@@ -56,3 +56,22 @@ def test_each_list_is_capped() -> None:
         "filter.brands",
         "filter.exclude_product_ids",
     ]
+
+
+@pytest.mark.parametrize(
+    ("where", "restricts"),
+    [
+        (ProductFilter(), False),
+        (ProductFilter(exclude_product_ids=("p1",)), False),
+        (ProductFilter(category_prefixes=("Home",)), True),
+        (ProductFilter(brands=("Acme",)), True),
+        (ProductFilter(currency="EUR", min_price_nanos=0), True),
+        (ProductFilter(currency="EUR", max_price_nanos=5), True),
+    ],
+)
+def test_restricts_attributes_says_whether_matches_can_reject(
+    where: ProductFilter, restricts: bool
+) -> None:
+    assert where.restricts_attributes is restricts
+    if not restricts:
+        assert matches(where, "Toys", "Other", "USD", 10**12)

@@ -8,7 +8,7 @@ import numpy as np
 
 from services.common.filters import ProductFilter
 from services.retrieval import config
-from services.retrieval.merge import Candidates, merge, proposed_ids
+from services.retrieval.merge import Candidates, first_occurrences, merge, proposed_ids
 from services.retrieval.model import ServingModel
 from services.retrieval.service import (
     Popularity,
@@ -25,6 +25,12 @@ def _list(source: int, ids: str, anchor: str = "") -> Candidates:
     names = ids.split()
     anchors = np.array([anchor] * len(names), dtype=object) if anchor else None
     return Candidates.of(source, np.array(names, object), np.arange(len(names), 0, -1), anchors)
+
+
+def test_first_occurrences_marks_each_value_once_at_its_first_position() -> None:
+    values = np.array(["b", "a", "b", "c", "a"], dtype=object)
+    assert first_occurrences(values).tolist() == [True, True, False, True, False]
+    assert first_occurrences(np.empty(0, dtype=object)).tolist() == []
 
 
 def test_first_source_keeps_a_shared_product() -> None:
