@@ -61,6 +61,8 @@ class BPRConfig:
     eval_every: int = 4
     patience: int = 3
     max_seconds: float = 300.0
+    average_tail: float = 0.0
+    """0: the best validated checkpoint (see ``RetrievalConfig.average_tail``)."""
 
 
 class BPR(nn.Module):

@@ -49,6 +49,8 @@ class RankerConfig:
     eval_every: int = 1
     patience: int = 2
     max_seconds: float = 600.0
+    average_tail: float = 0.0
+    """0: the best validated checkpoint (see ``RetrievalConfig.average_tail``)."""
 
 
 class Ranker(nn.Module):

@@ -37,6 +37,9 @@ class RetrievalConfig:
     """Validation runs without improvement before stopping."""
     max_seconds: float = 900.0
     """Safety limit on wall-clock training time; the best model so far is kept."""
+    average_tail: float = 0.6
+    """The model is the mean of the weights at every validation in this final share of
+    the epochs (``train._fit``); 0 keeps the best validated checkpoint and stops early."""
 
 
 class RetrievalModel(nn.Module):

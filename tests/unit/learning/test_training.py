@@ -87,3 +87,14 @@ def test_covisitation_scores_neighbours_of_recent_items() -> None:
     assert matrix[2, 4] == 0.0
     scores = covisitation_scores(matrix, [(4,)])
     assert scores[0].argmax() == 3
+
+
+def test_weight_average_is_the_mean_of_float_entries_and_keeps_the_latest_others() -> None:
+    from services.learning.train import _WeightAverage
+
+    average = _WeightAverage()
+    for step in (1.0, 2.0, 6.0):
+        average.add({"weight": torch.full((2,), step), "index": torch.tensor([int(step)])})
+    assert average.count == 3 and average.state is not None
+    assert torch.allclose(average.state["weight"], torch.full((2,), 3.0))
+    assert average.state["index"].tolist() == [6]
