@@ -10,7 +10,9 @@ public APIs, trains and promotes a model, and then runs the load generator as a
 separate process (so it does not share the services' interpreters). Load is open
 loop: requests start on a fixed schedule whatever the latency, 500 candidates ranked
 per call (the ranking service's default). Hops are measured one at a time, unloaded,
-with the same payloads Recommend sends. Writes bench-results/serving.json.
+with the same payloads Recommend sends. Per level, the CPU each process used per
+request is read from /proc (where the two cores go), and so is the CPU of one bare
+health-check call on each side. Writes bench-results/serving.json.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import os
 import random
 import subprocess
 import sys
@@ -35,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tools.bench._report import write_report
 
 REQUEST_TIMEOUT = 2.0
+_WARMUP = 5
 _DAY = 86_400.0
 
 
@@ -47,7 +51,7 @@ def _percentiles(samples_ms: list[float]) -> dict[str, float]:
 
 async def _timed(call: Callable[[], Awaitable[Any]], repeat: int) -> float:
     """p50 in ms of `repeat` sequential calls (after a few warm-up calls)."""
-    for _ in range(5):
+    for _ in range(_WARMUP):
         await call()
     samples = []
     for _ in range(repeat):
@@ -55,6 +59,43 @@ async def _timed(call: Callable[[], Awaitable[Any]], repeat: int) -> float:
         await call()
         samples.append((time.perf_counter() - started) * 1000)
     return round(float(np.median(samples)), 2)
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds the processes have used so far (Linux /proc)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _machine_busy_idle() -> tuple[int, int]:
+    """Busy and idle CPU ticks of the whole machine so far (/proc/stat)."""
+    ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle, iowait
+    return sum(ticks[:8]) - idle, idle
+
+
+def _with_descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it (Triton's Python-backend stubs)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    found, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        found.append(current)
+        queue.extend(children.get(current, []))
+    return found
 
 
 async def _generate(job: dict[str, Any]) -> dict[str, Any]:
@@ -119,7 +160,14 @@ async def _generate(job: dict[str, Any]) -> dict[str, Any]:
             repeat,
         ),
     }
+    ranking_pids, own_pid = job["processes"]["ranking"], [os.getpid()]
+    server_cpu, client_cpu = _cpu_seconds(ranking_pids), _cpu_seconds(own_pid)
     health_p50 = await _timed(lambda: health.Check(health_pb2.HealthCheckRequest()), repeat)
+    calls = repeat + _WARMUP
+    health_cpu_us = {
+        "server": round((_cpu_seconds(ranking_pids) - server_cpu) * 1e6 / calls),
+        "client": round((_cpu_seconds(own_pid) - client_cpu) * 1e6 / calls),
+    }
     recommend_p50 = await _timed(
         lambda: ranking.Recommend(ranking_pb2.RecommendRequest(user_id=rng.choice(users), k=10)),
         repeat,
@@ -137,8 +185,11 @@ async def _generate(job: dict[str, Any]) -> dict[str, Any]:
 
     levels = []
     loop = asyncio.get_running_loop()
+    processes: dict[str, list[int]] = {**job["processes"], "load generator": [os.getpid()]}
     for rps in job["levels"]:
         total = int(rps * job["seconds"])
+        cpu_before = {name: _cpu_seconds(pids) for name, pids in processes.items()}
+        busy_before, idle_before = _machine_busy_idle()
         start = loop.time()
         tasks = []
         for n in range(total):
@@ -148,6 +199,12 @@ async def _generate(job: dict[str, Any]) -> dict[str, Any]:
             tasks.append(asyncio.create_task(one(rng.choice(users))))
         results = await asyncio.gather(*tasks)
         elapsed = loop.time() - start
+        busy_after, idle_after = _machine_busy_idle()
+        busy, idle = busy_after - busy_before, idle_after - idle_before
+        cpu_ms = {
+            name: round((_cpu_seconds(pids) - cpu_before[name]) * 1000 / total, 2)
+            for name, pids in processes.items()
+        }
         latencies = [ms for ms, _ in results if ms is not None]
         levels.append(
             {
@@ -157,6 +214,8 @@ async def _generate(job: dict[str, Any]) -> dict[str, Any]:
                 "errors": sum(ms is None for ms, _ in results),
                 "degraded": sum(degraded for _, degraded in results),
                 "requests": total,
+                "cpu_ms_per_request": {**cpu_ms, "total": round(sum(cpu_ms.values()), 2)},
+                "machine_busy_share": round(busy / max(busy + idle, 1), 2),
             }
         )
         await asyncio.sleep(2.0)
@@ -166,6 +225,7 @@ async def _generate(job: dict[str, Any]) -> dict[str, Any]:
     return {
         "levels": levels,
         "health_rtt_p50_ms": health_p50,
+        "health_cpu_us_per_call": health_cpu_us,
         "recommend_unloaded_p50_ms": recommend_p50,
         "p50_ratio_to_health_rtt": round(recommend_p50 / health_p50, 1),
         "hops_p50_ms": hops,
@@ -218,6 +278,7 @@ def _platform_run(args: argparse.Namespace) -> dict[str, Any]:
                 "levels": args.levels,
                 "seconds": args.seconds,
                 "hop_repeat": args.hop_repeat,
+                "processes": {n: _with_descendants(pid) for n, pid in local.running().items()},
             }
             generator = subprocess.run(
                 [sys.executable, __file__, "--generate"],
@@ -245,8 +306,19 @@ def _print(result: dict[str, Any]) -> None:
         f"\nhealth-check RTT p50 {result['health_rtt_p50_ms']} ms; unloaded Recommend p50 "
         f"{result['recommend_unloaded_p50_ms']} ms = {result['p50_ratio_to_health_rtt']}x"
     )
+    cpu = result["health_cpu_us_per_call"]
+    print(
+        f"one bare gRPC call: {cpu['client']} us CPU in the client, {cpu['server']} in the server"
+    )
     for hop, ms in result["hops_p50_ms"].items():
         print(f"  {hop:<26} p50 {ms} ms")
+    print("\nCPU ms per request by process, and the machine's busy share (all cores):")
+    names = list(result["levels"][0]["cpu_ms_per_request"])
+    print(f"{'offered rps':>11} " + " ".join(f"{n[:12]:>12}" for n in names) + "   busy")
+    for level in result["levels"]:
+        cpu = level["cpu_ms_per_request"]
+        row = " ".join(f"{cpu[n]:>12}" for n in names)
+        print(f"{level['rps_offered']:>11} {row}   {level['machine_busy_share']:.0%}")
 
 
 def main() -> None:
