@@ -23,12 +23,8 @@ SERVICE_NAME = catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_na
 
 def build_spec(settings: Settings) -> ServiceSpec:
     db = Database.from_settings(settings)
-    products_cache = Cache(
-        settings.redis_url, namespace="catalog", ttl_seconds=settings.cache_ttl_seconds
-    )
-    stats_cache = Cache(
-        settings.redis_url, namespace=PRODUCT_STATS, ttl_seconds=config.STATS_CACHE_SECONDS
-    )
+    products_cache = Cache.from_settings(settings, "catalog")
+    stats_cache = Cache.from_settings(settings, PRODUCT_STATS, config.STATS_CACHE_SECONDS)
     service = CatalogService(CatalogStore(db), products_cache, stats_cache)
     servicer = CatalogServicer(service)
 

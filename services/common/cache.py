@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from services.common.settings import Settings
+
 __all__ = ["PRODUCT_STATS", "PROFILES", "Cache"]
 
 logger = logging.getLogger(__name__)
@@ -44,10 +46,23 @@ minus its leading "v"; an empty ARGV[2i + 1] expects the guard to be absent."""
 
 
 class Cache:
-    def __init__(self, url: str, *, namespace: str, ttl_seconds: int) -> None:
+    def __init__(self, url: str, *, prefix: str, namespace: str, ttl_seconds: int) -> None:
+        """Keys are ``prefix + namespace + ":" + key`` (``prefix``: ``Settings.cache_prefix``)."""
         self._client = aioredis.Redis.from_url(url, socket_timeout=0.2) if url else None
-        self._prefix = f"magpie:{namespace}:"
+        self._prefix = f"{prefix}{namespace}:"
         self._ttl = ttl_seconds
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, namespace: str, ttl_seconds: int | None = None
+    ) -> Cache:
+        """The process's cache for ``namespace`` (TTL default ``settings.cache_ttl_seconds``)."""
+        return cls(
+            settings.redis_url,
+            prefix=settings.cache_prefix,
+            namespace=namespace,
+            ttl_seconds=ttl_seconds or settings.cache_ttl_seconds,
+        )
 
     def _key(self, key: str) -> str:
         return self._prefix + key

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -71,6 +72,14 @@ class Settings(BaseSettings):
     """JSON lines on stdout; plain text for a developer's terminal when false."""
     otlp_endpoint: str = ""
     """OTLP/HTTP collector URL for traces; empty disables export."""
+
+    @property
+    def cache_prefix(self) -> str:
+        """Start of every Redis key, ``magpie:<database name>:``: platforms whose caches
+        share one Redis (several checkouts, a benchmark next to ``magpie up``) hold
+        different databases, and a cache must only answer for its own."""
+        database = urlsplit(self.database_url).path.strip("/") or "default"
+        return f"magpie:{database}:"
 
     @model_validator(mode="before")
     @classmethod

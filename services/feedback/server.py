@@ -24,10 +24,7 @@ def build_spec(settings: Settings) -> ServiceSpec:
     db = Database.from_settings(settings)
     known = KnownProducts(config.PRODUCT_CACHE_SECONDS, config.PRODUCT_CACHE_MAX)
     servicer = FeedbackServicer(FeedbackService(EventStore(db), known))
-    caches = [
-        Cache(settings.redis_url, namespace=namespace, ttl_seconds=settings.cache_ttl_seconds)
-        for namespace in (PROFILES, PRODUCT_STATS)
-    ]
+    caches = [Cache.from_settings(settings, namespace) for namespace in (PROFILES, PRODUCT_STATS)]
     consumer = EventConsumer(db, *caches)
 
     def register(server: grpc.aio.Server) -> None:

@@ -21,7 +21,7 @@ SERVICE_NAME = profiles_pb2.DESCRIPTOR.services_by_name["ProfileService"].full_n
 
 def build_spec(settings: Settings) -> ServiceSpec:
     db = Database.from_settings(settings)
-    cache = Cache(settings.redis_url, namespace=PROFILES, ttl_seconds=settings.cache_ttl_seconds)
+    cache = Cache.from_settings(settings, PROFILES)
     servicer = ProfileServicer(ProfileService(ProfileStore(db), CachedProfiles(cache)))
 
     def register(server: grpc.aio.Server) -> None:

@@ -29,11 +29,11 @@ async def _title(catalog, product_id: str) -> str:  # type: ignore[no-untyped-de
 
 
 async def test_reads_are_cached_until_a_write_invalidates(
-    catalog, product, clean_db, redis_url
+    catalog, product, clean_db, redis_url, settings
 ) -> None:  # type: ignore[no-untyped-def]
     await catalog.UpsertProducts(pb.UpsertProductsRequest(products=[product("p1", title="v1")]))
     first = await _title(catalog, "p1")
-    cached = redis.Redis.from_url(redis_url).exists("magpie:catalog:p:p1")
+    cached = redis.Redis.from_url(redis_url).exists(f"{settings.cache_prefix}catalog:p:p1")
     _sql(clean_db, "UPDATE products SET title = 'behind its back' WHERE product_id = 'p1'")
     from_cache = await _title(catalog, "p1")
 
@@ -50,7 +50,7 @@ async def test_reads_are_cached_until_a_write_invalidates(
 
 
 async def test_guarded_set_skips_keys_whose_guard_changed(redis_url: str) -> None:
-    cache = Cache(redis_url, namespace="test", ttl_seconds=60)
+    cache = Cache(redis_url, prefix="magpie:db:", namespace="test", ttl_seconds=60)
     await cache.set_many({"g-same": b"1", "g-moved": b"2"})
     try:
         await cache.set_many_guarded(
@@ -67,7 +67,7 @@ async def test_guarded_set_skips_keys_whose_guard_changed(redis_url: str) -> Non
         await cache.close()
 
     assert values == {"a": b"A", "c": b"C"}
-    assert 0 < redis.Redis.from_url(redis_url).ttl("magpie:test:a") <= 60
+    assert 0 < redis.Redis.from_url(redis_url).ttl("magpie:db:test:a") <= 60
 
 
 async def test_reads_work_without_redis(settings: Settings, serve, product) -> None:  # type: ignore[no-untyped-def]

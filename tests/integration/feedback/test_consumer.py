@@ -186,9 +186,16 @@ async def test_consumer_invalidates_touched_users_and_products(
 ) -> None:
     client = redis.Redis.from_url(redis_url)
     client.mset(
-        {"magpie:profiles:u1": b"x", "magpie:catalog-stats:p1": b"x", "magpie:profiles:u9": b"x"}
+        {
+            "magpie:db:profiles:u1": b"x",
+            "magpie:db:catalog-stats:p1": b"x",
+            "magpie:db:profiles:u9": b"x",
+        }
     )
-    caches = [Cache(redis_url, namespace=n, ttl_seconds=60) for n in (PROFILES, PRODUCT_STATS)]
+    caches = [
+        Cache(redis_url, prefix="magpie:db:", namespace=n, ttl_seconds=60)
+        for n in (PROFILES, PRODUCT_STATS)
+    ]
     await record(db, [row("a", "u1", "p1", 2)])
 
     consumer = EventConsumer(db, *caches)
@@ -199,4 +206,4 @@ async def test_consumer_invalidates_touched_users_and_products(
         await cache.close()
 
     assert fold.events == 1
-    assert sorted(k.decode() for k in client.keys("magpie:*")) == ["magpie:profiles:u9"]
+    assert sorted(k.decode() for k in client.keys("magpie:*")) == ["magpie:db:profiles:u9"]

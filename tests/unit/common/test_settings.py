@@ -30,3 +30,10 @@ def test_out_of_range_value_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None
         load_settings()
 
     assert "db_pool_size" in str(raised.value)
+
+
+def test_cache_keys_of_different_databases_never_meet() -> None:
+    ours = load_settings({"database_url": "postgresql://postgres@127.0.0.1:5432/magpie"})
+    bench = load_settings({"database_url": "postgresql://postgres@127.0.0.1:5432/magpie_bench"})
+    assert ours.cache_prefix == "magpie:magpie:"
+    assert bench.cache_prefix == "magpie:magpie_bench:"
