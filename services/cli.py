@@ -41,7 +41,7 @@ def _up(args: argparse.Namespace) -> int:
     if not args.services and not args.no_demo:
         settings = demo.settings_for_cli(platform.service_settings())
         version = demo.bootstrap(settings)
-        demo.wait_for_version(settings.ranking_addr, version)
+        demo.wait_for_version(settings, version)
         demo.print_recommendations(settings, ["u000001", "u000002", "u000003"])
     print(f"\nlogs in {platform.layout.log_dir}; stop with: magpie down")
     return 0

@@ -20,6 +20,8 @@ from magpie.v1 import (
     common_pb2,
     ranking_pb2,
     ranking_pb2_grpc,
+    retrieval_pb2,
+    retrieval_pb2_grpc,
 )
 
 from services.common.settings import ENV_PREFIX, Settings, load_settings
@@ -109,17 +111,33 @@ def bootstrap(
     return promoted.version
 
 
-def wait_for_version(ranking_addr: str, version: int, timeout: float = 30.0) -> None:
-    """Waits until Recommend answers with `version` (retrieval and ranking poll the registry)."""
+def wait_for_version(settings: Settings, version: int, timeout: float = 30.0) -> None:
+    """Waits until retrieval and ranking both serve `version` (each polls the registry on
+    its own: a Recommend answered by the new ranker may still get its candidates from a
+    retrieval service without the model, popular products only)."""
     give_up = time.monotonic() + timeout
-    with grpc.insecure_channel(ranking_addr) as channel:
-        stub = ranking_pb2_grpc.RankingServiceStub(channel)
+    expected = str(version)
+    with (
+        grpc.insecure_channel(settings.retrieval_addr) as retrieval_channel,
+        grpc.insecure_channel(settings.ranking_addr) as ranking_channel,
+    ):
+        retrieval = retrieval_pb2_grpc.RetrievalServiceStub(retrieval_channel)
+        ranking = ranking_pb2_grpc.RankingServiceStub(ranking_channel)
         while time.monotonic() < give_up:
-            reply = stub.Recommend(ranking_pb2.RecommendRequest(user_id="u000001", k=1), timeout=5)
-            if reply.model_version == str(version) and not reply.degradations:
+            retrieved = retrieval.Retrieve(
+                retrieval_pb2.RetrieveRequest(user_id="u000001", limit=1), timeout=5
+            )
+            reply = ranking.Recommend(
+                ranking_pb2.RecommendRequest(user_id="u000001", k=1), timeout=5
+            )
+            if (
+                retrieved.model_version == expected
+                and reply.model_version == expected
+                and not reply.degradations
+            ):
                 return
             time.sleep(0.5)
-    raise TimeoutError(f"ranking did not serve model version {version} within {timeout:.0f}s")
+    raise TimeoutError(f"the platform did not serve model version {version} within {timeout:.0f}s")
 
 
 def print_recommendations(settings: Settings, user_ids: list[str], k: int = 5) -> None:

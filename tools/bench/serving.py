@@ -264,7 +264,7 @@ def _platform_run(args: argparse.Namespace) -> dict[str, Any]:
             )
             dataset = synthetic.generate(world)
             version = bootstrap(settings, dataset, DEMO_PIPELINE, progress=False)
-            wait_for_version(settings.ranking_addr, version, timeout=60)
+            wait_for_version(settings, version, timeout=60)
             bundle = Path(settings.artifact_dir) / str(version)
             vocab = len(json.loads((bundle / "vocab.json").read_text())["item_ids"])
             job = {

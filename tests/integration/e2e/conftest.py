@@ -90,7 +90,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
             )
             world = _split(synthetic.generate(config), users=300)
             version = bootstrap(settings, world.loaded, E2E_PIPELINE, progress=False)
-            wait_for_version(settings.ranking_addr, version, timeout=60)
+            wait_for_version(settings, version, timeout=60)
             yield Platform(local, settings, world, version)
         finally:
             local.down()
