@@ -30,6 +30,10 @@ ANCHORS = 10
 """Newest recent products that anchor co-visitation."""
 CONTENT_ANCHORS = 3
 """Newest recent products (or top popular products for a cold user) that anchor content."""
+TEXT_NEIGHBOURS = 500
+"""Nearest texts kept per anchor (the content source asks for up to about 430)."""
+TEXT_LISTS_KEPT = 20_000
+"""Anchors whose text lists a model version keeps (4 KB each, 80 MB at most)."""
 ANCHOR_DECAY = 0.9
 """Weight of the i-th newest anchor is ANCHOR_DECAY**i."""
 POPULAR_CATEGORIES = 3

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,11 @@ class ServingModel:
     text_index: faiss.Index
     covisitation: Covisitation
     """The same lists the ranker's candidate features come from."""
+    text_lists: dict[int, tuple[NDArray[np.int32], NDArray[np.float32]]] = field(
+        default_factory=dict, repr=False
+    )
+    """Each anchor's ``config.TEXT_NEIGHBOURS`` nearest texts once searched (see
+    :meth:`similar_texts`); at most ``config.TEXT_LISTS_KEPT`` anchors."""
 
     def rows(self, product_ids: list[str]) -> NDArray[Any]:
         """int64 rows of ``product_ids``; OOV_INDEX for products the model does not know."""
@@ -91,10 +96,44 @@ class ServingModel:
         )
 
     def similar_texts(self, anchors: NDArray[Any], weights: NDArray[Any], k: int) -> Neighbours:
-        """Items whose text is closest to any anchor row (score = weight x cosine)."""
-        return self._search(
-            self.text_index, self.text_vectors[anchors], anchors, weights, k, anchors
+        """Items whose text is closest to any anchor row (score = weight x cosine).
+
+        The anchors are users' recent products, which many users share, so each anchor's
+        list is searched once per model version and kept: a search scans every text
+        vector (the largest cost of a Retrieve call, measured under load). Lists are
+        ``config.TEXT_NEIGHBOURS`` long, enough for the exact answer while ``k`` plus the
+        number of anchors fits in them; a larger ``k`` searches directly.
+        """
+        if k + len(anchors) > config.TEXT_NEIGHBOURS:
+            return self._search(
+                self.text_index, self.text_vectors[anchors], anchors, weights, k, anchors
+            )
+        lists = [self._text_list(int(anchor)) for anchor in anchors]
+        return _best_per_item(
+            np.concatenate([rows for rows, _ in lists]).astype(np.int64),
+            np.concatenate([scores * w for (_, scores), w in zip(lists, weights, strict=True)]),
+            np.repeat(anchors, [len(rows) for rows, _ in lists]),
+            k,
+            anchors,
         )
+
+    def _text_list(self, anchor: int) -> tuple[NDArray[np.int32], NDArray[np.float32]]:
+        """The anchor's nearest text rows (itself left out) and cosines, best first."""
+        kept = self.text_lists.get(anchor)
+        if kept is None:
+            one = np.array([anchor])
+            found = self._search(
+                self.text_index,
+                self.text_vectors[one],
+                one,
+                np.ones(1),
+                config.TEXT_NEIGHBOURS,
+                one,
+            )
+            kept = (found.rows.astype(np.int32), found.scores)
+            if len(self.text_lists) < config.TEXT_LISTS_KEPT:
+                self.text_lists[anchor] = kept
+        return kept
 
     def similar_items(self, row: int, k: int) -> Neighbours:
         """Items nearest to one item in the retrieval space."""
