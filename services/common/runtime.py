@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from pydantic import ValidationError
 
-from services.common.heap import freeze_long_lived
+from services.common.heap import start_freezing
 from services.common.logs import configure_logging
 from services.common.server import ServiceSpec, serve
 from services.common.settings import Settings, load_settings
@@ -35,5 +35,5 @@ async def _build_and_serve(
     # Built inside the event loop: gRPC aio channels and Redis clients bind to it.
     spec = build_spec(settings)
     configure_logging(spec.name, settings.log_level, json_lines=settings.log_json)
-    freeze_long_lived(collect=True)
+    start_freezing()
     await serve(spec, settings)
