@@ -63,9 +63,9 @@ OOV_INDEX = 1
 HISTORY_LEN = 50
 """History length of the exported ranker (the most recent items, left-padded)."""
 USER_TOWER_HISTORY_LEN = 200
+"""History length of the exported retrieval user tower."""
 USER_TOWER_MIN_HISTORY = 2
 """Shortest history the exported user tower accepts (a shorter one is left-padded to it)."""
-"""History length of the exported retrieval user tower."""
 
 DEVICES = ("web", "mobile", "app")
 CONTEXT_FEATURES = (
