@@ -192,7 +192,9 @@ def _fit(
         if averaging and epoch + 1 >= average_from:
             average.add(model.state_dict())
         if metric > best:
-            best, best_state, stale = metric, copy.deepcopy(model.state_dict()), 0
+            best, stale = metric, 0
+            if not averaging:  # the averaged weights are the result: no checkpoint to keep
+                best_state = copy.deepcopy(model.state_dict())
         else:
             stale += 1
         bar.set_postfix(valid_ndcg10=f"{metric:.4f}", best=f"{best:.4f}")
