@@ -87,22 +87,21 @@ def check_ranker(path: Path, vocab_size: int) -> list[str]:
 
 
 def _check_user_tower(path: Path, vocab_size: int, dim: int) -> list[str]:
+    problems = []
     try:
         session = _session(path)
         # The full length and a short one: retrieval sends only the history a user has.
-        vectors, short = (
-            np.asarray(
-                session.run([USER_VECTORS], {HISTORY_IDS: _dummy_history(vocab_size, length)})[0]
-            )
-            for length in (USER_TOWER_HISTORY_LEN, 3)
-        )
+        for length in (USER_TOWER_HISTORY_LEN, 3):
+            history = _dummy_history(vocab_size, length)
+            vectors = np.asarray(session.run([USER_VECTORS], {HISTORY_IDS: history})[0])
+            if vectors.shape != (1, dim) or not np.isfinite(vectors).all():
+                problems.append(
+                    f"{path.name}: user vector of a {length}-item history has shape "
+                    f"{vectors.shape} (expected (1, {dim})) or is not finite"
+                )
     except Exception as error:  # noqa: BLE001 - any load or run failure disqualifies the model
         return [f"{path.name}: {type(error).__name__}: {error}"]
-    if vectors.shape != (1, dim) or short.shape != (1, dim) or not np.isfinite(vectors).all():
-        return [
-            f"{path.name}: user vector shape {vectors.shape} (expected (1, {dim})) or not finite"
-        ]
-    return []
+    return problems
 
 
 def _check_arrays(path: Path, vocab_size: int) -> list[str]:

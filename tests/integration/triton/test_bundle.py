@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from services.learning.signature import HISTORY_IDS, USER_VECTORS
 from services.modelstore.bundle import (
     COVISITATION,
     ITEM_VECTORS,
@@ -17,6 +18,7 @@ from services.modelstore.bundle import (
     RANKER_FP16,
     RANKER_INT8,
     REQUIRED_FILES,
+    USER_TOWER,
     VOCAB,
 )
 from services.modelstore.validate import InvalidBundle, validate_bundle
@@ -54,6 +56,37 @@ def _break_vocab(path: Path) -> None:
     (path / VOCAB).write_text("[1, 2")
 
 
+def _user_tower_failing_short_histories(path: Path) -> None:
+    """A user tower whose vectors are finite for a full history only: sqrt(length - 100)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    dim = int(np.load(path / ITEM_VECTORS).shape[-1])
+    constant = helper.make_tensor
+    nodes = [
+        helper.make_node("Shape", [HISTORY_IDS], ["shape"]),
+        helper.make_node("Gather", ["shape", "one"], ["length"]),
+        helper.make_node("Cast", ["length"], ["float_length"], to=TensorProto.FLOAT),
+        helper.make_node("Sub", ["float_length", "hundred"], ["shifted"]),
+        helper.make_node("Sqrt", ["shifted"], ["root"]),
+        helper.make_node("Expand", ["root", "out_shape"], [USER_VECTORS]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "short_history_nan",
+        [helper.make_tensor_value_info(HISTORY_IDS, TensorProto.INT64, [1, "length"])],
+        [helper.make_tensor_value_info(USER_VECTORS, TensorProto.FLOAT, [1, dim])],
+        initializer=[
+            constant("one", TensorProto.INT64, [], [1]),
+            constant("hundred", TensorProto.FLOAT, [], [100.0]),
+            constant("out_shape", TensorProto.INT64, [2], [1, dim]),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path / USER_TOWER)
+
+
 @pytest.mark.parametrize(
     ("damage", "named"),
     [
@@ -61,6 +94,7 @@ def _break_vocab(path: Path) -> None:
         (_truncate_ranker, RANKER_INT8),
         (_shrink_item_vectors, ITEM_VECTORS),
         (_break_vocab, "JSONDecodeError"),
+        (_user_tower_failing_short_histories, "user vector of a 3-item history"),
     ],
 )
 def test_damaged_bundle_is_refused(
