@@ -61,12 +61,18 @@ async def _timed(call: Callable[[], Awaitable[Any]], repeat: int) -> float:
     return round(float(np.median(samples)), 2)
 
 
+def _stat_fields(pid: int | str) -> list[str]:
+    """The fields of /proc/PID/stat after the command name (field 3 onwards); OSError
+    when the process is gone."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def _cpu_seconds(pids: list[int]) -> float:
     """User + system CPU seconds the processes have used so far (Linux /proc)."""
     total = 0
     for pid in pids:
         try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            fields = _stat_fields(pid)
         except OSError:
             continue
         total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
@@ -86,7 +92,7 @@ def _with_descendants(pid: int) -> list[int]:
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                parent = int(_stat_fields(entry.name)[1])  # ppid (field 4)
             except OSError:
                 continue
             children.setdefault(parent, []).append(int(entry.name))
