@@ -4,7 +4,9 @@ candidates for one request, single thread, median of many repetitions, same run.
 Uses the ranker exported by ``magpie eval`` (``--artifacts``, default artifacts/eval) and
 takes the NDCG@10 drift from its results (pipeline-fp32 vs pipeline-int8 rows). A per-op
 profile of both models (share of time by ONNX op type) goes into the JSON so the gap to
-the ideal speed-up is explained.
+the ideal speed-up is explained, and so does the same pair of timings for one candidate:
+what a request costs whatever the candidate count, leaving the per-candidate part's own
+speed-up (``per_candidate_speedup``).
 
 Candidate features come from ``--covisitation`` (a bundle's ``covisitation.npz``; default
 ``covisitation.npz`` beside the rankers) when that file exists; otherwise they are
@@ -64,6 +66,22 @@ def median_ms(model: OnnxRanker, inputs: RankerInputs, repeats: int) -> float:
     return statistics.median(times)
 
 
+def interleaved_ms(
+    fp32: OnnxRanker, int8: OnnxRanker, inputs: RankerInputs, repeats: int
+) -> tuple[float, float, list[tuple[float, float]]]:
+    """Median FP32 and INT8 ms over five interleaved rounds (background load on a shared
+    2-core machine hits both alike), and the rounds."""
+    rounds = [
+        (median_ms(fp32, inputs, repeats // 5), median_ms(int8, inputs, repeats // 5))
+        for _ in range(5)
+    ]
+    return (
+        statistics.median(r[0] for r in rounds),
+        statistics.median(r[1] for r in rounds),
+        rounds,
+    )
+
+
 def op_profile(path: Path, inputs: RankerInputs, runs: int = 50) -> dict[str, float]:
     """Share of kernel time per ONNX op type (onnxruntime's profiler, one thread)."""
     import onnxruntime as ort
@@ -107,13 +125,11 @@ def main() -> int:
             covisitation = Covisitation.from_arrays(arrays)
     inputs = request(args.vocab_size, args.candidates, np.random.default_rng(0), covisitation)
     fp32, int8 = OnnxRanker(fp32_path, threads=1), OnnxRanker(int8_path, threads=1)
-    # Interleave rounds so background load (a shared 2-core machine) hits both alike.
-    rounds = [
-        (median_ms(fp32, inputs, args.repeats // 5), median_ms(int8, inputs, args.repeats // 5))
-        for _ in range(5)
-    ]
-    fp32_ms = statistics.median(r[0] for r in rounds)
-    int8_ms = statistics.median(r[1] for r in rounds)
+    fp32_ms, int8_ms, rounds = interleaved_ms(fp32, int8, inputs, args.repeats)
+    # One candidate: the per-request part (history encoder, request projection, per-op
+    # dispatch), which scoring more candidates does not repeat.
+    one = request(args.vocab_size, 1, np.random.default_rng(0), covisitation)
+    fp32_one, int8_one, _ = interleaved_ms(fp32, int8, one, args.repeats)
 
     results: dict[str, Any] = {
         "fp32_ms_500": round(fp32_ms, 3),
@@ -124,6 +140,9 @@ def main() -> int:
         "threads": 1,
         "repeats": args.repeats,
         "round_speedups": [round(a / b, 2) for a, b in rounds],
+        "fp32_ms_1": round(fp32_one, 3),
+        "int8_ms_1": round(int8_one, 3),
+        "per_candidate_speedup": round((fp32_ms - fp32_one) / (int8_ms - int8_one), 2),
         "max_abs_score_diff": float(np.abs(fp32.scores(inputs) - int8.scores(inputs)).max()),
         "candidate_features": str(covisitation_path) if covisitation is not None else "synthetic",
     }
@@ -137,8 +156,10 @@ def main() -> int:
         "int8": op_profile(int8_path, inputs),
     }
 
-    print(f"{'model':<6}{'ms / 500 candidates':>22}")
-    print(f"{'fp32':<6}{fp32_ms:>22.3f}\n{'int8':<6}{int8_ms:>22.3f}")
+    print(f"{'model':<6}{'ms / 500 candidates':>22}{'ms / 1 candidate':>19}")
+    print(f"{'fp32':<6}{fp32_ms:>22.3f}{fp32_one:>19.3f}")
+    print(f"{'int8':<6}{int8_ms:>22.3f}{int8_one:>19.3f}")
+    print(f"per-candidate part: {results['per_candidate_speedup']}x")
     print(f"speedup {results['speedup']}x, NDCG@10 relative delta {results.get('ndcg_rel_delta')}")
     print(f"wrote {write_report('quantization', results, args.output)}")
     return 0
