@@ -172,7 +172,9 @@ def _fit(
     model.eval()
     with torch.no_grad():
         best = validate()  # a warm-started model must beat where it started
-    best_state, stale = copy.deepcopy(model.state_dict()), 0
+    # Averaging makes the mean of the tail the result: no checkpoint to keep.
+    best_state = {} if averaging else copy.deepcopy(model.state_dict())
+    stale = 0
     average = _WeightAverage()
     bar = tqdm(range(schedule.epochs), desc=name, unit="epoch", leave=False)
     for epoch in bar:
@@ -193,7 +195,7 @@ def _fit(
             average.add(model.state_dict())
         if metric > best:
             best, stale = metric, 0
-            if not averaging:  # the averaged weights are the result: no checkpoint to keep
+            if not averaging:
                 best_state = copy.deepcopy(model.state_dict())
         else:
             stale += 1
