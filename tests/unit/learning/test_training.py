@@ -98,3 +98,28 @@ def test_weight_average_is_the_mean_of_float_entries_and_keeps_the_latest_others
     assert average.count == 3 and average.state is not None
     assert torch.allclose(average.state["weight"], torch.full((2,), 3.0))
     assert average.state["index"].tolist() == [6]
+
+
+def test_fit_with_average_tail_ends_on_the_mean_of_the_tail_checkpoints() -> None:
+    from services.learning.train import _fit
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    seen: list[torch.Tensor] = []  # the weights at each validation, in order
+
+    def losses():  # type: ignore[no-untyped-def]
+        yield (model(torch.randn(8, 3)) - 1.0).pow(2).mean()
+
+    def validate() -> float:
+        seen.append(model.weight.detach().clone())
+        return 0.0
+
+    schedule = replace(BPRConfig(), epochs=4, eval_every=1, lr=0.1, average_tail=0.5)
+    _fit("tiny", model, schedule, losses, validate)
+
+    # Validations: the start, after epochs 1-4, then the averaged result; the tail is
+    # epochs 2-4 and early stopping (no gain, patience 3) must not cut it short.
+    assert len(seen) == 6
+    assert not torch.allclose(seen[2], seen[4])
+    assert torch.allclose(model.weight, torch.stack(seen[2:5]).mean(0), atol=1e-6)
+    assert torch.equal(seen[5], model.weight.detach())
