@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import logging
 import os
@@ -14,6 +13,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from services.common.machine import machine_info
 
 if TYPE_CHECKING:
     from services.learning.train import PipelineConfig
@@ -66,14 +67,6 @@ def _pipeline_config(args: argparse.Namespace) -> PipelineConfig:
     return replace(config, retrieval=retrieval, ranker=ranker)
 
 
-def _machine() -> dict[str, object]:
-    """Cores and date, as tools/bench/_report.py records them (services cannot import tools)."""
-    return {
-        "cores": os.cpu_count(),
-        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d"),
-    }
-
-
 def _command() -> str:
     program = (
         ["python", "-m", "services.learning"] if sys.argv[0].endswith("__main__.py") else ["magpie"]
@@ -97,7 +90,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         "models": report.models,
         "seconds": {k: round(v, 1) for k, v in report.seconds.items()},
         "command": _command(),
-        "machine": _machine(),
+        "machine": machine_info(),
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(payload, indent=2) + "\n")
