@@ -17,10 +17,7 @@ at MovieLens-100k size (943 users, 1682 items, ~100k interactions).
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -43,6 +40,7 @@ from services.learning.signature import (
     USER_TOWER_HISTORY_LEN,
 )
 from services.learning.train import training_sequences
+from tools.bench._report import write_report
 
 
 def synthetic_dataset(users: int, items: int, mean_length: int, seed: int = 0) -> Dataset:
@@ -178,16 +176,8 @@ def main() -> int:
         "retrieval_fp32": retrieval_speed(dataset, device, epochs, args.batch_size, bf16=False),
         "retrieval_bf16": retrieval_speed(dataset, device, epochs, args.batch_size, bf16=True),
         "ranker": ranker_speed(items + 2, device, args.candidates, args.batch, repeats),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "machine": {
-            "cores": os.cpu_count(),
-            "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d"),
-            "python": platform.python_version(),
-        },
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=2) + "\n")
-    print(json.dumps(results, indent=2))
+    print(write_report("gpu-models", results, args.output).read_text())
     return 0
 
 
