@@ -216,12 +216,28 @@ async def test_delete_waits_for_the_consumer_lock(platform: Platform, clean_db: 
         delete = asyncio.ensure_future(
             platform.profiles.DeleteProfile(pb.DeleteProfileRequest(user_id="x"))
         )
-        await asyncio.sleep(0.3)
+        waiting = await _wait_for_advisory_lock_waiter(clean_db)
         blocked = not delete.done()
     finally:
         holder.rollback()
         holder.close()
     reply = await delete
 
-    assert blocked
+    assert waiting and blocked
     assert not reply.existed
+
+
+async def _wait_for_advisory_lock_waiter(url: str, timeout: float = 10.0) -> bool:
+    """True once a backend of `url`'s database waits for an advisory lock (a delete that
+    finished without taking the lock never shows up here, and the test fails)."""
+    give_up = time.monotonic() + timeout
+    while time.monotonic() < give_up:
+        waiting = query(
+            url,
+            "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database"
+            " WHERE l.locktype = 'advisory' AND NOT l.granted AND d.datname = current_database()",
+        )
+        if waiting[0][0]:
+            return True
+        await asyncio.sleep(0.02)
+    return False

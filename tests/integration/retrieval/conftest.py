@@ -1,19 +1,17 @@
-"""A tiny catalog in PostgreSQL, model bundles on disk and a stand-in profile service."""
+"""A tiny catalog in PostgreSQL, model bundles on disk and the real profile service."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
-import grpc
 import numpy as np
 import psycopg2
 import pytest
 import torch
-from magpie.v1 import common_pb2, profiles_pb2_grpc
-from magpie.v1 import profiles_pb2 as ppb
 from psycopg2.extras import execute_values
 
 from services.common.settings import Settings
@@ -21,6 +19,7 @@ from services.learning.export import export_user_tower
 from services.learning.retrieval_model import RetrievalConfig, RetrievalModel
 from services.learning.sequences import FIRST_ITEM_INDEX
 from services.modelstore import bundle, registry
+from services.profiles import server as profiles_server
 
 CATEGORIES = ("Home > Kitchen", "Home > Garden", "Sports > Running", "Books > Fiction")
 ITEMS = 80
@@ -119,52 +118,44 @@ def publish(url: str, model_name: str, version: int) -> None:
     conn.close()
 
 
-@dataclass
-class Profiles(profiles_pb2_grpc.ProfileServiceServicer):
-    """A stand-in profile service answering from a dict (the real one's history is WIP)."""
-
-    profiles: dict[str, ppb.Profile] = field(default_factory=dict)
-    calls: int = 0
-
-    def put(self, user_id: str, recent: list[str], purchased: list[str] = ()) -> None:  # type: ignore[assignment]
-        self.profiles[user_id] = ppb.Profile(
-            user_id=user_id,
-            known=True,
-            recent_interactions=[
-                ppb.Interaction(product_id=p, event_type=common_pb2.EVENT_TYPE_CLICK)
-                for p in recent
-            ],
-            purchased_product_ids=list(purchased),
+def put_history(
+    url: str, user_id: str, recent: Sequence[str], purchased: Sequence[str] = ()
+) -> None:
+    """Stores events that give the user these recent clicks (newest first) and purchases
+    (older), for the real profile service to read back."""
+    now = time.time()
+    rows = [(f"{user_id}-click-{i}", user_id, p, 2, now - i) for i, p in enumerate(recent)]
+    rows += [(f"{user_id}-buy-{i}", user_id, p, 4, now - 3600 - i) for i, p in enumerate(purchased)]
+    if not rows:
+        return
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        execute_values(
+            cur,
+            "INSERT INTO events (event_id, user_id, product_id, event_type, occurred_at) VALUES %s",
+            rows,
+            template="(%s, %s, %s, %s, to_timestamp(%s))",
         )
-
-    async def GetProfile(self, request, context):  # type: ignore[no-untyped-def]
-        self.calls += 1
-        profile = self.profiles.get(request.user_id, ppb.Profile(user_id=request.user_id))
-        return ppb.GetProfileResponse(profile=profile)
+    conn.close()
 
 
 @pytest.fixture
-async def profiles() -> AsyncIterator[tuple[Profiles, str]]:
-    fake = Profiles()
-    server = grpc.aio.server()
-    profiles_pb2_grpc.add_ProfileServiceServicer_to_server(fake, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    yield fake, f"127.0.0.1:{port}"
-    await server.stop(0)
+async def profiles_addr(settings: Settings, serve: Callable[..., Any]) -> str:
+    """The real profile service, on the test database, for retrieval to call."""
+    running = await serve(profiles_server.build_spec(settings), settings)
+    return str(running.address)
 
 
 @pytest.fixture
 def retrieval_settings(
-    settings: Settings, bundles: Path, profiles: tuple[Profiles, str]
+    settings: Settings, bundles: Path, profiles_addr: str
 ) -> Callable[..., Settings]:
-    """Settings pointing at the bundles and the stand-in profile service; catalog seeded."""
+    """Settings pointing at the bundles and the real profile service; catalog seeded."""
     seed_catalog(settings.database_url)
 
     def make(**overrides: object) -> Settings:
         values: Mapping[str, object] = {
             "artifact_dir": str(bundles),
-            "profiles_addr": profiles[1],
+            "profiles_addr": profiles_addr,
             **overrides,
         }
         return settings.model_copy(update=values)
