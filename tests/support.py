@@ -13,10 +13,13 @@ from pathlib import Path
 import grpc
 from google.rpc import error_details_pb2, status_pb2
 
-from services.common.settings import ENV_PREFIX, Settings
-from services.local_platform import free_port, wait_serving
+from magpie.platform.local import free_port, wait_serving
+from magpie.runtime.settings import ENV_PREFIX, Settings
 
 REPO = Path(__file__).resolve().parents[1]
+ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+"""A PostgreSQL database through which integration tests create their own databases."""
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
 def field_violations(error: grpc.RpcError) -> list[str]:

@@ -1,10 +1,10 @@
 """Triton Python-backend model: the Magpie ranker (``model.onnx`` beside this file's copy)
 run with ONNX Runtime on the CPU.
 
-The CPU config has no batching (see :mod:`services.modelstore.triton_repo`): each request
+The CPU config has no batching (see :mod:`magpie.modelstore.triton_repo`): each request
 is scored by one ONNX Runtime run on exactly its own tensors, so its scores equal the
 in-process ranker's. A failing request gets an error response; the others are answered.
-Inputs and outputs: :mod:`services.learning.signature`. This file is copied into the
+Inputs and outputs: :mod:`magpie.contract.signature`. This file is copied into the
 model repository, so it imports only numpy, onnxruntime and Triton's
 ``triton_python_backend_utils``.
 """

@@ -1,4 +1,4 @@
-from services.catalog.server import build_spec
-from services.common.runtime import main
+from magpie.runtime.entrypoint import main
+from services.catalog.server import NAME, build_spec
 
-main(build_spec)
+main(NAME, build_spec)

@@ -1,7 +1,5 @@
 """Limits and defaults of the catalog service."""
 
-DEFAULT_PORT = 50052
-
 MAX_UPSERT_BATCH = 1000
 MAX_GET_BATCH = 2000
 MAX_STATUS_BATCH = 1000
@@ -13,7 +11,7 @@ MAX_DESCRIPTION_LENGTH = 20_000
 MAX_CATEGORY_LEVELS = 10
 MAX_TEXT_LENGTH = 200
 """Longest tag, brand or attribute key. Category levels, prices and filters are limited by
-services.common.products and services.common.filters, alike in every service."""
+magpie.runtime.products and magpie.runtime.filters, alike in every service."""
 MAX_TAGS = 100
 MAX_ATTRIBUTES = 100
 MAX_ATTRIBUTE_VALUE_LENGTH = 2000

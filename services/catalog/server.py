@@ -5,19 +5,20 @@ from __future__ import annotations
 import asyncio
 
 import grpc
-from magpie.v1 import catalog_pb2, catalog_pb2_grpc
 
+from magpie.runtime.cache import PRODUCT_STATS, Cache
+from magpie.runtime.db import Database
+from magpie.runtime.server import ServiceSpec
+from magpie.runtime.settings import Settings
+from magpie.v1 import catalog_pb2, catalog_pb2_grpc
 from services.catalog import config
 from services.catalog.service import CatalogService
 from services.catalog.servicer import VALIDATORS, CatalogServicer
 from services.catalog.storage import CatalogStore
-from services.common.cache import PRODUCT_STATS, Cache
-from services.common.db import Database
-from services.common.server import ServiceSpec
-from services.common.settings import Settings
 
-__all__ = ["SERVICE_NAME", "build_spec"]
+__all__ = ["NAME", "SERVICE_NAME", "build_spec"]
 
+NAME = "catalog"
 SERVICE_NAME = catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name
 
 
@@ -36,10 +37,9 @@ def build_spec(settings: Settings) -> ServiceSpec:
         db.close()
 
     return ServiceSpec(
-        name="catalog",
+        name=NAME,
         service_names=[SERVICE_NAME],
         register=register,
-        default_port=config.DEFAULT_PORT,
         validators=VALIDATORS,
         probes=[db.ping],  # Redis is optional: health follows PostgreSQL only
         close=close,

@@ -36,14 +36,13 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
+from magpie.runtime.errors import FieldViolation, InvalidArgument
+from magpie.runtime.filters import ProductFilter
+from magpie.runtime.products import NANOS_PER_UNIT, category_problem, money_problems
+from magpie.runtime.validation import id_problem
 from magpie.v1 import catalog_pb2 as pb
-
 from services.catalog import config
 from services.catalog.paging import InvalidPageToken, decode_page_token, encode_page_token
-from services.common.errors import FieldViolation, InvalidArgument
-from services.common.filters import ProductFilter
-from services.common.products import NANOS_PER_UNIT, category_problem, money_problems
-from services.common.validation import id_problem
 
 __all__ = [
     "ByteCache",
@@ -139,7 +138,7 @@ class CatalogStorage(Protocol):
 
 
 class ByteCache(Protocol):
-    """The part of `services.common.cache.Cache` the catalog uses."""
+    """The part of `magpie.runtime.cache.Cache` the catalog uses."""
 
     async def get_many(self, keys: Sequence[str]) -> dict[str, bytes]: ...
     async def set_many(self, items: Mapping[str, bytes]) -> None: ...

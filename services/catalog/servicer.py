@@ -13,9 +13,11 @@ from datetime import UTC, datetime
 import grpc
 from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.timestamp_pb2 import Timestamp
+
+from magpie.runtime.filters import check_filter, filter_from_proto
+from magpie.runtime.validation import Validators, Violations
 from magpie.v1 import catalog_pb2 as pb
 from magpie.v1 import catalog_pb2_grpc, common_pb2
-
 from services.catalog import config
 from services.catalog.service import (
     CatalogService,
@@ -24,8 +26,6 @@ from services.catalog.service import (
     ProductDraft,
     ProductQuery,
 )
-from services.common.filters import check_filter, filter_from_proto
-from services.common.validation import Validators, Violations
 
 __all__ = ["VALIDATORS", "CatalogServicer"]
 

@@ -14,14 +14,14 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from magpie.v1 import catalog_pb2 as pb
 from psycopg2.extensions import cursor as Cursor
 from psycopg2.extras import Json, execute_values
 
+from magpie.runtime.db import Connection, Database
+from magpie.runtime.products import CATEGORY_SEPARATOR
+from magpie.v1 import catalog_pb2 as pb
 from services.catalog.service import ProductDraft, ProductQuery
 from services.catalog.service import decayed_popularity as _decayed
-from services.common.db import Connection, Database
-from services.common.products import CATEGORY_SEPARATOR
 
 __all__ = ["CatalogStore", "like_prefix"]
 

@@ -1,6 +1,5 @@
 """Limits and defaults of the feedback service."""
 
-DEFAULT_PORT = 50055
 MAX_BATCH = 5000
 """Most events in one RecordEvents request or one StreamEvents message."""
 MAX_FUTURE_SECONDS = 300.0

@@ -31,9 +31,9 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from services.common.cache import Cache
-from services.common.db import Connection, Database
-from services.common.locks import EVENT_FOLD_LOCK
+from magpie.runtime.cache import Cache
+from magpie.runtime.db import Connection, Database
+from magpie.runtime.locks import EVENT_FOLD_LOCK
 from services.feedback import config
 
 __all__ = ["EVENT_WEIGHTS", "HALF_LIFE_SECONDS", "EventConsumer", "Fold", "fold_once"]

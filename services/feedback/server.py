@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import grpc
-from magpie.v1 import feedback_pb2, feedback_pb2_grpc
 
-from services.common.cache import PRODUCT_STATS, PROFILES, Cache
-from services.common.db import Database
-from services.common.server import ServiceSpec
-from services.common.settings import Settings
+from magpie.runtime.cache import PRODUCT_STATS, PROFILES, Cache
+from magpie.runtime.db import Database
+from magpie.runtime.server import ServiceSpec
+from magpie.runtime.settings import Settings
+from magpie.v1 import feedback_pb2, feedback_pb2_grpc
 from services.feedback import config
 from services.feedback.consumer import EventConsumer
 from services.feedback.service import FeedbackService, KnownProducts
 from services.feedback.servicer import VALIDATORS, FeedbackServicer
 from services.feedback.storage import EventStore
 
-__all__ = ["build_spec"]
+__all__ = ["NAME", "build_spec"]
 
+NAME = "feedback"
 SERVICE_NAME = feedback_pb2.DESCRIPTOR.services_by_name["FeedbackService"].full_name
 
 
@@ -36,10 +37,9 @@ def build_spec(settings: Settings) -> ServiceSpec:
         db.close()
 
     return ServiceSpec(
-        name="feedback",
+        name=NAME,
         service_names=[SERVICE_NAME],
         register=register,
-        default_port=config.DEFAULT_PORT,
         validators=VALIDATORS,
         probes=[db.ping],
         close=close,

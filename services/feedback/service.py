@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Protocol
 
-from services.common.validation import MAX_ID_LENGTH
+from magpie.runtime.validation import MAX_ID_LENGTH
 from services.feedback import config
 
 __all__ = [

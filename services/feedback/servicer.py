@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable
 
 import grpc
+
+from magpie.runtime.validation import Validators, Violations
 from magpie.v1 import feedback_pb2 as pb
 from magpie.v1 import feedback_pb2_grpc
-
-from services.common.validation import Validators, Violations
 from services.feedback import config
 from services.feedback.service import BatchResult, EventRow, FeedbackService
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 from collections.abc import Collection, Sequence
 
-from services.common.db import Connection, Database
+from magpie.runtime.db import Connection, Database
 from services.feedback.service import EventRow
 
 __all__ = ["EventStore", "copy_text"]

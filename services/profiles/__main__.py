@@ -1,4 +1,4 @@
-from services.common.runtime import main
-from services.profiles.server import build_spec
+from magpie.runtime.entrypoint import main
+from services.profiles.server import NAME, build_spec
 
-main(build_spec)
+main(NAME, build_spec)

@@ -1,6 +1,5 @@
 """Limits and defaults of the profile service."""
 
-DEFAULT_PORT = 50051
 MAX_BATCH = 1000
 MAX_BATCH_GET = 500
 DEFAULT_HISTORY = 50

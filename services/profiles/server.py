@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import grpc
-from magpie.v1 import profiles_pb2, profiles_pb2_grpc
 
-from services.common.cache import PROFILES, Cache
-from services.common.db import Database
-from services.common.server import ServiceSpec
-from services.common.settings import Settings
-from services.profiles import config
+from magpie.runtime.cache import PROFILES, Cache
+from magpie.runtime.db import Database
+from magpie.runtime.server import ServiceSpec
+from magpie.runtime.settings import Settings
+from magpie.v1 import profiles_pb2, profiles_pb2_grpc
 from services.profiles.service import ProfileService
 from services.profiles.servicer import VALIDATORS, ProfileServicer
 from services.profiles.storage import CachedProfiles, ProfileStore
 
-__all__ = ["build_spec"]
+__all__ = ["NAME", "build_spec"]
 
+NAME = "profiles"
 SERVICE_NAME = profiles_pb2.DESCRIPTOR.services_by_name["ProfileService"].full_name
 
 
@@ -32,10 +32,9 @@ def build_spec(settings: Settings) -> ServiceSpec:
         db.close()
 
     return ServiceSpec(
-        name="profiles",
+        name=NAME,
         service_names=[SERVICE_NAME],
         register=register,
-        default_port=config.DEFAULT_PORT,
         validators=VALIDATORS,
         probes=[db.ping],
         close=close,

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import grpc
+
+from magpie.runtime.validation import Validators, Violations
 from magpie.v1 import profiles_pb2 as pb
 from magpie.v1 import profiles_pb2_grpc
-
-from services.common.validation import Validators, Violations
 from services.profiles import config
 from services.profiles.service import Attributes, ProfileService, StoredProfile
 

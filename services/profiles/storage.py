@@ -19,9 +19,9 @@ from typing import Any
 from psycopg2 import sql
 from psycopg2.extras import execute_values
 
-from services.common.cache import Cache
-from services.common.db import Connection, Database
-from services.common.locks import EVENT_FOLD_LOCK
+from magpie.runtime.cache import Cache
+from magpie.runtime.db import Connection, Database
+from magpie.runtime.locks import EVENT_FOLD_LOCK
 from services.profiles import config
 from services.profiles.service import (
     Affinity,

@@ -1,6 +1,5 @@
 """Limits, defaults and per-hop time budgets of the ranking service."""
 
-DEFAULT_PORT = 50054
 DEFAULT_K = 10
 MAX_K = 200
 MAX_RANK_IDS = 2000

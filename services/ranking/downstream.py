@@ -1,7 +1,7 @@
 """Adapters to the services and the Triton model the ranking service calls.
 
 Each adapter converts protobuf to the ranking domain, bounds its hop with a time
-budget (the incoming deadline shortens it further, see services.common.deadline)
+budget (the incoming deadline shortens it further, see magpie.runtime.deadline)
 and sits behind a circuit breaker so a dependency that is down costs nothing.
 """
 
@@ -14,6 +14,12 @@ from typing import Any
 import grpc
 from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.message import Message
+
+from magpie.modelstore.client import RankerClient
+from magpie.runtime.breaker import CircuitBreaker
+from magpie.runtime.deadline import remaining_seconds
+from magpie.runtime.errors import DeadlineExceeded, Unavailable
+from magpie.runtime.filters import ProductFilter, filter_to_proto
 from magpie.v1 import (
     catalog_pb2,
     catalog_pb2_grpc,
@@ -22,12 +28,6 @@ from magpie.v1 import (
     retrieval_pb2,
     retrieval_pb2_grpc,
 )
-
-from services.common.breaker import CircuitBreaker
-from services.common.deadline import remaining_seconds
-from services.common.errors import DeadlineExceeded, Unavailable
-from services.common.filters import ProductFilter, filter_to_proto
-from services.modelstore.client import RankerClient
 from services.ranking import config
 from services.ranking.domain import Candidate, Floats, Ids, Product, Source, UserState
 from services.ranking.model import ServingModel

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from services.learning.covisitation import Covisitation
-from services.learning.sequences import FIRST_ITEM_INDEX, context_vector, pad_left
-from services.learning.signature import HISTORY_LEN, OOV_INDEX
-from services.modelstore import bundle
+from magpie.contract.covisitation import Covisitation
+from magpie.contract.inputs import context_vector, pad_left
+from magpie.contract.signature import FIRST_ITEM_INDEX, HISTORY_LEN, OOV_INDEX
+from magpie.modelstore import bundle
 from services.ranking.domain import Floats, Ids
 
 __all__ = ["ServingModel", "load_serving_model"]

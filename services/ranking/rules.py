@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from services.common.filters import CATEGORY_SEPARATOR, ProductFilter, matches
+from magpie.runtime.filters import CATEGORY_SEPARATOR, ProductFilter, matches
 from services.ranking.domain import (
     Candidate,
     Floats,

@@ -5,23 +5,24 @@ from __future__ import annotations
 from pathlib import Path
 
 import grpc
-from magpie.v1 import ranking_pb2, ranking_pb2_grpc
 
-from services.common.clients import open_channel
-from services.common.db import Database
-from services.common.server import ServiceSpec
-from services.common.settings import Settings
-from services.modelstore import registry
-from services.modelstore.client import RankerClient
-from services.modelstore.watch import ModelWatcher
+from magpie.modelstore import registry
+from magpie.modelstore.client import RankerClient
+from magpie.modelstore.watch import ModelWatcher
+from magpie.runtime.clients import open_channel
+from magpie.runtime.db import Database
+from magpie.runtime.server import ServiceSpec
+from magpie.runtime.settings import Settings
+from magpie.v1 import ranking_pb2, ranking_pb2_grpc
 from services.ranking import config
 from services.ranking.downstream import CatalogClient, GuardedRanker, ProfileClient, RetrievalClient
 from services.ranking.model import load_serving_model
 from services.ranking.service import RankingService
 from services.ranking.servicer import VALIDATORS, RankingServicer
 
-__all__ = ["build_spec"]
+__all__ = ["NAME", "build_spec"]
 
+NAME = "ranking"
 SERVICE_NAME = ranking_pb2.DESCRIPTOR.services_by_name["RankingService"].full_name
 
 
@@ -66,10 +67,9 @@ def build_spec(settings: Settings) -> ServiceSpec:
         db.close()
 
     return ServiceSpec(
-        name="ranking",
+        name=NAME,
         service_names=[SERVICE_NAME],
         register=register,
-        default_port=config.DEFAULT_PORT,
         validators=VALIDATORS,
         background=[models.run],
         close=close,

@@ -16,8 +16,8 @@ from typing import Protocol
 
 import numpy as np
 
-from services.common.errors import MagpieError
-from services.common.filters import ProductFilter
+from magpie.runtime.errors import MagpieError
+from magpie.runtime.filters import ProductFilter
 from services.ranking import config
 from services.ranking.domain import (
     Candidate,

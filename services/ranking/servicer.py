@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import grpc
-from magpie.v1 import common_pb2, ranking_pb2, ranking_pb2_grpc
 
-from services.common.filters import ProductFilter, check_filter, filter_from_proto
-from services.common.validation import Validators, Violations
+from magpie.runtime.filters import ProductFilter, check_filter, filter_from_proto
+from magpie.runtime.validation import Validators, Violations
+from magpie.v1 import common_pb2, ranking_pb2, ranking_pb2_grpc
 from services.ranking import config
 from services.ranking.domain import Recommendation
 from services.ranking.service import RankingService, RequestOptions

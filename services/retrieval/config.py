@@ -2,8 +2,6 @@
 
 from magpie.v1 import common_pb2
 
-DEFAULT_PORT = 50053
-
 DEFAULT_LIMIT = 500
 MAX_LIMIT = 2000
 DEFAULT_SIMILAR = 20
@@ -57,6 +55,6 @@ PRODUCTS_REFRESH_SECONDS = 2.0
 """Age after which product availability and attributes are re-read (incrementally)."""
 FREEZE_AFTER_PRODUCT_ROWS = 1000
 """A product read this large (the first, a bulk import) is frozen out of the garbage
-collector's scans (services.common.heap)."""
+collector's scans (magpie.runtime.heap)."""
 FAISS_THREADS = 1
 """Threads per FAISS search: one query is tiny; requests in parallel use the cores."""

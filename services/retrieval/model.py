@@ -1,7 +1,7 @@
 """One model version loaded for serving: user tower, item and text indexes, co-visitation.
 
 Built by :func:`load_bundle` on a worker thread from ``<artifact_dir>/<version>/`` (the
-layout in :mod:`services.modelstore.bundle`) and never changed afterwards, so a request
+layout in :mod:`magpie.modelstore.bundle`) and never changed afterwards, so a request
 that holds a reference keeps a consistent version while a newer one is swapped in.
 Rows are vocabulary indices; product ids start at ``FIRST_ITEM_INDEX``.
 """
@@ -20,9 +20,9 @@ import numpy as np
 import onnxruntime as ort
 from numpy.typing import NDArray
 
-from services.learning.covisitation import Covisitation
-from services.learning.sequences import FIRST_ITEM_INDEX
-from services.learning.signature import (
+from magpie.contract.covisitation import Covisitation
+from magpie.contract.signature import (
+    FIRST_ITEM_INDEX,
     HISTORY_IDS,
     OOV_INDEX,
     PAD_INDEX,
@@ -30,7 +30,7 @@ from services.learning.signature import (
     USER_TOWER_MIN_HISTORY,
     USER_VECTORS,
 )
-from services.modelstore import bundle
+from magpie.modelstore import bundle
 from services.retrieval import config
 from services.retrieval.index import build_index, describe
 
@@ -244,7 +244,7 @@ def load_bundle(directory: Path, version: str) -> ServingModel:
 
 
 class BundleLoader:
-    """``load_bundle`` for :class:`~services.modelstore.watch.ModelWatcher`; remembers the
+    """``load_bundle`` for :class:`~magpie.modelstore.watch.ModelWatcher`; remembers the
     versions that failed to load (health does not wait for those)."""
 
     def __init__(self) -> None:

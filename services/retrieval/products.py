@@ -14,7 +14,7 @@ import datetime
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from services.common.filters import CATEGORY_SEPARATOR, ProductFilter, matches
+from magpie.runtime.filters import CATEGORY_SEPARATOR, ProductFilter, matches
 
 __all__ = ["ProductFacts", "ProductTable"]
 

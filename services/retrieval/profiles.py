@@ -6,9 +6,9 @@ import logging
 from collections.abc import Callable
 
 import grpc
+
 from magpie.v1 import common_pb2, profiles_pb2_grpc
 from magpie.v1 import profiles_pb2 as pb
-
 from services.retrieval import config
 from services.retrieval.service import UserHistory
 

@@ -6,14 +6,14 @@ from functools import partial
 from pathlib import Path
 
 import grpc
-from magpie.v1 import retrieval_pb2, retrieval_pb2_grpc
 
-from services.common.clients import open_channel
-from services.common.db import Database
-from services.common.errors import Unavailable
-from services.common.server import ServiceSpec
-from services.common.settings import Settings
-from services.modelstore.watch import ModelWatcher
+from magpie.modelstore.watch import ModelWatcher
+from magpie.runtime.clients import open_channel
+from magpie.runtime.db import Database
+from magpie.runtime.errors import Unavailable
+from magpie.runtime.server import ServiceSpec
+from magpie.runtime.settings import Settings
+from magpie.v1 import retrieval_pb2, retrieval_pb2_grpc
 from services.retrieval import config
 from services.retrieval.model import BundleLoader, ServingModel
 from services.retrieval.profiles import GrpcProfiles
@@ -21,8 +21,9 @@ from services.retrieval.service import RetrievalService
 from services.retrieval.servicer import VALIDATORS, RetrievalServicer
 from services.retrieval.storage import RetrievalStore
 
-__all__ = ["build_spec"]
+__all__ = ["NAME", "build_spec"]
 
+NAME = "retrieval"
 SERVICE_NAME = retrieval_pb2.DESCRIPTOR.services_by_name["RetrievalService"].full_name
 
 
@@ -54,10 +55,9 @@ def build_spec(
         db.close()
 
     return ServiceSpec(
-        name="retrieval",
+        name=NAME,
         service_names=[SERVICE_NAME],
         register=register,
-        default_port=config.DEFAULT_PORT,
         validators=VALIDATORS,
         probes=[db.ping, model_ready],
         close=close,

@@ -21,9 +21,9 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from services.common.errors import NotFound
-from services.common.filters import ProductFilter
-from services.learning.sequences import FIRST_ITEM_INDEX
+from magpie.contract.signature import FIRST_ITEM_INDEX
+from magpie.runtime.errors import NotFound
+from magpie.runtime.filters import ProductFilter
 from services.retrieval import config
 from services.retrieval.merge import Candidates, first_occurrences, merge, proposed_ids
 from services.retrieval.model import Neighbours, ServingModel

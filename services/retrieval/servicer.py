@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import grpc
+
+from magpie.runtime.filters import check_filter, filter_from_proto
+from magpie.runtime.validation import Validators, Violations
 from magpie.v1 import retrieval_pb2 as pb
 from magpie.v1 import retrieval_pb2_grpc
-
-from services.common.filters import check_filter, filter_from_proto
-from services.common.validation import Validators, Violations
 from services.retrieval import config
 from services.retrieval.merge import Candidates
 from services.retrieval.service import RetrievalService, RetrieveQuery

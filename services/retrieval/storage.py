@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from magpie.v1.catalog_pb2 import PRODUCT_STATUS_ACTIVE
 
-from services.common.db import Connection, Database
-from services.common.filters import ProductFilter
-from services.common.heap import freeze_long_lived
-from services.modelstore import registry
+from magpie.modelstore import registry
+from magpie.runtime.db import Connection, Database
+from magpie.runtime.filters import ProductFilter
+from magpie.runtime.heap import freeze_long_lived
+from magpie.v1.catalog_pb2 import PRODUCT_STATUS_ACTIVE
 from services.retrieval import config
 from services.retrieval.products import ProductTable, Row
 from services.retrieval.service import Popularity, Ranked

@@ -1,7 +1,9 @@
-"""Shared helper for benchmark results: machine description, the command, JSON output.
+"""Shared helpers for benchmark results: latency percentiles, machine description, the
+command, JSON output.
 
 Every benchmark writes ``bench-results/NAME.json`` with at least ``command`` and
-``machine`` beside its own numbers.
+``machine`` beside its own numbers. Imports only the standard library, numpy and
+``magpie.runtime.machine``: the GPU benchmarks run it on a machine with little else.
 """
 
 from __future__ import annotations
@@ -9,19 +11,35 @@ from __future__ import annotations
 import json
 import shlex
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from services.common.machine import machine_info
+import numpy as np
+from numpy.typing import ArrayLike
 
-__all__ = ["RESULTS_DIR", "command_line", "write_report"]
+from magpie.runtime.machine import machine_info
+
+__all__ = ["RESULTS_DIR", "command_line", "percentiles", "write_report"]
 
 RESULTS_DIR = Path(__file__).resolve().parents[2] / "bench-results"
 
 
+def percentiles(samples: ArrayLike, qs: Iterable[float] = (50, 95, 99)) -> dict[str, float]:
+    """``{"p50": ..., "p95": ..., "p99": ...}`` of ``samples`` (numpy's default linear
+    interpolation, unrounded, in the samples' unit); NaN for each when there are none."""
+    values = np.asarray(samples, dtype=np.float64)
+    if values.size == 0:
+        return {f"p{q:g}": float("nan") for q in qs}
+    return {f"p{q:g}": float(np.percentile(values, q)) for q in qs}
+
+
 def command_line() -> str:
-    """The command that is running, as one shell-quoted line."""
-    return shlex.join([Path(sys.executable).name, *sys.argv])
+    """The command that is running, as one shell-quoted line (``python -m MODULE ...`` when
+    it was started with ``-m``)."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    argv = ["-m", spec.name, *sys.argv[1:]] if spec is not None and spec.name else sys.argv
+    return shlex.join([Path(sys.executable).name, *argv])
 
 
 def write_report(name: str, results: dict[str, Any], path: Path | None = None) -> Path:

@@ -10,23 +10,20 @@ search over the same vectors (IndexFlatIP); recall@100 = |ANN top 100 ∩ exact 
 Timings: "single" = one query per call on one thread (how the service searches, the
 serving-relevant number); "batched" = all queries in one call on every core.
 
-    python tools/bench/ann.py                 # 100k and 1M items, dim 64
-    python tools/bench/ann.py --sizes 20000   # quick look
+    python -m tools.bench.ann                 # 100k and 1M items, dim 64
+    python -m tools.bench.ann --sizes 20000   # quick look
 """
 
 from __future__ import annotations
 
 import argparse
 import resource
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import faiss
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from services.retrieval.index import build_index, describe
 from tools.bench._report import write_report

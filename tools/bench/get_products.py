@@ -11,8 +11,8 @@ from a gRPC client on this machine:
   one reads products and stats from PostgreSQL and fills the cache;
 * warm: random batches from a pool of ids that the previous requests cached.
 
-    python tools/bench/get_products.py                    # 100,000 products
-    python tools/bench/get_products.py --products 20000   # quick look
+    python -m tools.bench.get_products                    # 100,000 products
+    python -m tools.bench.get_products --products 20000   # quick look
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import argparse
 import contextlib
 import os
 import random
-import statistics
 import subprocess
 import sys
 import time
@@ -32,15 +31,13 @@ from typing import Any
 import grpc
 import psycopg2
 import redis
+
+from magpie.platform.local import free_port, wait_serving
+from magpie.runtime import schema
+from magpie.runtime.settings import ENV_PREFIX
 from magpie.v1 import catalog_pb2 as pb
 from magpie.v1 import catalog_pb2_grpc, common_pb2
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from services.common import schema
-from services.common.settings import ENV_PREFIX
-from services.local_platform import free_port, wait_serving
-from tools.bench._report import write_report
+from tools.bench._report import percentiles, write_report
 
 REPO = Path(__file__).resolve().parents[2]
 CATEGORIES = [
@@ -140,11 +137,6 @@ def timed(stub: catalog_pb2_grpc.CatalogServiceStub, ids: list[str]) -> float:
     return elapsed
 
 
-def percentiles(samples: list[float]) -> tuple[float, float]:
-    cuts = statistics.quantiles(samples, n=100, method="inclusive")
-    return round(cuts[49], 2), round(cuts[98], 2)
-
-
 def cpu_seconds(pid: int) -> float:
     """User plus system CPU time a process has used so far (Linux)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -180,13 +172,12 @@ def measure(
         warm = [timed(stub, rng.sample(pool, args.batch)) for _ in range(args.requests)]
         cpu_warm = cpu_seconds(pid) - cpu_before
     load_average = os.getloadavg()[0]
-    p50_cold, p99_cold = percentiles(cold)
-    p50_warm, p99_warm = percentiles(warm)
+    cold_ms, warm_ms = percentiles(cold, (50, 99)), percentiles(warm, (50, 99))
     return {
-        "p50_ms_cold": p50_cold,
-        "p99_ms_cold": p99_cold,
-        "p50_ms_warm": p50_warm,
-        "p99_ms_warm": p99_warm,
+        "p50_ms_cold": round(cold_ms["p50"], 2),
+        "p99_ms_cold": round(cold_ms["p99"], 2),
+        "p50_ms_warm": round(warm_ms["p50"], 2),
+        "p99_ms_warm": round(warm_ms["p99"], 2),
         "products": args.products,
         "batch": args.batch,
         "requests": args.requests,

@@ -1,8 +1,9 @@
 """Training speed of the retrieval model and FP16 ranker throughput on a GPU (CPU fallback).
 
-Self-contained: needs torch and numpy only, and the repository on PYTHONPATH (it imports
-``services.learning`` modules, which load nothing else at import time). Data is synthetic
-at MovieLens-100k size (943 users, 1682 items, ~100k interactions).
+Self-contained: needs torch and numpy only; run it from the repository root (it imports
+``magpie.learning`` modules and ``tools.bench._report``, which load nothing else at import
+time). Data is synthetic at MovieLens-100k size (943 users, 1682 items, ~100k
+interactions).
 
 * retrieval training: sequences/s and seconds per epoch (full-softmax loss at every
   position), FP32 (TF32 allowed) and bf16 autocast;
@@ -10,15 +11,14 @@ at MovieLens-100k size (943 users, 1682 items, ~100k interactions).
   latency at batch 1 and candidates/s at ``--batch`` requests per call (untrained weights,
   random ids and synthetic candidate features: speed does not depend on their values).
 
-    PYTHONPATH=. python tools/bench/gpu_models.py                   # -> $OUT/gpu-models.json
-    PYTHONPATH=. python tools/bench/gpu_models.py --tiny --output /tmp/g.json   # smoke test
+    python -m tools.bench.gpu_models                   # -> $OUT/gpu-models.json
+    python -m tools.bench.gpu_models --tiny --output /tmp/g.json   # smoke test
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -26,21 +26,19 @@ from typing import Any
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from services.datasets.schema import Dataset, EventKind, Interaction, Item, User
-from services.learning.protocol import leave_one_out
-from services.learning.ranker_model import Ranker, RankerConfig
-from services.learning.retrieval_model import RetrievalConfig, RetrievalModel
-from services.learning.sequences import build_vocab
-from services.learning.signature import (
+from magpie.contract.signature import (
     CANDIDATE_FEATURE_DIM,
     CONTEXT_DIM,
     HISTORY_LEN,
     USER_TOWER_HISTORY_LEN,
 )
-from services.learning.train import training_sequences
-from tools.bench._report import write_report
+from magpie.datasets.schema import Dataset, EventKind, Interaction, Item, User
+from magpie.learning.protocol import leave_one_out
+from magpie.learning.ranker_model import Ranker, RankerConfig
+from magpie.learning.retrieval_model import RetrievalConfig, RetrievalModel
+from magpie.learning.sequences import build_vocab
+from magpie.learning.train import training_sequences
+from tools.bench._report import percentiles, write_report
 
 
 def synthetic_dataset(users: int, items: int, mean_length: int, seed: int = 0) -> Dataset:
@@ -139,14 +137,15 @@ def ranker_speed(
 
     single = timed(inputs(1), repeats)
     batched = timed(inputs(batch), max(repeats // 10, 5))
+    single_ms, batched_ms = percentiles(single, (50, 99)), percentiles(batched, (50,))
     return {
         "dtype": str(dtype).removeprefix("torch."),
         "candidates": candidates,
-        "p50_ms_batch1": round(float(np.percentile(single, 50)), 3),
-        "p99_ms_batch1": round(float(np.percentile(single, 99)), 3),
+        "p50_ms_batch1": round(single_ms["p50"], 3),
+        "p99_ms_batch1": round(single_ms["p99"], 3),
         "candidates_per_second_batch1": round(candidates / (np.median(single) / 1000), 1),
         "batch": batch,
-        "p50_ms_batched": round(float(np.percentile(batched, 50)), 3),
+        "p50_ms_batched": round(batched_ms["p50"], 3),
         "candidates_per_second_batched": round(batch * candidates / (np.median(batched) / 1000), 1),
     }
 

@@ -1,12 +1,13 @@
 """Ranker throughput and p99 behind a real tritonserver on a GPU, with a direct fallback.
 
-Run through ``tools/bench/gpu_triton.sh`` (it unpacks the nvidia-pytriton wheel and sets
-PYTHONPATH). Steps, each recorded in the JSON whatever happens to the others:
+Run through ``tools/bench/gpu_triton.sh`` (it unpacks the nvidia-pytriton wheel, puts it
+on PYTHONPATH and runs ``python -m tools.bench.gpu_triton``). Steps, each recorded in the
+JSON whatever happens to the others:
 
 1. the ranker at real dimensions (RankerConfig defaults, 384-d text table, synthetic
    vocabulary of ``--vocab`` items; untrained weights: speed does not depend on them) is
    measured directly in torch on the device (FP16 on CUDA, FP32 on CPU), reusing
-   ``tools/bench/gpu_models.py``'s ``ranker_speed``;
+   ``tools.bench.gpu_models``' ``ranker_speed``;
 2. tritonserver from the wheel serves the same module through the Python backend (torch
    on the device, or ``ranker.fp16.onnx`` with onnxruntime-gpu when its CUDA provider
    exists) with dynamic batching; a stdlib HTTP client (binary tensors, no tritonclient
@@ -16,8 +17,8 @@ PYTHONPATH). Steps, each recorded in the JSON whatever happens to the others:
 ``path`` in the JSON says what was measured: ``triton-python-<engine>-<device>-<dtype>``
 or ``direct-torch-...`` when tritonserver could not serve (``triton_error`` says why).
 
-    PYTHONPATH=. python tools/bench/gpu_triton.py --output $OUT/gpu-triton.json
-    PYTHONPATH=. python tools/bench/gpu_triton.py --smoke --output /tmp/g.json   # CPU check
+    python -m tools.bench.gpu_triton --output $OUT/gpu-triton.json
+    python -m tools.bench.gpu_triton --smoke --output /tmp/g.json   # CPU check
 """
 
 from __future__ import annotations
@@ -38,11 +39,9 @@ from typing import Any
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from services.learning.ranker_model import Ranker, RankerConfig
-from services.learning.signature import CANDIDATE_FEATURE_DIM, CONTEXT_DIM, HISTORY_LEN
-from tools.bench._report import write_report
+from magpie.contract.signature import CANDIDATE_FEATURE_DIM, CONTEXT_DIM, HISTORY_LEN
+from magpie.learning.ranker_model import Ranker, RankerConfig
+from tools.bench._report import percentiles, write_report
 from tools.bench.gpu_models import ranker_speed
 
 MODEL = "ranker"
@@ -133,8 +132,11 @@ class HttpRanker:
         return scores
 
 
-def _percentile(samples: list[float], q: float) -> float:
-    return round(float(np.percentile(np.array(samples) * 1000.0, q)), 3) if samples else -1.0
+def _p50_p99_ms(samples: list[float]) -> dict[str, float]:
+    """``{"p50": ..., "p99": ...}`` in ms, rounded to 3 places, of latencies in seconds; -1.0
+    for each when there are none."""
+    cuts = percentiles(np.array(samples) * 1000.0, (50, 99))
+    return {key: round(value, 3) if samples else -1.0 for key, value in cuts.items()}
 
 
 def _measure_triton(port: int, args: argparse.Namespace) -> dict[str, Any]:
@@ -172,13 +174,14 @@ def _measure_triton(port: int, args: argparse.Namespace) -> dict[str, Any]:
         thread.join(60)
     elapsed = time.perf_counter() - started
     under_load = [x for samples in loaded for x in samples]
+    unloaded_ms, loaded_ms = _p50_p99_ms(latencies), _p50_p99_ms(under_load)
     return {
-        "p50_ms_concurrency1": _percentile(latencies, 50),
-        "p99_ms_concurrency1": _percentile(latencies, 99),
+        "p50_ms_concurrency1": unloaded_ms["p50"],
+        "p99_ms_concurrency1": unloaded_ms["p99"],
         "concurrency": args.concurrency,
         "requests_under_load": len(under_load),
-        "p50_ms_under_load": _percentile(under_load, 50),
-        "p99_ms_under_load": _percentile(under_load, 99),
+        "p50_ms_under_load": loaded_ms["p50"],
+        "p99_ms_under_load": loaded_ms["p99"],
         "candidates_per_second": round(len(under_load) * args.candidates / elapsed, 1),
         "failed_requests": len(errors),
         "first_errors": errors[:3],
@@ -198,7 +201,7 @@ def _engine(device: torch.device) -> str:
 def _serve_and_measure(
     args: argparse.Namespace, device: torch.device, dtype: torch.dtype, work: Path
 ) -> dict[str, Any]:
-    from services.modelstore.tritonserver import TritonPorts, TritonServer
+    from magpie.modelstore.tritonserver import TritonPorts, TritonServer
 
     torch.manual_seed(0)
     vocab = args.vocab
@@ -207,7 +210,7 @@ def _serve_and_measure(
     files: dict[str, Path] = {"module": work / "ranker.pt"}
     torch.save(ranker, files["module"])  # benchmark-only; the model.py loads it back
     if engine == "onnxruntime":
-        from services.learning.export import convert_fp16, export_ranker
+        from magpie.learning.export import convert_fp16, export_ranker
 
         export_ranker(ranker, work / "ranker.onnx")
         files["onnx"] = convert_fp16(work / "ranker.onnx", work / "ranker.fp16.onnx")

@@ -32,7 +32,7 @@ if ! "$PY" -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("py
   fi
 fi
 export PYTHONPATH="$PWD${SITE:+:$SITE}${PYTHONPATH:+:$PYTHONPATH}"
-timeout -k 15 "${BENCH_TIMEOUT:-420}" "$PY" tools/bench/gpu_triton.py \
+timeout -k 15 "${BENCH_TIMEOUT:-420}" "$PY" -m tools.bench.gpu_triton \
   --output "$OUT/gpu-triton.json" "$@"
 status=$?
 [ -f "$OUT/gpu-triton.json" ] || echo "{\"error\": \"gpu_triton.py exited $status\"}" > "$OUT/gpu-triton.json"

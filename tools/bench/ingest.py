@@ -7,7 +7,7 @@ first send to the last acknowledgement. Then checks that every acknowledged
 event is in PostgreSQL (`lost` must be 0) and, in the same run, times a raw
 `COPY` of the same rows into an identical empty events table.
 
-    python tools/bench/ingest.py --events 500000
+    python -m tools.bench.ingest --events 500000
 """
 
 from __future__ import annotations
@@ -23,16 +23,13 @@ from pathlib import Path
 
 import grpc
 import psycopg2
+
+from magpie.platform.local import free_port, wait_serving
+from magpie.runtime import schema
 from magpie.v1 import feedback_pb2 as pb
+from tools.bench._report import write_report
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(REPO), str(REPO / "tools" / "bench")]
-
-from _report import write_report  # noqa: E402
-
-from services.common import schema  # noqa: E402
-from services.local_platform import wait_serving  # noqa: E402
-from tests.support import free_port  # noqa: E402
 
 N_PRODUCTS = 10_000
 N_USERS = 50_000

@@ -13,8 +13,8 @@ Candidate features come from ``--covisitation`` (a bundle's ``covisitation.npz``
 synthetic (log1p of co-visitation-like scores for 40% of the candidates, zero for the
 rest): latency does not depend on their values, only the FP32-INT8 score difference does.
 
-    python tools/bench/quantization.py
-    python tools/bench/quantization.py --repeats 50   # quick look
+    python -m tools.bench.quantization
+    python -m tools.bench.quantization --repeats 50   # quick look
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -31,12 +30,10 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from services.learning.covisitation import Covisitation
-from services.learning.export import OnnxRanker
-from services.learning.signature import CANDIDATE_FEATURE_DIM, CONTEXT_DIM, HISTORY_LEN
-from services.learning.train import RankerInputs
+from magpie.contract.covisitation import Covisitation
+from magpie.contract.signature import CANDIDATE_FEATURE_DIM, CONTEXT_DIM, HISTORY_LEN
+from magpie.learning.export import OnnxRanker
+from magpie.learning.train import RankerInputs
 from tools.bench._report import RESULTS_DIR, write_report
 
 

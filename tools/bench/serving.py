@@ -1,7 +1,7 @@
 """Recommend under load: latency percentiles and throughput per offered rate, the hops
 that make up one call, and the ratio to a bare gRPC health-check round trip.
 
-    python tools/bench/serving.py [--products 5000 --users 2000 --events 150000]
+    python -m tools.bench.serving [--products 5000 --users 2000 --events 150000]
                                   [--levels 10,25,50,75] [--seconds 20]
 
 The benchmark brings up an isolated platform (five services, tritonserver, a fresh
@@ -27,26 +27,18 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from tools.bench._report import write_report
+from tools.bench._report import percentiles, write_report
 
 REQUEST_TIMEOUT = 2.0
 _WARMUP = 5
 _DAY = 86_400.0
-
-
-def _percentiles(samples_ms: list[float]) -> dict[str, float]:
-    if not samples_ms:
-        return {"p50_ms": float("nan"), "p95_ms": float("nan"), "p99_ms": float("nan")}
-    values = np.asarray(samples_ms)
-    return {f"p{q}_ms": round(float(np.percentile(values, q)), 2) for q in (50, 95, 99)}
 
 
 async def _timed(call: Callable[[], Awaitable[Any]], repeat: int) -> float:
@@ -104,51 +96,62 @@ def _with_descendants(pid: int) -> list[int]:
     return found
 
 
-async def _generate(job: dict[str, Any]) -> dict[str, Any]:
-    """The load generator (runs in its own process)."""
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-    from magpie.v1 import (
-        catalog_pb2,
-        catalog_pb2_grpc,
-        profiles_pb2,
-        profiles_pb2_grpc,
-        ranking_pb2,
-        ranking_pb2_grpc,
-        retrieval_pb2,
-        retrieval_pb2_grpc,
-    )
+_Outcome = tuple[float | None, bool]
+"""One request under load: its latency in ms (None when it failed) and whether it was
+answered degraded."""
 
-    from services.learning.covisitation import Covisitation
-    from services.learning.signature import CONTEXT_DIM, HISTORY_LEN
-    from services.modelstore.bundle import COVISITATION
-    from services.modelstore.client import RankerClient
 
-    users: list[str] = job["users"]
-    rng = random.Random(0)
-    channels = {name: grpc.aio.insecure_channel(addr) for name, addr in job["addresses"].items()}
-    ranking = ranking_pb2_grpc.RankingServiceStub(channels["ranking"])
-    health = health_pb2_grpc.HealthStub(channels["ranking"])
-    profiles = profiles_pb2_grpc.ProfileServiceStub(channels["profiles"])
-    retrieval = retrieval_pb2_grpc.RetrievalServiceStub(channels["retrieval"])
-    catalog = catalog_pb2_grpc.CatalogServiceStub(channels["catalog"])
-    ranker = RankerClient(job["triton"], job["triton_model"], 5.0)
+@dataclasses.dataclass(frozen=True)
+class _Recommender:
+    """Issues one Recommend call and records its outcome."""
 
-    user = users[0]
-    profile = (await profiles.GetProfile(profiles_pb2.GetProfileRequest(user_id=user))).profile
-    recent = [i.product_id for i in profile.recent_interactions]
-    candidates = await retrieval.Retrieve(
-        retrieval_pb2.RetrieveRequest(user_id=user, limit=500, recent_product_ids=recent)
-    )
-    pool = [c.product_id for c in candidates.candidates[:60]]
+    stub: Any  # ranking_pb2_grpc.RankingServiceStub
+    request: Callable[..., Any]  # ranking_pb2.RecommendRequest
+    rpc_error: type[Exception]  # grpc.aio.AioRpcError
+
+    async def __call__(self, user_id: str) -> _Outcome:
+        started = time.perf_counter()
+        try:
+            reply = await self.stub.Recommend(
+                self.request(user_id=user_id, k=10), timeout=REQUEST_TIMEOUT
+            )
+        except self.rpc_error:
+            return None, False
+        return (time.perf_counter() - started) * 1000, bool(reply.degradations)
+
+
+def _ranker_inputs(job: dict[str, Any]) -> tuple[NDArray[Any], ...]:
+    """History, candidates, context and co-visitation features of one ranker call, shaped
+    as the ranking service sends them for 500 candidates."""
+    from magpie.contract.covisitation import Covisitation
+    from magpie.contract.signature import CONTEXT_DIM, HISTORY_LEN
+    from magpie.modelstore.bundle import COVISITATION
+
     history = np.zeros((1, HISTORY_LEN), dtype=np.int64)
     history[0, -20:] = np.arange(2, 22)
     candidate_ids = np.arange(2, 502, dtype=np.int64)[None, :] % job["vocab"]
     context = np.zeros((1, CONTEXT_DIM), dtype=np.float32)
     with np.load(Path(job["bundle"]) / COVISITATION) as arrays:
         features = Covisitation.from_arrays(arrays).features(history, candidate_ids)
+    return history, candidate_ids, context, features
+
+
+async def _hops(
+    job: dict[str, Any], profiles: Any, retrieval: Any, catalog: Any, ranker: Any
+) -> dict[str, float]:
+    """p50 ms of each hop Recommend makes, one at a time, unloaded, with its payloads."""
+    from magpie.v1 import catalog_pb2, profiles_pb2, retrieval_pb2
+
+    user = job["users"][0]
+    profile = (await profiles.GetProfile(profiles_pb2.GetProfileRequest(user_id=user))).profile
+    recent = [i.product_id for i in profile.recent_interactions]
+    candidates = await retrieval.Retrieve(
+        retrieval_pb2.RetrieveRequest(user_id=user, limit=500, recent_product_ids=recent)
+    )
+    pool = [c.product_id for c in candidates.candidates[:60]]
+    history, candidate_ids, context, features = _ranker_inputs(job)
     repeat = job["hop_repeat"]
-    hops = {
+    return {
         "profiles.GetProfile": await _timed(
             lambda: profiles.GetProfile(profiles_pb2.GetProfileRequest(user_id=user)), repeat
         ),
@@ -166,63 +169,133 @@ async def _generate(job: dict[str, Any]) -> dict[str, Any]:
             repeat,
         ),
     }
-    ranking_pids, own_pid = job["processes"]["ranking"], [os.getpid()]
+
+
+async def _health_baseline(
+    health: Any, ranking_pids: list[int], repeat: int
+) -> tuple[float, dict[str, int]]:
+    """p50 ms of a bare gRPC health check on the ranking service, and the CPU (us) one such
+    call costs the server and this client."""
+    from grpc_health.v1 import health_pb2
+
+    own_pid = [os.getpid()]
     server_cpu, client_cpu = _cpu_seconds(ranking_pids), _cpu_seconds(own_pid)
-    health_p50 = await _timed(lambda: health.Check(health_pb2.HealthCheckRequest()), repeat)
+    p50 = await _timed(lambda: health.Check(health_pb2.HealthCheckRequest()), repeat)
     calls = repeat + _WARMUP
-    health_cpu_us = {
+    cpu_us = {
         "server": round((_cpu_seconds(ranking_pids) - server_cpu) * 1e6 / calls),
         "client": round((_cpu_seconds(own_pid) - client_cpu) * 1e6 / calls),
     }
-    recommend_p50 = await _timed(
-        lambda: ranking.Recommend(ranking_pb2.RecommendRequest(user_id=rng.choice(users), k=10)),
-        repeat,
+    return p50, cpu_us
+
+
+def _start_times(rps: float, seconds: float) -> list[float]:
+    """Open-loop schedule: when each request starts, in seconds from the level's start."""
+    return [n / rps for n in range(int(rps * seconds))]
+
+
+async def _open_loop(
+    starts: list[float],
+    recommend: Callable[[str], Coroutine[Any, Any, _Outcome]],
+    pick_user: Callable[[], str],
+) -> tuple[list[_Outcome], float]:
+    """Start one request at each of ``starts`` whatever the latency; the outcomes, and the
+    seconds from the first start until the last request finished."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    tasks = []
+    for offset in starts:
+        delay = start + offset - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(recommend(pick_user())))
+    outcomes = await asyncio.gather(*tasks)
+    return outcomes, loop.time() - start
+
+
+async def _run_level(
+    rps: float,
+    seconds: float,
+    recommend: Callable[[str], Coroutine[Any, Any, _Outcome]],
+    pick_user: Callable[[], str],
+    processes: dict[str, list[int]],
+) -> dict[str, Any]:
+    """One offered rate for ``seconds``, with the CPU each process and the machine used."""
+    starts = _start_times(rps, seconds)
+    total = len(starts)
+    cpu_before = {name: _cpu_seconds(pids) for name, pids in processes.items()}
+    busy_before, idle_before = _machine_busy_idle()
+    outcomes, elapsed = await _open_loop(starts, recommend, pick_user)
+    busy_after, idle_after = _machine_busy_idle()
+    busy, idle = busy_after - busy_before, idle_after - idle_before
+    cpu_ms = {
+        name: round((_cpu_seconds(pids) - cpu_before[name]) * 1000 / total, 2)
+        for name, pids in processes.items()
+    }
+    return _summarise_level(rps, outcomes, elapsed, cpu_ms, busy / max(busy + idle, 1))
+
+
+def _summarise_level(
+    rps: float,
+    outcomes: list[_Outcome],
+    elapsed: float,
+    cpu_ms: dict[str, float],
+    busy_share: float,
+) -> dict[str, Any]:
+    """The JSON record of one level."""
+    latencies = [ms for ms, _ in outcomes if ms is not None]
+    return {
+        "rps_offered": rps,
+        "rps_achieved": round(len(latencies) / elapsed, 1),
+        **{f"{key}_ms": round(value, 2) for key, value in percentiles(latencies).items()},
+        "errors": sum(ms is None for ms, _ in outcomes),
+        "degraded": sum(degraded for _, degraded in outcomes),
+        "requests": len(outcomes),
+        "cpu_ms_per_request": {**cpu_ms, "total": round(sum(cpu_ms.values()), 2)},
+        "machine_busy_share": round(busy_share, 2),
+    }
+
+
+async def _generate(job: dict[str, Any]) -> dict[str, Any]:
+    """The load generator (runs in its own process): the hops and the health-check
+    baseline unloaded, then each offered rate in turn."""
+    import grpc
+    from grpc_health.v1 import health_pb2_grpc
+
+    from magpie.modelstore.client import RankerClient
+    from magpie.v1 import (
+        catalog_pb2_grpc,
+        profiles_pb2_grpc,
+        ranking_pb2,
+        ranking_pb2_grpc,
+        retrieval_pb2_grpc,
     )
 
-    async def one(user_id: str) -> tuple[float | None, bool]:
-        started = time.perf_counter()
-        try:
-            reply = await ranking.Recommend(
-                ranking_pb2.RecommendRequest(user_id=user_id, k=10), timeout=REQUEST_TIMEOUT
-            )
-        except grpc.aio.AioRpcError:
-            return None, False
-        return (time.perf_counter() - started) * 1000, bool(reply.degradations)
+    users: list[str] = job["users"]
+    rng = random.Random(0)
+    channels = {name: grpc.aio.insecure_channel(addr) for name, addr in job["addresses"].items()}
+    ranking = ranking_pb2_grpc.RankingServiceStub(channels["ranking"])
+    health = health_pb2_grpc.HealthStub(channels["ranking"])
+    profiles = profiles_pb2_grpc.ProfileServiceStub(channels["profiles"])
+    retrieval = retrieval_pb2_grpc.RetrievalServiceStub(channels["retrieval"])
+    catalog = catalog_pb2_grpc.CatalogServiceStub(channels["catalog"])
+    ranker = RankerClient(job["triton"], job["triton_model"], 5.0)
 
-    levels = []
-    loop = asyncio.get_running_loop()
+    hops = await _hops(job, profiles, retrieval, catalog, ranker)
+    health_p50, health_cpu_us = await _health_baseline(
+        health, job["processes"]["ranking"], job["hop_repeat"]
+    )
+    recommend_p50 = await _timed(
+        lambda: ranking.Recommend(ranking_pb2.RecommendRequest(user_id=rng.choice(users), k=10)),
+        job["hop_repeat"],
+    )
+
+    recommend = _Recommender(ranking, ranking_pb2.RecommendRequest, grpc.aio.AioRpcError)
     processes: dict[str, list[int]] = {**job["processes"], "load generator": [os.getpid()]}
+    levels = []
     for rps in job["levels"]:
-        total = int(rps * job["seconds"])
-        cpu_before = {name: _cpu_seconds(pids) for name, pids in processes.items()}
-        busy_before, idle_before = _machine_busy_idle()
-        start = loop.time()
-        tasks = []
-        for n in range(total):
-            delay = start + n / rps - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(rng.choice(users))))
-        results = await asyncio.gather(*tasks)
-        elapsed = loop.time() - start
-        busy_after, idle_after = _machine_busy_idle()
-        busy, idle = busy_after - busy_before, idle_after - idle_before
-        cpu_ms = {
-            name: round((_cpu_seconds(pids) - cpu_before[name]) * 1000 / total, 2)
-            for name, pids in processes.items()
-        }
-        latencies = [ms for ms, _ in results if ms is not None]
         levels.append(
-            {
-                "rps_offered": rps,
-                "rps_achieved": round(len(latencies) / elapsed, 1),
-                **_percentiles(latencies),
-                "errors": sum(ms is None for ms, _ in results),
-                "degraded": sum(degraded for _, degraded in results),
-                "requests": total,
-                "cpu_ms_per_request": {**cpu_ms, "total": round(sum(cpu_ms.values()), 2)},
-                "machine_busy_share": round(busy / max(busy + idle, 1), 2),
-            }
+            await _run_level(rps, job["seconds"], recommend, lambda: rng.choice(users), processes)
         )
         await asyncio.sleep(2.0)
     await ranker.close()
@@ -239,10 +312,10 @@ async def _generate(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def _platform_run(args: argparse.Namespace) -> dict[str, Any]:
-    from services.common import schema
-    from services.datasets import synthetic
-    from services.demo import DEMO_PIPELINE, bootstrap, settings_for_cli, wait_for_version
-    from services.local_platform import SERVICES, LocalPlatform, isolated_layout
+    from magpie.datasets import synthetic
+    from magpie.platform.demo import DEMO_PIPELINE, bootstrap, settings_for_cli, wait_for_version
+    from magpie.platform.local import SERVICES, LocalPlatform, isolated_layout
+    from magpie.runtime import schema
 
     admin = "postgresql://postgres@127.0.0.1:5432/postgres"
     with (
@@ -287,7 +360,7 @@ def _platform_run(args: argparse.Namespace) -> dict[str, Any]:
                 "processes": {n: _with_descendants(pid) for n, pid in local.running().items()},
             }
             generator = subprocess.run(
-                [sys.executable, __file__, "--generate"],
+                [sys.executable, "-m", "tools.bench.serving", "--generate"],
                 input=json.dumps(job),
                 capture_output=True,
                 text=True,

@@ -12,7 +12,7 @@ features are synthetic (log1p of co-visitation-like scores for 40% of the candid
 ``--bundle DIR`` measures a trained bundle's rankers instead, with candidate features
 from its ``covisitation.npz`` as the ranking service computes them.
 
-    python tools/bench/triton_ranker.py [--requests 300] [--bundle .magpie/artifacts/3]
+    python -m tools.bench.triton_ranker [--requests 300] [--bundle .magpie/artifacts/3]
 """
 
 from __future__ import annotations
@@ -21,18 +21,15 @@ import argparse
 import json
 import shutil
 import socket
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from services.learning.signature import CANDIDATE_FEATURE_DIM, CONTEXT_DIM, HISTORY_LEN, SCORES
-from services.modelstore.bundle import COVISITATION, RANKER_FP32, RANKER_INT8
-from tools.bench._report import write_report
+from magpie.contract.signature import CANDIDATE_FEATURE_DIM, CONTEXT_DIM, HISTORY_LEN, SCORES
+from magpie.modelstore.bundle import COVISITATION, RANKER_FP32, RANKER_INT8
+from tools.bench._report import percentiles, write_report
 
 CANDIDATES = 500
 
@@ -41,10 +38,10 @@ def _export_untrained(directory: Path) -> int:
     """Real-size untrained ranker on the synthetic small catalog; returns the vocab size."""
     import torch
 
-    from services.datasets.synthetic import iter_items, preset
-    from services.learning.export import export_ranker, quantize_int8
-    from services.learning.ranker_model import Ranker, RankerConfig
-    from services.learning.sequences import build_vocab
+    from magpie.datasets.synthetic import iter_items, preset
+    from magpie.learning.export import export_ranker, quantize_int8
+    from magpie.learning.ranker_model import Ranker, RankerConfig
+    from magpie.learning.sequences import build_vocab
 
     items = [item for batch in iter_items(preset("small")) for item in batch]
     vocab = build_vocab(items)
@@ -56,7 +53,7 @@ def _export_untrained(directory: Path) -> int:
 
 
 def _repository(models: dict[str, Path], root: Path) -> Path:
-    from services.modelstore.triton_repo import MODEL_FILE, MODEL_PY, write_model_dir
+    from magpie.modelstore.triton_repo import MODEL_FILE, MODEL_PY, write_model_dir
 
     repository = root / "repository"
     for name, onnx_file in models.items():
@@ -73,9 +70,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _percentiles(samples: list[float]) -> tuple[float, float]:
-    values = np.array(samples) * 1000.0
-    return float(np.percentile(values, 50)), float(np.percentile(values, 99))
+def _p50_p99_ms(samples: list[float]) -> tuple[float, float]:
+    """p50 and p99 in ms of latencies in seconds, unrounded."""
+    cuts = percentiles(np.array(samples) * 1000.0, (50, 99))
+    return cuts["p50"], cuts["p99"]
 
 
 def main() -> int:
@@ -88,11 +86,11 @@ def main() -> int:
 
     import tritonclient.grpc as grpcclient
 
-    from services.learning.covisitation import Covisitation
-    from services.learning.export import OnnxRanker
-    from services.modelstore.client import infer_inputs, pad_candidates
-    from services.modelstore.triton_repo import TARGETS
-    from services.modelstore.tritonserver import TritonPorts, TritonServer
+    from magpie.contract.covisitation import Covisitation
+    from magpie.learning.export import OnnxRanker
+    from magpie.modelstore.client import infer_inputs, pad_candidates
+    from magpie.modelstore.triton_repo import TARGETS
+    from magpie.modelstore.tritonserver import TritonPorts, TritonServer
 
     work = Path(tempfile.mkdtemp(prefix="bench-triton-"))
     try:
@@ -144,9 +142,9 @@ def main() -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    int8_p50, int8_p99 = _percentiles(latencies["ranker_int8"])
-    fp32_p50, fp32_p99 = _percentiles(latencies["ranker_fp32"])
-    ort_p50, ort_p99 = _percentiles(in_process)
+    int8_p50, int8_p99 = _p50_p99_ms(latencies["ranker_int8"])
+    fp32_p50, fp32_p99 = _p50_p99_ms(latencies["ranker_fp32"])
+    ort_p50, ort_p99 = _p50_p99_ms(in_process)
     results = {
         "int8_p50_ms": round(int8_p50, 3),
         "int8_p99_ms": round(int8_p99, 3),

@@ -7,11 +7,11 @@ from typing import Any
 
 import grpc
 import pytest
+
+from magpie.runtime.settings import Settings
 from magpie.v1 import catalog_pb2 as pb
 from magpie.v1 import catalog_pb2_grpc, common_pb2
-
 from services.catalog.server import build_spec
-from services.common.settings import Settings
 
 ProductFactory = Callable[..., pb.Product]
 

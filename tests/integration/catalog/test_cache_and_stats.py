@@ -7,12 +7,12 @@ import psycopg2
 import pytest
 import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from magpie.runtime.cache import Cache
+from magpie.runtime.settings import Settings
 from magpie.v1 import catalog_pb2 as pb
 from magpie.v1 import catalog_pb2_grpc
-
 from services.catalog.server import SERVICE_NAME, build_spec
-from services.common.cache import Cache
-from services.common.settings import Settings
 from tests.support import free_port
 
 pytestmark = pytest.mark.integration

@@ -6,9 +6,9 @@ import grpc
 import psycopg2
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
+
 from magpie.v1 import catalog_pb2 as pb
 from magpie.v1 import common_pb2
-
 from tests.support import field_violations
 
 pytestmark = pytest.mark.integration

@@ -13,17 +13,17 @@ from collections.abc import Iterator
 
 import pytest
 
-from services.common import schema
-from services.common.settings import Settings
-from services.datasets import synthetic
-from services.datasets.schema import Dataset, Interaction
-from services.datasets.warehouse import POSITIVE_KINDS
-from services.demo import bootstrap, settings_for_cli, wait_for_version
-from services.learning.ranker_model import RankerConfig
-from services.learning.retrieval_model import RetrievalConfig
-from services.learning.train import PipelineConfig
-from services.local_platform import SERVICES, LocalPlatform, isolated_layout
-from tests.conftest import ADMIN_URL, TEST_REDIS_URL
+from magpie.datasets import synthetic
+from magpie.datasets.schema import Dataset, Interaction
+from magpie.datasets.warehouse import POSITIVE_KINDS
+from magpie.learning.ranker_model import RankerConfig
+from magpie.learning.retrieval_model import RetrievalConfig
+from magpie.learning.train import PipelineConfig
+from magpie.platform.demo import bootstrap, settings_for_cli, wait_for_version
+from magpie.platform.local import SERVICES, LocalPlatform, isolated_layout
+from magpie.runtime import schema
+from magpie.runtime.settings import Settings
+from tests.support import ADMIN_URL, TEST_REDIS_URL
 
 E2E_PIPELINE = PipelineConfig(
     retrieval=RetrievalConfig(epochs=12, max_seconds=math.inf),

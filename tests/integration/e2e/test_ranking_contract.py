@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterator
 
 import grpc
 import pytest
-from magpie.v1 import common_pb2, ranking_pb2, ranking_pb2_grpc
 
+from magpie.v1 import common_pb2, ranking_pb2, ranking_pb2_grpc
 from tests.integration.e2e.conftest import Platform
 from tests.support import field_violations
 

@@ -9,11 +9,11 @@ from collections import Counter
 
 import grpc
 import pytest
-from magpie.v1 import catalog_pb2, catalog_pb2_grpc, common_pb2, ranking_pb2, ranking_pb2_grpc
 
-from services.datasets.warehouse import POSITIVE_KINDS
-from services.modelstore import registry
-from services.modelstore.lifecycle import connection, promote_and_publish
+from magpie.datasets.warehouse import POSITIVE_KINDS
+from magpie.modelstore import registry
+from magpie.modelstore.lifecycle import connection, promote_and_publish
+from magpie.v1 import catalog_pb2, catalog_pb2_grpc, common_pb2, ranking_pb2, ranking_pb2_grpc
 from tests.integration.e2e.conftest import Platform
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]

@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 import grpc
 import psycopg2
 import pytest
-from magpie.v1 import feedback_pb2_grpc
 
-from services.common.settings import Settings
+from magpie.runtime.settings import Settings
+from magpie.v1 import feedback_pb2_grpc
 from services.feedback.server import build_spec
 
 PRODUCTS = {"p1": "Books > Fiction", "p2": "Books > Poetry", "p3": "Garden > Tools"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import psycopg2
+
 from magpie.v1 import common_pb2, feedback_pb2
 
 

@@ -10,8 +10,8 @@ import psycopg2
 import pytest
 import redis
 
-from services.common.cache import PRODUCT_STATS, PROFILES, Cache
-from services.common.db import Connection, Database
+from magpie.runtime.cache import PRODUCT_STATS, PROFILES, Cache
+from magpie.runtime.db import Connection, Database
 from services.feedback.consumer import EventConsumer, Fold, fold_once
 from services.feedback.service import EventRow, FeedbackService, KnownProducts
 from services.feedback.storage import EventStore

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import grpc
 import pytest
+
+from magpie.runtime.settings import Settings
 from magpie.v1 import feedback_pb2 as pb
 from magpie.v1 import feedback_pb2_grpc
-
-from services.common.settings import Settings
 from tests.integration.feedback.events import clicks, stored_ids
 from tests.support import service_process
 

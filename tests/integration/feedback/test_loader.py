@@ -6,10 +6,10 @@ import asyncio
 
 import pytest
 
+from magpie.datasets import synthetic
+from magpie.datasets.loader import Addresses, Loader, LoadReport
+from magpie.runtime.settings import Settings
 from services.catalog.server import build_spec as catalog_spec
-from services.common.settings import Settings
-from services.datasets import synthetic
-from services.datasets.loader import Addresses, Loader, LoadReport
 from services.feedback.server import build_spec as feedback_spec
 from services.profiles.server import build_spec as profiles_spec
 from tests.integration.feedback.events import query

@@ -6,9 +6,9 @@ import time
 
 import grpc
 import pytest
+
 from magpie.v1 import common_pb2, feedback_pb2_grpc
 from magpie.v1 import feedback_pb2 as pb
-
 from tests.integration.feedback.conftest import add_products
 from tests.integration.feedback.events import clicks, event, query, stored_ids
 from tests.support import field_violations

@@ -12,11 +12,11 @@ import grpc
 import psycopg2
 import pytest
 import redis
+
+from magpie.runtime.locks import EVENT_FOLD_LOCK
+from magpie.runtime.settings import Settings
 from magpie.v1 import common_pb2, feedback_pb2, feedback_pb2_grpc, profiles_pb2_grpc
 from magpie.v1 import profiles_pb2 as pb
-
-from services.common.locks import EVENT_FOLD_LOCK
-from services.common.settings import Settings
 from services.feedback.server import build_spec as feedback_spec
 from services.profiles.server import build_spec as profiles_spec
 from tests.integration.feedback.conftest import PRODUCTS, add_products

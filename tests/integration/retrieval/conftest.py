@@ -14,11 +14,11 @@ import pytest
 import torch
 from psycopg2.extras import execute_values
 
-from services.common.settings import Settings
-from services.learning.export import export_user_tower
-from services.learning.retrieval_model import RetrievalConfig, RetrievalModel
-from services.learning.sequences import FIRST_ITEM_INDEX
-from services.modelstore import bundle, registry
+from magpie.contract.signature import FIRST_ITEM_INDEX
+from magpie.learning.export import export_user_tower
+from magpie.learning.retrieval_model import RetrievalConfig, RetrievalModel
+from magpie.modelstore import bundle, registry
+from magpie.runtime.settings import Settings
 from services.profiles import server as profiles_server
 
 CATEGORIES = ("Home > Kitchen", "Home > Garden", "Sports > Running", "Books > Fiction")

@@ -13,11 +13,15 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from magpie.contract.signature import (
+    FIRST_ITEM_INDEX,
+    HISTORY_IDS,
+    PAD_INDEX,
+    USER_TOWER_HISTORY_LEN,
+)
 from magpie.v1 import common_pb2, retrieval_pb2_grpc
 from magpie.v1 import retrieval_pb2 as pb
-
-from services.learning.sequences import FIRST_ITEM_INDEX
-from services.learning.signature import HISTORY_IDS, PAD_INDEX, USER_TOWER_HISTORY_LEN
 from services.retrieval.server import build_spec
 from tests.integration.retrieval.conftest import (
     BRAND,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from services.learning.sequences import FIRST_ITEM_INDEX
+from magpie.contract.signature import FIRST_ITEM_INDEX
 from services.retrieval.model import load_bundle
 
 

@@ -11,13 +11,13 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from magpie.v1 import profiles_pb2 as pb
-from magpie.v1 import profiles_pb2_grpc
 from pgserver._commands import pg_ctl
 from pgserver.postgres_server import PostgresServer, get_server
 
-from services.common import schema
-from services.common.settings import Settings
+from magpie.runtime import schema
+from magpie.runtime.settings import Settings
+from magpie.v1 import profiles_pb2 as pb
+from magpie.v1 import profiles_pb2_grpc
 from services.profiles.server import build_spec
 
 pytestmark = pytest.mark.integration

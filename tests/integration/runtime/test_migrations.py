@@ -4,8 +4,8 @@ from collections.abc import Iterator
 import psycopg2
 import pytest
 
-from services.common import schema
-from tests.conftest import ADMIN_URL
+from magpie.runtime import schema
+from tests.support import ADMIN_URL
 
 pytestmark = pytest.mark.integration
 

@@ -10,12 +10,12 @@ import psycopg2
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from magpie.runtime.clients import open_channel
+from magpie.runtime.deadline import set_deadline_from
+from magpie.runtime.settings import Settings
 from magpie.v1 import profiles_pb2 as pb
 from magpie.v1 import profiles_pb2_grpc
-
-from services.common.clients import open_channel
-from services.common.deadline import set_deadline_from
-from services.common.settings import Settings
 from services.profiles.server import build_spec
 from tests.support import field_violations, service_process
 

@@ -14,15 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from services.datasets.schema import Dataset
-from services.datasets.synthetic import generate, preset
-from services.learning.ranker_model import RankerConfig
-from services.learning.retrieval_model import RetrievalConfig
-from services.learning.train import PipelineConfig, train_pipeline
-from services.modelstore.bundle import RANKER_FP32, RANKER_INT8
-from services.modelstore.publish import publish
-from services.modelstore.tritonserver import TritonPorts, TritonServer
-from services.modelstore.writer import write_bundle
+from magpie.datasets.schema import Dataset
+from magpie.datasets.synthetic import generate, preset
+from magpie.learning.ranker_model import RankerConfig
+from magpie.learning.retrieval_model import RetrievalConfig
+from magpie.learning.train import PipelineConfig, train_pipeline
+from magpie.modelstore.bundle import RANKER_FP32, RANKER_INT8
+from magpie.modelstore.publish import publish
+from magpie.modelstore.tritonserver import TritonPorts, TritonServer
+from magpie.modelstore.writer import write_bundle
 from tests.support import REPO, free_port
 
 MODEL = "magpie_ranker"

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.learning.signature import HISTORY_IDS, USER_VECTORS
-from services.modelstore.bundle import (
+from magpie.contract.signature import HISTORY_IDS, USER_VECTORS
+from magpie.modelstore.bundle import (
     COVISITATION,
     ITEM_VECTORS,
     METADATA,
@@ -21,7 +21,7 @@ from services.modelstore.bundle import (
     USER_TOWER,
     VOCAB,
 )
-from services.modelstore.validate import InvalidBundle, validate_bundle
+from magpie.modelstore.validate import InvalidBundle, validate_bundle
 
 
 def test_written_bundle_is_complete_and_valid(bundle: Path) -> None:

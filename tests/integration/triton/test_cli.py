@@ -9,8 +9,8 @@ import psycopg2
 import pytest
 import tritonclient.grpc as grpcclient
 
-from services.modelstore import cli, registry
-from services.modelstore.publish import published_versions
+from magpie.modelstore import cli, registry
+from magpie.modelstore.publish import published_versions
 
 from .conftest import MODEL, Served
 

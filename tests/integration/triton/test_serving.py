@@ -11,16 +11,16 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 
-from services.common.errors import Unavailable
-from services.learning.covisitation import Covisitation
-from services.learning.export import OnnxRanker
-from services.learning.signature import CONTEXT_DIM, HISTORY_LEN, OOV_INDEX, SCORES
-from services.learning.train import RankerInputs
-from services.modelstore.bundle import COVISITATION, RANKER_INT8
-from services.modelstore.client import RankerClient, infer_inputs, pad_candidates
-from services.modelstore.publish import publish, published_versions
-from services.modelstore.tritonserver import TritonServer
-from services.modelstore.validate import InvalidBundle
+from magpie.contract.covisitation import Covisitation
+from magpie.contract.signature import CONTEXT_DIM, HISTORY_LEN, OOV_INDEX, SCORES
+from magpie.learning.export import OnnxRanker
+from magpie.learning.train import RankerInputs
+from magpie.modelstore.bundle import COVISITATION, RANKER_INT8
+from magpie.modelstore.client import RankerClient, infer_inputs, pad_candidates
+from magpie.modelstore.publish import publish, published_versions
+from magpie.modelstore.tritonserver import TritonServer
+from magpie.modelstore.validate import InvalidBundle
+from magpie.runtime.errors import Unavailable
 from services.ranking.downstream import GuardedRanker
 from services.ranking.model import load_serving_model
 

@@ -5,9 +5,9 @@ import json
 
 import pytest
 
+from magpie.runtime.filters import ProductFilter
 from services.catalog.paging import InvalidPageToken, decode_page_token, encode_page_token
 from services.catalog.service import ProductQuery
-from services.common.filters import ProductFilter
 
 
 def test_token_round_trips_with_the_same_fingerprint() -> None:

@@ -2,9 +2,9 @@
 
 import pytest
 
+from magpie.runtime.products import category_problem
 from services.catalog.service import Price, ProductDraft, product_problem
 from services.catalog.storage import like_prefix
-from services.common.products import category_problem
 
 
 def test_a_plain_product_is_fine() -> None:

@@ -6,7 +6,6 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 
 from magpie.v1 import catalog_pb2 as pb
-
 from services.catalog.service import CatalogService, ProductDraft, ProductQuery
 
 Hook = Callable[[], Awaitable[None]]

@@ -11,8 +11,8 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from services.datasets.schema import Dataset, EventKind, Interaction
-from services.datasets.synthetic import (
+from magpie.datasets.schema import Dataset, EventKind, Interaction
+from magpie.datasets.synthetic import (
     PRESETS,
     SyntheticConfig,
     generate,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from services.datasets.schema import Dataset, EventKind, Interaction, Item, User
-from services.learning.protocol import LeaveOneOut, leave_one_out
-from services.learning.sequences import build_vocab
+from magpie.datasets.schema import Dataset, EventKind, Interaction, Item, User
+from magpie.learning.protocol import LeaveOneOut, leave_one_out
+from magpie.learning.sequences import build_vocab
 
 
 def tiny_dataset(users: int = 24, items: int = 30, length: int = 10, seed: int = 0) -> Dataset:

@@ -1,7 +1,7 @@
 import numpy as np
 
-from services.learning.covisitation import FEATURE_DECAY, FEATURE_RECENT, Covisitation
-from services.learning.signature import CANDIDATE_FEATURE_DIM, PAD_INDEX
+from magpie.contract.covisitation import FEATURE_DECAY, FEATURE_RECENT, Covisitation
+from magpie.contract.signature import CANDIDATE_FEATURE_DIM, PAD_INDEX
 
 
 def _neighbours(lists: Covisitation, item: int) -> list[int]:

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from services.learning.export import (
+from magpie.contract.signature import CANDIDATE_FEATURE_DIM, CONTEXT_DIM, HISTORY_LEN
+from magpie.learning.export import (
     OnnxRanker,
     convert_fp16,
     export_ranker,
@@ -12,10 +13,9 @@ from services.learning.export import (
     max_abs_difference,
     quantize_int8,
 )
-from services.learning.ranker_model import Ranker, RankerConfig
-from services.learning.retrieval_model import RetrievalConfig, RetrievalModel
-from services.learning.signature import CANDIDATE_FEATURE_DIM, CONTEXT_DIM, HISTORY_LEN
-from services.learning.train import RankerInputs, torch_scores
+from magpie.learning.ranker_model import Ranker, RankerConfig
+from magpie.learning.retrieval_model import RetrievalConfig, RetrievalModel
+from magpie.learning.train import RankerInputs, torch_scores
 
 VOCAB = 60
 

@@ -2,8 +2,8 @@ import math
 
 import numpy as np
 
-from services.learning.metrics import coverage, hit_rate, mrr, ndcg, summarize, target_ranks, top_k
-from services.learning.protocol import mask_seen, two_stage
+from magpie.learning.metrics import coverage, hit_rate, mrr, ndcg, summarize, target_ranks, top_k
+from magpie.learning.protocol import mask_seen, two_stage
 
 
 def test_target_ranks_counts_higher_scores_and_breaks_ties_by_index() -> None:

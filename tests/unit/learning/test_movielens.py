@@ -1,7 +1,7 @@
 import pytest
 
-from services.datasets.movielens import _item, _user, load_movielens_100k, parse_atomic
-from services.datasets.schema import EventKind
+from magpie.datasets.movielens import _item, _user, load_movielens_100k, parse_atomic
+from magpie.datasets.schema import EventKind
 
 
 def test_parse_atomic_drops_field_types() -> None:

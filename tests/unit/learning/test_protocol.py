@@ -1,7 +1,7 @@
-from services.datasets.schema import Dataset, EventKind, Interaction, Item, User
-from services.learning.protocol import LeaveOneOut, leave_one_out, stage_inputs
-from services.learning.sequences import build_vocab
-from services.learning.train import training_sequences
+from magpie.datasets.schema import Dataset, EventKind, Interaction, Item, User
+from magpie.learning.protocol import LeaveOneOut, leave_one_out, stage_inputs
+from magpie.learning.sequences import build_vocab
+from magpie.learning.train import training_sequences
 
 
 def _event(user: str, item: str, at: float) -> Interaction:

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import numpy as np
 
-from services.datasets.schema import Item
-from services.learning.text import TextConfig, embed_texts, item_text, load_sentence_encoder
+from magpie.datasets.schema import Item
+from magpie.learning.text import TextConfig, embed_texts, item_text, load_sentence_encoder
 
 
 class CountingEncoder:

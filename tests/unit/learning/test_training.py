@@ -3,11 +3,11 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from services.learning.baselines import BPRConfig, covisitation_matrix, covisitation_scores
-from services.learning.protocol import LeaveOneOut, stage_inputs
-from services.learning.ranker_model import RankerConfig
-from services.learning.retrieval_model import RetrievalConfig
-from services.learning.train import train_bpr, train_ranker, train_retrieval
+from magpie.learning.baselines import BPRConfig, covisitation_matrix, covisitation_scores
+from magpie.learning.protocol import LeaveOneOut, stage_inputs
+from magpie.learning.ranker_model import RankerConfig
+from magpie.learning.retrieval_model import RetrievalConfig
+from magpie.learning.train import train_bpr, train_ranker, train_retrieval
 
 TINY_RETRIEVAL = RetrievalConfig(
     dim=16, layers=1, heads=2, max_len=12, epochs=3, batch_size=8, eval_every=1, patience=5
@@ -90,7 +90,7 @@ def test_covisitation_scores_neighbours_of_recent_items() -> None:
 
 
 def test_weight_average_is_the_mean_of_float_entries_and_keeps_the_latest_others() -> None:
-    from services.learning.train import _WeightAverage
+    from magpie.learning.train import _WeightAverage
 
     average = _WeightAverage()
     for step in (1.0, 2.0, 6.0):
@@ -101,7 +101,7 @@ def test_weight_average_is_the_mean_of_float_entries_and_keeps_the_latest_others
 
 
 def test_fit_with_average_tail_ends_on_the_mean_of_the_tail_checkpoints() -> None:
-    from services.learning.train import _fit
+    from magpie.learning.train import _fit
 
     torch.manual_seed(0)
     model = torch.nn.Linear(3, 1)

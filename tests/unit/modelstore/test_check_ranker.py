@@ -7,7 +7,7 @@ from pathlib import Path
 import onnx
 from onnx import TensorProto, helper
 
-from services.learning.signature import (
+from magpie.contract.signature import (
     CANDIDATE_FEATURE_DIM,
     CANDIDATE_FEATURES,
     CANDIDATE_IDS,
@@ -17,7 +17,7 @@ from services.learning.signature import (
     HISTORY_LEN,
     SCORES,
 )
-from services.modelstore.validate import check_ranker
+from magpie.modelstore.validate import check_ranker
 
 
 def _ranker(path: Path, with_features: bool) -> Path:

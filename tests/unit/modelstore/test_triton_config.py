@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from tritonclient.grpc import model_config_pb2 as mc
 
-from services.learning.signature import CANDIDATE_FEATURE_DIM, CONTEXT_DIM, HISTORY_LEN, PAD_INDEX
-from services.modelstore import cli
-from services.modelstore.client import pad_candidates
-from services.modelstore.triton_repo import (
+from magpie.contract.signature import CANDIDATE_FEATURE_DIM, CONTEXT_DIM, HISTORY_LEN, PAD_INDEX
+from magpie.modelstore import cli
+from magpie.modelstore.client import pad_candidates
+from magpie.modelstore.triton_repo import (
     CONFIG_FILE,
     MODEL_PY,
     MODEL_PY_SOURCE,

@@ -1,6 +1,6 @@
 import numpy as np
 
-from services.common.filters import ProductFilter
+from magpie.runtime.filters import ProductFilter
 from services.ranking.domain import Candidate, Product, ReasonType, Source, UserState
 from services.ranking.rules import allowed, diversify, reason_for
 

@@ -5,10 +5,10 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from services.common.errors import Unavailable
-from services.common.filters import ProductFilter
-from services.learning.covisitation import Covisitation
-from services.learning.signature import CANDIDATE_FEATURE_DIM
+from magpie.contract.covisitation import Covisitation
+from magpie.contract.signature import CANDIDATE_FEATURE_DIM
+from magpie.runtime.errors import Unavailable
+from magpie.runtime.filters import ProductFilter
 from services.ranking.domain import Candidate, Degradation, Product, Source, UserState
 from services.ranking.model import ServingModel
 from services.ranking.service import RankingService, RequestOptions

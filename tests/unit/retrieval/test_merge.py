@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from services.common.filters import ProductFilter
+from magpie.runtime.filters import ProductFilter
 from services.retrieval import config
 from services.retrieval.merge import Candidates, first_occurrences, merge, proposed_ids
 from services.retrieval.model import ServingModel

@@ -1,6 +1,6 @@
 import datetime
 
-from services.common.filters import ProductFilter
+from magpie.runtime.filters import ProductFilter
 from services.retrieval.products import ProductTable
 
 T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)

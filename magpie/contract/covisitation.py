@@ -1,0 +1,144 @@
+"""Co-visitation neighbour lists and the ranker's co-visitation candidate features.
+
+The same top-neighbour lists (CSR rows, written to a bundle's ``covisitation.npz``) feed
+the retrieval service's co-visitation source and the ranker's candidate features, so
+the features the ranker was trained on are the ones it is served with. Scores come
+from :func:`magpie.learning.baselines.covisitation_matrix`, the co-visitation baseline
+evaluated offline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from magpie.contract.signature import CANDIDATE_FEATURE_NAMES, HISTORY_LEN
+
+__all__ = ["FEATURE_DECAY", "FEATURE_RECENT", "NEIGHBOURS", "Covisitation", "covisitation_matrix"]
+
+NEIGHBOURS = 50
+"""Neighbours kept per item."""
+SEQUENCE_TAIL = HISTORY_LEN
+"""Only each user's most recent items count towards co-visitation."""
+FEATURE_RECENT = 20
+"""History items (the newest) whose neighbour lists make a candidate's features."""
+FEATURE_DECAY = 0.9
+"""Weight of a history item per step back from the newest."""
+
+
+def covisitation_matrix(
+    sequences: Sequence[Sequence[int]], vocab_size: int, window: int = 5
+) -> NDArray[Any]:
+    """float32 [vocab, vocab]: how often two items occur within ``window`` steps, weighted
+    1/distance, each row divided by the square root of the item's frequency."""
+    matrix = np.zeros((vocab_size, vocab_size), dtype=np.float32)
+    for sequence in sequences:
+        items = np.asarray(sequence, dtype=np.int64)
+        for distance in range(1, window + 1):
+            np.add.at(matrix, (items[:-distance], items[distance:]), 1.0 / distance)
+            np.add.at(matrix, (items[distance:], items[:-distance]), 1.0 / distance)
+    counts = np.bincount(
+        np.concatenate([np.asarray(s, np.int64) for s in sequences]), minlength=vocab_size
+    )
+    normalized: NDArray[Any] = matrix / np.sqrt(np.maximum(counts, 1))[:, None]
+    return normalized
+
+
+@dataclass(frozen=True, slots=True)
+class Covisitation:
+    """Top co-visited items per vocabulary row, best first (CSR arrays)."""
+
+    indptr: NDArray[Any]
+    """int64 [vocab + 1]."""
+    indices: NDArray[Any]
+    """int32 neighbour rows."""
+    scores: NDArray[Any]
+    """float32, > 0."""
+
+    @classmethod
+    def from_sequences(
+        cls, sequences: Sequence[Sequence[int]], vocab_size: int, neighbours: int = NEIGHBOURS
+    ) -> Covisitation:
+        """Top ``neighbours`` per item over each sequence's recent tail; an item is never
+        its own neighbour and zero scores are dropped. Builds a dense [vocab, vocab]
+        matrix, which bounds the catalog size it suits (~20k items)."""
+        recent = [list(sequence)[-SEQUENCE_TAIL:] for sequence in sequences]
+        matrix = covisitation_matrix([s for s in recent if s], vocab_size)
+        np.fill_diagonal(matrix, 0.0)
+        k = min(neighbours, vocab_size)
+        top = np.argpartition(-matrix, k - 1, axis=1)[:, :k]
+        top_scores = np.take_along_axis(matrix, top, axis=1)
+        order = np.argsort(-top_scores, axis=1, kind="stable")
+        top = np.take_along_axis(top, order, axis=1)
+        top_scores = np.take_along_axis(top_scores, order, axis=1)
+        keep = top_scores > 0
+        return cls(
+            indptr=np.concatenate([[0], np.cumsum(keep.sum(axis=1))]).astype(np.int64),
+            indices=top[keep].astype(np.int32),
+            scores=top_scores[keep].astype(np.float32),
+        )
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, NDArray[Any]]) -> Covisitation:
+        return cls(arrays["indptr"], arrays["indices"], arrays["scores"])
+
+    def arrays(self) -> dict[str, NDArray[Any]]:
+        """What ``np.savez`` writes and :meth:`from_arrays` reads back."""
+        return {"indptr": self.indptr, "indices": self.indices, "scores": self.scores}
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.indptr) - 1
+
+    def features(self, history_ids: NDArray[Any], candidate_ids: NDArray[Any]) -> NDArray[Any]:
+        """float32 [N, C, len(CANDIDATE_FEATURE_NAMES)] for candidates [N, C] of histories
+        [N, L] (oldest first, left-padded; rows outside the vocabulary count as unknown).
+
+        Features: log1p of the candidate's co-visitation score summed over the newest
+        ``FEATURE_RECENT`` history items (weight ``FEATURE_DECAY`` per step back), and
+        with the newest item alone.
+        """
+        recent = np.asarray(history_ids, dtype=np.int64)[:, -FEATURE_RECENT:]
+        recent = np.where((recent >= 0) & (recent < self.vocab_size), recent, 0)
+        steps_back = np.arange(recent.shape[1] - 1, -1, -1)
+        weights = np.broadcast_to(FEATURE_DECAY**steps_back, recent.shape).astype(np.float32)
+        candidates = np.asarray(candidate_ids, dtype=np.int64)
+        candidates = np.where((candidates >= 0) & (candidates < self.vocab_size), candidates, 0)
+        newest = recent[:, -1:]
+        out = np.stack(
+            [
+                self._scores(recent, weights, candidates),
+                self._scores(newest, np.ones(newest.shape, np.float32), candidates),
+            ],
+            axis=-1,
+        )
+        assert out.shape[-1] == len(CANDIDATE_FEATURE_NAMES)
+        features: NDArray[Any] = np.log1p(out).astype(np.float32)
+        return features
+
+    def _scores(
+        self, recent: NDArray[Any], weights: NDArray[Any], candidates: NDArray[Any]
+    ) -> NDArray[Any]:
+        """[N, C]: sum over each row's history items of weight x score(item -> candidate)."""
+        rows, vocab = recent.shape[0], self.vocab_size
+        starts, stops = self.indptr[recent], self.indptr[recent + 1]
+        lengths = (stops - starts).ravel()
+        total = int(lengths.sum())
+        if not total:
+            return np.zeros(candidates.shape, dtype=np.float32)
+        # The flat positions of every neighbour of every history item, and its owner.
+        firsts = np.repeat(starts.ravel() - np.cumsum(lengths) + lengths, lengths)
+        spans = firsts + np.arange(total)
+        owner = np.repeat(np.repeat(np.arange(rows), recent.shape[1]), lengths)
+        weight = np.repeat(weights.ravel(), lengths)
+        dense = np.bincount(
+            owner * vocab + self.indices[spans],
+            weights=self.scores[spans] * weight,
+            minlength=rows * vocab,
+        ).reshape(rows, vocab)
+        picked: NDArray[Any] = np.take_along_axis(dense, candidates, axis=1)
+        return picked.astype(np.float32)

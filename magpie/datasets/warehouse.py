@@ -1,0 +1,100 @@
+"""Reads what the platform has stored (catalog, users, events) back as a `Dataset`.
+
+This is what retraining learns from: the same rows the services serve, read
+in one pass in (user, time, arrival) order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+import psycopg2
+
+from magpie.datasets.schema import Dataset, EventKind, Interaction, Item, User
+
+__all__ = ["POSITIVE_KINDS", "read_dataset"]
+
+_KIND_BY_NUMBER = {
+    1: EventKind.IMPRESSION,
+    2: EventKind.CLICK,
+    3: EventKind.ADD_TO_CART,
+    4: EventKind.PURCHASE,
+    5: EventKind.RATING,
+}
+_NUMBER_BY_KIND = {kind: number for number, kind in _KIND_BY_NUMBER.items()}
+_AGE_BANDS = {
+    1: "under_18",
+    2: "18_24",
+    3: "25_34",
+    4: "35_44",
+    5: "45_54",
+    6: "55_64",
+    7: "65_plus",
+}
+_GENDERS = {1: "female", 2: "male", 3: "other"}
+_NANOS = 1_000_000_000
+
+POSITIVE_KINDS = frozenset(
+    {EventKind.CLICK, EventKind.ADD_TO_CART, EventKind.PURCHASE, EventKind.RATING}
+)
+"""Interactions that express interest; impressions alone do not."""
+
+
+def _item(row: tuple[Any, ...]) -> Item:
+    pid, title, description, path, tags, brand, currency, price_nanos, rating, stock, created = row
+    return Item(
+        item_id=pid,
+        title=title,
+        description=description,
+        category_path=tuple(path.split(" > ")) if path else (),
+        brand=brand,
+        tags=tuple(tags),
+        price=price_nanos / _NANOS,
+        currency=currency,
+        stock=stock,
+        rating=rating,
+        created_at=created.timestamp(),
+    )
+
+
+def read_dataset(
+    database_url: str, *, name: str = "warehouse", kinds: Collection[EventKind] = POSITIVE_KINDS
+) -> Dataset:
+    """Every product (hidden ones too: history refers to them), user, and event of `kinds`."""
+    conn = psycopg2.connect(database_url)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(
+                """
+                SELECT product_id, title, description, category_path, tags, brand,
+                       currency_code, price_nanos, rating, stock, created_at
+                FROM products ORDER BY product_id
+                """
+            )
+            items = [_item(row) for row in cur.fetchall()]
+            cur.execute("SELECT user_id, age_band, gender, region, segments FROM users")
+            users = [
+                User(uid, _AGE_BANDS.get(age, ""), _GENDERS.get(gender, ""), region, tuple(seg))
+                for uid, age, gender, region, seg in cur.fetchall()
+            ]
+            cur.execute(
+                """
+                SELECT user_id, product_id, event_type, extract(epoch FROM occurred_at),
+                       rating, session_id
+                FROM events WHERE event_type = ANY(%s)
+                ORDER BY user_id, occurred_at, seq
+                """,
+                (sorted(_NUMBER_BY_KIND[k] for k in kinds),),
+            )
+            interactions = [
+                Interaction(uid, pid, _KIND_BY_NUMBER[kind], float(ts), rating, session)
+                for uid, pid, kind, ts, rating, session in cur.fetchall()
+            ]
+    finally:
+        conn.close()
+    known = {u.user_id for u in users}
+    users += [
+        User(uid) for uid in dict.fromkeys(i.user_id for i in interactions) if uid not in known
+    ]
+    return Dataset(name, items, users, interactions)

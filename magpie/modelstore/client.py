@@ -1,0 +1,127 @@
+"""Scoring candidates with the Triton-served ranker, for the ranking service.
+
+One call scores one user's candidates. The candidate list is padded with ``PAD_INDEX``
+(and its candidate features with zeros, what a PAD candidate's features are) to a
+multiple of ``CANDIDATE_BUCKET`` so concurrent requests share a shape and Triton's
+dynamic batcher can merge them (see :mod:`magpie.modelstore.triton_repo`); the padding
+scores are dropped before returning.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import tritonclient.grpc as grpcclient
+import tritonclient.grpc.aio as aioclient
+from numpy.typing import NDArray
+from tritonclient.utils import InferenceServerException
+
+from magpie.contract.signature import (
+    CANDIDATE_FEATURE_DIM,
+    CANDIDATE_FEATURES,
+    CANDIDATE_IDS,
+    CONTEXT,
+    HISTORY_IDS,
+    PAD_INDEX,
+    SCORES,
+)
+from magpie.modelstore.triton_repo import CANDIDATE_BUCKET
+from magpie.runtime.errors import DeadlineExceeded, Unavailable
+
+__all__ = ["RankerClient", "infer_inputs", "pad_candidates"]
+
+
+def pad_candidates(
+    candidate_ids: NDArray[Any], candidate_features: NDArray[Any], bucket: int = CANDIDATE_BUCKET
+) -> tuple[NDArray[Any], NDArray[Any]]:
+    """``candidate_ids`` [B, C] right-padded with PAD to int64 [B, W] and
+    ``candidate_features`` [B, C, CANDIDATE_FEATURE_DIM] with zeros to float32 [B, W, F],
+    W = ceil(C / bucket) * bucket (at least ``bucket``)."""
+    rows, count = candidate_ids.shape
+    if candidate_features.shape != (rows, count, CANDIDATE_FEATURE_DIM):
+        raise ValueError(
+            f"candidate_features {candidate_features.shape} do not match candidate_ids "
+            f"{candidate_ids.shape} x {CANDIDATE_FEATURE_DIM}"
+        )
+    width = max(-(-count // bucket) * bucket, bucket)
+    ids = np.full((rows, width), PAD_INDEX, dtype=np.int64)
+    ids[:, :count] = candidate_ids
+    features = np.zeros((rows, width, CANDIDATE_FEATURE_DIM), dtype=np.float32)
+    features[:, :count] = candidate_features
+    return ids, features
+
+
+def infer_inputs(
+    history_ids: NDArray[Any],
+    candidate_ids: NDArray[Any],
+    context: NDArray[Any],
+    candidate_features: NDArray[Any],
+) -> list[grpcclient.InferInput]:
+    """Triton inputs for ``history_ids`` [B, HISTORY_LEN], ``candidate_ids`` [B, C],
+    ``context`` [B, CONTEXT_DIM] and ``candidate_features`` [B, C, CANDIDATE_FEATURE_DIM]
+    (no padding applied here)."""
+    inputs = []
+    for name, array, dtype in (
+        (HISTORY_IDS, history_ids.astype(np.int64), "INT64"),
+        (CANDIDATE_IDS, candidate_ids.astype(np.int64), "INT64"),
+        (CONTEXT, context.astype(np.float32), "FP32"),
+        (CANDIDATE_FEATURES, candidate_features.astype(np.float32), "FP32"),
+    ):
+        tensor = grpcclient.InferInput(name, list(array.shape), dtype)
+        tensor.set_data_from_numpy(np.ascontiguousarray(array))
+        inputs.append(tensor)
+    return inputs
+
+
+class RankerClient:
+    """Async client of the ranker model on Triton's gRPC endpoint.
+
+    ``score`` raises ``DeadlineExceeded`` after ``timeout`` seconds and ``Unavailable``
+    when Triton fails; the ranking service falls back to retrieval order on either.
+    """
+
+    def __init__(self, triton_addr: str, model: str, timeout: float) -> None:
+        self._client = aioclient.InferenceServerClient(triton_addr)
+        self._model = model
+        self._timeout = timeout
+
+    async def score(
+        self,
+        history_ids: NDArray[Any],
+        candidate_ids: NDArray[Any],
+        context: NDArray[Any],
+        candidate_features: NDArray[Any],
+        version: str = "",
+        timeout: float | None = None,
+    ) -> tuple[NDArray[Any], str]:
+        """Scores float32 [B, C] for ``candidate_ids`` [B, C], and the model version used.
+
+        ``candidate_features`` [B, C, CANDIDATE_FEATURE_DIM] come from the same version's
+        co-visitation lists (:meth:`magpie.contract.covisitation.Covisitation.features`
+        of these ``history_ids`` and ``candidate_ids``). ``version`` names the version
+        whose vocabulary built the ids (the newest loaded when empty); ``timeout``
+        shortens the client's own bound (the caller's deadline).
+        """
+        timeout = self._timeout if timeout is None else min(timeout, self._timeout)
+        count = candidate_ids.shape[1]
+        ids, features = pad_candidates(candidate_ids, candidate_features)
+        inputs = infer_inputs(history_ids, ids, context, features)
+        try:
+            result = await self._client.infer(
+                self._model,
+                inputs,
+                model_version=version,
+                outputs=[grpcclient.InferRequestedOutput(SCORES)],
+                client_timeout=timeout,
+            )
+        except InferenceServerException as error:
+            if "Deadline" in str(error.status()):
+                raise DeadlineExceeded(f"ranker took longer than {timeout}s") from error
+            raise Unavailable(f"ranker inference failed: {error.message()}") from error
+        scores = result.as_numpy(SCORES)
+        version = str(result.get_response().model_version)
+        return scores[:, :count], version
+
+    async def close(self) -> None:
+        await self._client.close()

@@ -1,0 +1,128 @@
+"""Publish a bundle's ranker as a version of the Triton model, without dropping a request.
+
+1. The bundle's INT8 ranker is checked in ONNX Runtime (a starting Triton exits when its
+   highest version fails to load, so nothing unsound may land).
+2. ``model.onnx`` and ``model.py`` are staged in a temporary directory beside the
+   repository (same file system, never scanned by Triton) and renamed into
+   ``<repository>/<model>/<version>`` in one step.
+3. Version directories above ``version`` (left by a version being rolled back) are moved
+   out, so that ``latest { num_versions: 1 }`` selects ``version``.
+4. With a server address, ``load_model`` (explicit model control) loads the new version
+   while the old one keeps answering, then unloads the old; a failed load takes the new
+   directory out again and raises, and the old version keeps serving.
+5. Older versions beyond ``keep`` are removed (their bundles stay in the artifact store).
+"""
+
+from __future__ import annotations
+
+import filecmp
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from magpie.contract.signature import FIRST_ITEM_INDEX
+from magpie.modelstore.bundle import RANKER_INT8, VOCAB
+from magpie.modelstore.triton_repo import MODEL_FILE, MODEL_PY
+from magpie.modelstore.validate import InvalidBundle, check_ranker
+from magpie.runtime.errors import FailedPrecondition, Unavailable
+
+__all__ = ["publish", "published_versions"]
+
+logger = logging.getLogger(__name__)
+
+
+def published_versions(model_dir: Path) -> list[int]:
+    """Version directories present under ``model_dir``, ascending."""
+    if not model_dir.is_dir():
+        return []
+    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def _remove(directory: Path, repository: Path) -> None:
+    """Take ``directory`` out of Triton's view atomically, then delete it."""
+    trash = Path(tempfile.mkdtemp(prefix=".trash-", dir=repository.parent))
+    directory.rename(trash / directory.name)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def _stage(bundle: Path, model_dir: Path, version: int, repository: Path) -> None:
+    target = model_dir / str(version)
+    staging = Path(tempfile.mkdtemp(prefix=f".publish-{version}-", dir=repository.parent))
+    try:
+        shutil.copyfile(bundle / RANKER_INT8, staging / MODEL_FILE)
+        shutil.copyfile(model_dir / MODEL_PY, staging / MODEL_PY)
+        for name in (MODEL_FILE, MODEL_PY):
+            with (staging / name).open("rb") as handle:
+                os.fsync(handle.fileno())
+        staging.chmod(0o755)
+        staging.rename(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _load(triton_addr: str, model: str, version: int, timeout: float) -> None:
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    client = grpcclient.InferenceServerClient(triton_addr)
+    try:
+        client.load_model(model, client_timeout=timeout)
+        if not client.is_model_ready(model, str(version)):
+            raise Unavailable(f"Triton did not make {model} version {version} ready")
+    except InferenceServerException as error:
+        raise Unavailable(f"Triton failed to load {model} version {version}: {error}") from error
+    finally:
+        client.close()
+
+
+def publish(
+    bundle: Path,
+    version: int,
+    repository: Path,
+    model: str,
+    triton_addr: str | None = None,
+    keep: int = 1,
+    timeout: float = 120.0,
+) -> Path:
+    """Make ``bundle``'s ranker version ``version`` of ``model`` and, given ``triton_addr``,
+    the version Triton serves. Returns the version directory.
+
+    ``keep`` older versions stay in the repository (fast rollback). Raises ``InvalidBundle``
+    before anything lands, ``FailedPrecondition`` if the model directory lacks its
+    configuration, ``Unavailable`` if Triton cannot load the version (it is taken out).
+    """
+    model_dir = repository / model
+    if not (model_dir / "config.pbtxt").is_file() or not (model_dir / MODEL_PY).is_file():
+        raise FailedPrecondition(f"{model_dir} has no config.pbtxt and {MODEL_PY}")
+    try:
+        vocab_size = len(json.loads((bundle / VOCAB).read_text())["item_ids"]) + FIRST_ITEM_INDEX
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise InvalidBundle(bundle, [f"{VOCAB}: {error}"]) from error
+    problems = check_ranker(bundle / RANKER_INT8, vocab_size)
+    if problems:
+        raise InvalidBundle(bundle, problems)
+    target = model_dir / str(version)
+    current = target / MODEL_FILE
+    landed = not current.is_file() or not filecmp.cmp(current, bundle / RANKER_INT8, shallow=False)
+    if landed:
+        if target.exists():  # left by another database's registry: not this bundle
+            _remove(target, repository)
+        _stage(bundle, model_dir, version, repository)
+    for higher in (v for v in published_versions(model_dir) if v > version):
+        _remove(model_dir / str(higher), repository)
+    if triton_addr is not None:
+        try:
+            _load(triton_addr, model, version, timeout)
+        except Unavailable:
+            if landed:
+                _remove(target, repository)
+            raise
+    older = [v for v in published_versions(model_dir) if v < version]
+    for stale in older[: max(len(older) - keep, 0)]:
+        _remove(model_dir / str(stale), repository)
+    logger.info("published %s version %s from %s", model, version, bundle)
+    return target

@@ -1,0 +1,134 @@
+"""The `magpie` command: database, local platform, services, models."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from magpie.datasets import cli as datasets_cli
+from magpie.learning import cli as learning_cli
+from magpie.modelstore import cli as modelstore_cli
+from magpie.platform.local import (
+    SERVICES,
+    SOURCE_ROOT,
+    LocalPlatform,
+    PlatformLayout,
+    available_services,
+)
+from magpie.runtime import schema
+from magpie.runtime.logs import configure_logging
+from magpie.runtime.settings import ENV_PREFIX, load_settings
+
+__all__ = ["main"]
+
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    url = args.database_url or load_settings().database_url
+    schema.ensure_database(url)
+    schema.upgrade(url, args.revision)
+    print(f"schema at revision {schema.current_revision(url)}")
+    return 0
+
+
+def _up(args: argparse.Namespace) -> int:
+    from magpie.platform import demo  # training code: imported only when needed
+
+    platform = LocalPlatform(PlatformLayout(Path(args.state_dir)))
+    services = args.services or available_services()
+    started = platform.up(services)
+    print(f"{'process':<12} {'address':<18} health")
+    for name, address in started.items():
+        print(f"{name:<12} {address:<18} SERVING")
+    if not args.services and not args.no_demo:
+        settings = demo.settings_for_cli(platform.service_settings())
+        version = demo.bootstrap(settings)
+        demo.wait_for_version(settings, version)
+        demo.print_recommendations(settings, ["u000001", "u000002", "u000003"])
+    print(f"\nlogs in {platform.layout.log_dir}; stop with: magpie down")
+    return 0
+
+
+def _down(args: argparse.Namespace) -> int:
+    stopped = LocalPlatform(PlatformLayout(Path(args.state_dir))).down()
+    print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    running = LocalPlatform(PlatformLayout(Path(args.state_dir))).running()
+    for name in [*SERVICES, "triton"]:
+        pid = running.get(name)
+        print(f"{name:<12} {f'running (pid {pid})' if pid else 'stopped'}")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    """Replaces this process with the service, run from the checkout as production runs it."""
+    os.chdir(SOURCE_ROOT)
+    os.execv(sys.executable, [sys.executable, "-m", f"services.{args.service}"])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="magpie", description=__doc__)
+    parser.add_argument(
+        "--log-level",
+        default=None,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="default: MAGPIE_LOG_LEVEL, else INFO",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    db = commands.add_parser("db", help="database schema").add_subparsers(dest="db", required=True)
+    upgrade = db.add_parser("upgrade", help="create the database if needed and migrate it")
+    upgrade.add_argument("--database-url", help="default: MAGPIE_DATABASE_URL")
+    upgrade.add_argument("--revision", default="head")
+    upgrade.set_defaults(handler=_db_upgrade)
+
+    for name, run, text in (
+        ("up", _up, "start the platform locally"),
+        ("down", _down, "stop the local platform"),
+        ("status", _status, "show the local platform's processes"),
+    ):
+        command = commands.add_parser(name, help=text)
+        command.add_argument("--state-dir", default=".magpie", help="pids, logs, embedded data")
+        command.set_defaults(handler=run)
+        if name == "up":
+            command.add_argument("services", nargs="*", choices=[[], *SERVICES], default=[])
+            command.add_argument(
+                "--no-demo", action="store_true", help="skip demo data, first model, examples"
+            )
+
+    serve = commands.add_parser("serve", help="run one service in the foreground")
+    serve.add_argument("service", choices=list(SERVICES))
+    serve.set_defaults(handler=_serve)
+
+    for extension in (datasets_cli, learning_cli, modelstore_cli):
+        extension.add_commands(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parses the command line, configures logging once (plain text on the terminal, level
+    from ``--log-level`` or MAGPIE_LOG_LEVEL) and runs the command."""
+    args = build_parser().parse_args(argv)
+    level = args.log_level or os.environ.get(ENV_PREFIX + "LOG_LEVEL", "INFO")
+    configure_logging("magpie", level, json_lines=False)
+    for chatty in ("onnxscript", "onnx_ir", "torch", "sentence_transformers"):
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
+    logging.captureWarnings(True)
+    try:
+        return int(args.handler(args))
+    except ValidationError as error:
+        print(f"invalid settings: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

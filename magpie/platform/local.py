@@ -1,0 +1,302 @@
+"""`magpie up` / `magpie down`: the whole platform as local processes on loopback.
+
+Uses the machine's PostgreSQL and Redis when they answer on their standard
+ports; otherwise starts an embedded PostgreSQL (pgserver) in the state
+directory and runs without a Redis cache. Each service runs as
+`python -m services.<name>`, Triton as the `tritonserver` binary from the
+nvidia-pytriton wheel; pids and logs live in the state directory. Tests and
+benchmarks use the same class with their own ports, database and directories.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import psycopg2
+import redis
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from magpie.modelstore import tritonserver
+from magpie.modelstore.publish import published_versions
+from magpie.modelstore.tritonserver import TritonPorts
+from magpie.runtime import schema
+from magpie.runtime.settings import ENV_PREFIX, SERVICE_PORTS, TRITON_RANKER
+
+__all__ = [
+    "SERVICES",
+    "LocalPlatform",
+    "PlatformLayout",
+    "available_services",
+    "free_port",
+    "isolated_layout",
+    "wait_serving",
+]
+
+logger = logging.getLogger(__name__)
+
+SERVICES = tuple(SERVICE_PORTS)
+"""Every Magpie service, in start order."""
+
+TRITON = "triton"
+MACHINE_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
+MACHINE_REDIS = "redis://127.0.0.1:6379/0"
+DATABASE_NAME = "magpie"
+SOURCE_ROOT = Path(__file__).resolve().parents[2]
+"""The checkout: services run from its ``services/`` as ``python -m services.<name>``."""
+REPOSITORY = SOURCE_ROOT / "model_repository"
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def available_services() -> list[str]:
+    """Services whose package exists in this checkout."""
+    root = SOURCE_ROOT / "services"
+    return [n for n in SERVICES if (root / n / "server.py").exists()]
+
+
+def _postgres_reachable(url: str) -> bool:
+    try:
+        psycopg2.connect(url, connect_timeout=2).close()
+    except psycopg2.OperationalError:
+        return False
+    return True
+
+
+def _redis_reachable(url: str) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+def wait_serving(address: str, timeout: float) -> bool:
+    """Polls grpc.health.v1 Check until SERVING or the timeout."""
+    give_up = time.monotonic() + timeout
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < give_up:
+            with contextlib.suppress(grpc.RpcError):
+                reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return True
+            time.sleep(0.2)
+    return False
+
+
+@dataclass(frozen=True)
+class PlatformLayout:
+    """Where a local platform keeps its state and which ports it uses."""
+
+    state_dir: Path
+    ports: Mapping[str, int] = field(default_factory=lambda: dict(SERVICE_PORTS))
+    triton: TritonPorts = field(default_factory=TritonPorts)
+    model_repository: Path = REPOSITORY
+    triton_model: str = TRITON_RANKER
+
+    @property
+    def run_dir(self) -> Path:
+        return self.state_dir / "run"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def artifact_dir(self) -> Path:
+        return self.state_dir / "artifacts"
+
+    def address(self, service: str) -> str:
+        return f"127.0.0.1:{self.ports[service]}"
+
+
+def isolated_layout(state_dir: Path) -> PlatformLayout:
+    """Free ports and a private copy of the model repository: a platform for a test or a
+    benchmark that cannot collide with `magpie up` or with another run."""
+    repository = state_dir / "model_repository"
+    shutil.copytree(REPOSITORY, repository, ignore=shutil.ignore_patterns("[0-9]*"))
+    return PlatformLayout(
+        state_dir=state_dir,
+        ports={name: free_port() for name in SERVICES},
+        triton=TritonPorts(free_port(), free_port(), free_port()),
+        model_repository=repository,
+    )
+
+
+class LocalPlatform:
+    def __init__(
+        self,
+        layout: PlatformLayout,
+        *,
+        database_url: str | None = None,
+        redis_url: str | None = None,
+        settings: Mapping[str, str] | None = None,
+    ) -> None:
+        """`database_url`/`redis_url` default to the machine's (or embedded) servers;
+        `settings` are extra MAGPIE_* values for every service."""
+        self.layout = layout
+        self._database_url = database_url
+        self._redis_url = redis_url
+        self._settings = dict(settings or {})
+        self._children: dict[str, subprocess.Popen[bytes]] = {}
+        """Processes this object started (a later `magpie down` finds them by pid file)."""
+
+    @property
+    def database_url(self) -> str:
+        if self._database_url is None:
+            self._database_url = self._find_database()
+        return self._database_url
+
+    def _find_database(self) -> str:
+        if _postgres_reachable(MACHINE_POSTGRES):
+            return MACHINE_POSTGRES.rsplit("/", 1)[0] + f"/{DATABASE_NAME}"
+        from pgserver.postgres_server import get_server  # only without a PostgreSQL
+
+        logger.info("no PostgreSQL on 127.0.0.1:5432; starting an embedded one")
+        server = get_server(self.layout.state_dir / "pgdata", cleanup_mode=None)
+        return str(server.get_uri(DATABASE_NAME))
+
+    @property
+    def redis_url(self) -> str:
+        if self._redis_url is None:
+            self._redis_url = MACHINE_REDIS if _redis_reachable(MACHINE_REDIS) else ""
+            if not self._redis_url:
+                logger.warning("no Redis on 127.0.0.1:6379; services run without a cache")
+        return self._redis_url
+
+    def service_settings(self) -> dict[str, str]:
+        """The MAGPIE_* settings every service of this platform runs with."""
+        layout = self.layout
+        return {
+            "MAGPIE_DATABASE_URL": self.database_url,
+            "MAGPIE_REDIS_URL": self.redis_url,
+            "MAGPIE_ARTIFACT_DIR": str(layout.artifact_dir.resolve()),
+            "MAGPIE_MODEL_REPOSITORY": str(layout.model_repository.resolve()),
+            "MAGPIE_TRITON_ADDR": f"127.0.0.1:{layout.triton.grpc}",
+            "MAGPIE_TRITON_MODEL": layout.triton_model,
+            **{f"MAGPIE_{n.upper()}_ADDR": layout.address(n) for n in layout.ports},
+            **self._settings,
+        }
+
+    def _environment(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+        return {**env, **self.service_settings()}
+
+    def up(self, services: list[str], timeout: float = 60.0) -> dict[str, str]:
+        """Migrates, starts Triton (for ranking) and `services`; returns name -> address."""
+        layout = self.layout
+        for directory in (layout.run_dir, layout.log_dir, layout.artifact_dir):
+            directory.mkdir(parents=True, exist_ok=True)
+        schema.ensure_database(self.database_url)
+        schema.upgrade(self.database_url)
+        env = self._environment()
+        if "ranking" in services and self._pid(TRITON) is None:
+            self._start_triton(env)
+        for name in services:
+            if self._pid(name) is not None:
+                logger.info("%s already running", name)
+                continue
+            command = [sys.executable, "-m", f"services.{name}"]
+            self._spawn(
+                name, command, {**env, "MAGPIE_PORT": str(layout.ports[name])}, cwd=SOURCE_ROOT
+            )
+        started = {name: layout.address(name) for name in services}
+        for name, address in started.items():
+            if not wait_serving(address, timeout):
+                raise RuntimeError(f"{name} did not become SERVING; see {self._log(name)}")
+        if self._pid(TRITON) is not None:
+            tritonserver.wait_ready(f"127.0.0.1:{layout.triton.http}", timeout=timeout)
+            started[TRITON] = f"127.0.0.1:{layout.triton.grpc}"
+        return started
+
+    def _start_triton(self, env: dict[str, str]) -> None:
+        layout = self.layout
+        backends = tritonserver.prepare_backends(layout.state_dir / "triton")
+        # Explicit model control loads nothing by itself: name the ranker once it has versions.
+        published = published_versions(layout.model_repository / layout.triton_model)
+        command = tritonserver.server_command(
+            layout.model_repository,
+            backends,
+            layout.triton,
+            load=[layout.triton_model] if published else [],
+        )
+        self._spawn(TRITON, command, tritonserver.server_environment(env))
+
+    def _log(self, name: str) -> Path:
+        return self.layout.log_dir / f"{name}.log"
+
+    def _spawn(
+        self, name: str, command: list[str], env: dict[str, str], cwd: Path | None = None
+    ) -> None:
+        with self._log(name).open("ab") as log:
+            process = subprocess.Popen(
+                command,
+                env=env,
+                cwd=cwd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self._children[name] = process
+        (self.layout.run_dir / f"{name}.pid").write_text(str(process.pid))
+        logger.info("started %s (pid %d)", name, process.pid)
+
+    def _pid(self, name: str) -> int | None:
+        path = self.layout.run_dir / f"{name}.pid"
+        try:
+            pid = int(path.read_text())
+            os.kill(pid, 0)
+        except (FileNotFoundError, ValueError, ProcessLookupError):
+            path.unlink(missing_ok=True)
+            return None
+        child = self._children.get(name)
+        if child is not None and child.pid == pid and child.poll() is not None:
+            del self._children[name]
+            path.unlink(missing_ok=True)
+            return None
+        return pid
+
+    def running(self) -> dict[str, int]:
+        names = [*self.layout.ports, TRITON]
+        return {n: pid for n in names if (pid := self._pid(n)) is not None}
+
+    def stop(self, name: str, timeout: float = 15.0) -> None:
+        """SIGTERMs one process (services drain), SIGKILLs it after `timeout`."""
+        self._terminate({name: pid} if (pid := self._pid(name)) else {}, timeout)
+
+    def down(self, timeout: float = 15.0) -> list[str]:
+        """Stops services first, then Triton."""
+        running = self.running()
+        services = {n: p for n, p in running.items() if n != TRITON}
+        self._terminate(services, timeout)
+        self._terminate({n: p for n, p in running.items() if n == TRITON}, timeout)
+        return list(running)
+
+    def _terminate(self, processes: Mapping[str, int], timeout: float) -> None:
+        for pid in processes.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        give_up = time.monotonic() + timeout
+        for name, pid in processes.items():
+            while self._pid(name) is not None and time.monotonic() < give_up:
+                time.sleep(0.1)
+            if self._pid(name) is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            (self.layout.run_dir / f"{name}.pid").unlink(missing_ok=True)

@@ -1,0 +1,153 @@
+"""The gRPC server runtime shared by every service.
+
+A service describes itself with a `ServiceSpec` (what to register, how to
+validate requests, which dependencies decide its health); `start_server` turns
+that into a listening asyncio server with health checking, reflection and the
+Magpie interceptor, without blocking; `serve` runs one until SIGTERM/SIGINT and
+then drains: health goes NOT_SERVING, new calls are refused, calls in flight
+get `grace_seconds` to finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from magpie.runtime.interceptors import ServiceInterceptor
+from magpie.runtime.settings import SERVICE_PORTS, Settings
+from magpie.runtime.units import MAX_MESSAGE_BYTES
+from magpie.runtime.validation import Validators
+
+__all__ = ["Probe", "RunningServer", "ServiceSpec", "serve", "start_server"]
+
+logger = logging.getLogger(__name__)
+
+Probe = Callable[[], Awaitable[None]]
+"""Raises when a dependency the service cannot work without is down."""
+
+_SERVING = health_pb2.HealthCheckResponse.SERVING
+_NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    """Short name used in logs and the CLI, e.g. "profiles"; a key of ``SERVICE_PORTS``."""
+    service_names: Sequence[str]
+    """Full protobuf service names, e.g. "magpie.v1.ProfileService"."""
+    register: Callable[[grpc.aio.Server], None]
+    validators: Validators = field(default_factory=dict)
+    probes: Sequence[Probe] = ()
+    close: Callable[[], Awaitable[None]] | None = None
+    """Releases the service's resources after the server and its background work stopped."""
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = ()
+    """Extra interceptors (tracing, metrics) run before the Magpie interceptor."""
+    background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = ()
+    """Work run as tasks while the server runs (e.g. an event consumer); cancelled on stop."""
+
+
+class RunningServer:
+    """A started server; `stop` drains it and releases the service's resources."""
+
+    def __init__(
+        self,
+        spec: ServiceSpec,
+        server: grpc.aio.Server,
+        port: int,
+        health_servicer: health.aio.HealthServicer,
+        probe_seconds: float,
+    ) -> None:
+        self.spec = spec
+        self.port = port
+        self._server = server
+        self._health = health_servicer
+        self._healthy: bool | None = None
+        self._monitor = asyncio.create_task(self._watch_dependencies(probe_seconds))
+        self._background = [asyncio.create_task(work()) for work in spec.background]
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    async def check_dependencies(self) -> bool:
+        """Probes the dependencies once and publishes the result as health status."""
+        healthy = True
+        for probe in self.spec.probes:
+            try:
+                await probe()
+            except Exception as error:  # noqa: BLE001 - any failure means not serving
+                logger.debug("health probe failed: %s", error)
+                healthy = False
+        if healthy != self._healthy:
+            logger.info("%s is %s", self.spec.name, "SERVING" if healthy else "NOT_SERVING")
+            self._healthy = healthy
+        status = _SERVING if healthy else _NOT_SERVING
+        for name in ("", *self.spec.service_names):
+            await self._health.set(name, status)
+        return healthy
+
+    async def _watch_dependencies(self, probe_seconds: float) -> None:
+        while True:
+            await self.check_dependencies()
+            await asyncio.sleep(probe_seconds)
+
+    async def stop(self, grace_seconds: float) -> None:
+        self._monitor.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._monitor
+        await self._health.enter_graceful_shutdown()
+        await self._server.stop(grace_seconds)
+        for task in self._background:
+            task.cancel()
+        for task in self._background:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.spec.close is not None:
+            await self.spec.close()
+        logger.info("%s stopped", self.spec.name)
+
+
+async def start_server(spec: ServiceSpec, settings: Settings) -> RunningServer:
+    """Builds, binds and starts the server; returns at once."""
+    server = grpc.aio.server(
+        interceptors=[*spec.interceptors, ServiceInterceptor(spec.validators)],
+        options=[
+            ("grpc.so_reuseport", 0),
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ],
+    )
+    spec.register(server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        [*spec.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+    )
+    port = settings.port if settings.port is not None else SERVICE_PORTS[spec.name]
+    bound = server.add_insecure_port(f"{settings.host}:{port}")
+    await server.start()
+    running = RunningServer(spec, server, bound, health_servicer, settings.health_probe_seconds)
+    await running.check_dependencies()
+    logger.info("%s listening on %s:%d", spec.name, settings.host, bound)
+    return running
+
+
+async def serve(spec: ServiceSpec, settings: Settings) -> None:
+    """Runs a server until SIGTERM or SIGINT, then drains it."""
+    running = await start_server(spec, settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    logger.info("%s draining (grace %.1fs)", spec.name, settings.grace_seconds)
+    await running.stop(settings.grace_seconds)

@@ -1,0 +1,112 @@
+"""Typed settings for every Magpie process, read from `MAGPIE_*` environment variables.
+
+One `Settings` object is built at start by the process's entry point and passed
+down; nothing reads the environment after that. A `MAGPIE_*` variable that does
+not name a field is an error (a typo must not silently fall back to a default).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["ENV_PREFIX", "SERVICE_PORTS", "TRITON_RANKER", "Settings", "load_settings"]
+
+ENV_PREFIX = "MAGPIE_"
+
+SERVICE_PORTS: Mapping[str, int] = {
+    "profiles": 50051,
+    "catalog": 50052,
+    "feedback": 50055,
+    "retrieval": 50053,
+    "ranking": 50054,
+}
+"""Every gRPC service and its default port, in the order a platform starts them (a
+service's dependencies before it)."""
+TRITON_RANKER = "magpie_ranker"
+"""Name of the ranker in the Triton model repository."""
+
+
+def _local(service: str) -> str:
+    return f"127.0.0.1:{SERVICE_PORTS[service]}"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/magpie"
+    """libpq URL of the PostgreSQL database holding profiles, catalog, events and models."""
+    db_pool_size: int = Field(default=8, ge=1, le=256)
+    """Most open connections per process."""
+    db_retry_seconds: float = Field(default=2.0, ge=0)
+    """How long a database call keeps retrying a lost connection before UNAVAILABLE."""
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    """Redis for caches; empty disables caching (reads go to PostgreSQL)."""
+    cache_ttl_seconds: int = Field(default=300, ge=1)
+    """Lifetime of a cached profile or product."""
+
+    host: str = "127.0.0.1"
+    """Interface the gRPC server listens on; 0.0.0.0 in containers."""
+    port: int | None = Field(default=None, ge=0, le=65535)
+    """gRPC port; each service's default is in ``SERVICE_PORTS``; 0 picks a free port."""
+    grace_seconds: float = Field(default=10.0, ge=0)
+    """On SIGTERM, how long in-flight calls may run before they are cancelled."""
+    health_probe_seconds: float = Field(default=2.0, gt=0)
+    """Interval of the dependency probe that drives the health status."""
+    default_deadline_seconds: float = Field(default=2.0, gt=0)
+    """Deadline for downstream calls when the incoming call carries none."""
+
+    profiles_addr: str = _local("profiles")
+    catalog_addr: str = _local("catalog")
+    retrieval_addr: str = _local("retrieval")
+    ranking_addr: str = _local("ranking")
+    feedback_addr: str = _local("feedback")
+
+    artifact_dir: str = ".magpie/artifacts"
+    """Where trained model bundles live, one directory per version (a shared volume in k8s)."""
+    data_dir: str = ""
+    """Cache of downloaded data sets and text embeddings; empty means ~/.cache/magpie.
+    (Read by the data and learning tools, which also run outside a service.)"""
+    model_repository: str = "model_repository"
+    """Triton model repository that published versions are copied into."""
+    model_name: str = "magpie"
+    """Registry name of the model bundles (retrieval + ranker) that serving follows."""
+    triton_addr: str = "127.0.0.1:8001"
+    """Triton's gRPC endpoint."""
+    triton_model: str = TRITON_RANKER
+    """Name of the ranker in the Triton model repository."""
+    triton_timeout_seconds: float = Field(default=0.2, gt=0)
+    """Most time one ranker inference may take before Recommend falls back."""
+
+    log_level: str = "INFO"
+    log_json: bool = True
+    """JSON lines on stdout; plain text for a developer's terminal when false."""
+    otlp_endpoint: str = ""
+    """OTLP/HTTP collector URL for traces; empty disables export."""
+
+    @property
+    def cache_prefix(self) -> str:
+        """Start of every Redis key, ``magpie:<database name>:``: platforms whose caches
+        share one Redis (several checkouts, a benchmark next to ``magpie up``) hold
+        different databases, and a cache must only answer for its own."""
+        database = urlsplit(self.database_url).path.strip("/") or "default"
+        return f"magpie:{database}:"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reject_unknown_variables(cls, values: object) -> object:
+        known = {ENV_PREFIX + name.upper() for name in cls.model_fields}
+        unknown = sorted(k for k in os.environ if k.startswith(ENV_PREFIX) and k not in known)
+        if unknown:
+            raise ValueError(f"unknown settings in environment: {', '.join(unknown)}")
+        return values
+
+
+def load_settings(overrides: Mapping[str, Any] | None = None) -> Settings:
+    """Builds settings from the environment, with explicit overrides taking precedence."""
+    return Settings(**dict(overrides or {}))

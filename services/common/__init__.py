@@ -1,1 +1,0 @@
-"""Plumbing shared by every Magpie service: settings, errors, gRPC runtime, database."""

@@ -1,3 +1,0 @@
-from services.learning.cli import main
-
-raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Repository tooling: protobuf generation and checks, benchmarks (``tools.bench``)."""
