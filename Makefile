@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up down test check lint typecheck protos services clean
+.PHONY: up down test unit check lint typecheck imports protos services clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,11 +20,15 @@ up: $(STAMP)
 down: $(STAMP)
 	$(BIN)/magpie down
 
-## Lint, type-check, check the protos, run every test.
+## Lint, type-check, check imports and protos, run every test.
 test: $(STAMP) check
 	$(BIN)/python -m pytest
 
-check: lint typecheck
+## The unit tier alone: no PostgreSQL, Redis, broker or Triton needed.
+unit: $(STAMP)
+	$(BIN)/python -m pytest -m "not integration"
+
+check: lint typecheck imports
 	PATH=$(abspath $(BIN)):$$PATH tools/check-protos
 
 lint: $(STAMP)
@@ -33,6 +37,11 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+
+## Import contracts (pyproject.toml [tool.importlinter]): layers, independent services,
+## no torch on the serving path.
+imports: $(STAMP)
+	$(BIN)/lint-imports
 
 ## Regenerate protos/gen from protos/magpie/v1.
 protos: $(STAMP)

@@ -6,7 +6,7 @@ import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,15 +56,20 @@ class ServiceProcess:
 
 @contextlib.contextmanager
 def service_process(
-    name: str, settings: Settings, log_dir: Path, extra_env: Mapping[str, str] | None = None
+    name: str,
+    settings: Settings,
+    log_dir: Path,
+    extra_env: Mapping[str, str] | None = None,
+    python_options: Sequence[str] = (),
 ) -> Iterator[ServiceProcess]:
-    """Runs `python -m services.<name>` on a free port until the block ends."""
+    """Runs `python [python_options] -m services.<name>` on a free port until the block
+    ends."""
     port = free_port()
     env = {**settings_env(settings), "MAGPIE_PORT": str(port), **(extra_env or {})}
     log = log_dir / f"{name}-{port}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", f"services.{name}"],
+            [sys.executable, *python_options, "-m", f"services.{name}"],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -12,6 +12,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from magpie.contract.signature import CONTEXT_DIM, DEVICES, PAD_INDEX
+from magpie.runtime.units import SECONDS_PER_DAY
 
 __all__ = ["context_vector", "pad_left"]
 
@@ -32,7 +33,7 @@ def context_vector(timestamp: float, previous: float | None, device: str = "") -
     ``previous`` is the time of the user's last event, ``device`` one of ``DEVICES`` or "".
     """
     hour = (timestamp / 3600.0) % 24.0
-    weekday = ((timestamp / 86400.0) + 3.0) % 7.0  # 1970-01-01 was a Thursday
+    weekday = ((timestamp / SECONDS_PER_DAY) + 3.0) % 7.0  # 1970-01-01 was a Thursday
     gap_hours = max(timestamp - previous, 0.0) / 3600.0 if previous is not None else 0.0
     out = np.zeros(CONTEXT_DIM, dtype=np.float32)
     out[:5] = (

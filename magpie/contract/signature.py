@@ -1,6 +1,6 @@
 """The ONNX signatures of the exported models, in one place for the Triton config generator.
 
-Ranker (``ranker.onnx``, ``ranker.int8.onnx``, ``ranker.fp16.onnx``):
+Ranker (``ranker.onnx``, ``ranker.int8.onnx``):
 
 =================  =======  ===================  ==============================================
 name               dtype    shape                meaning

@@ -21,6 +21,12 @@ import grpc
 from tqdm import tqdm
 
 from magpie.datasets.schema import Dataset, EventKind, Interaction, Item, User
+from magpie.runtime.units import (
+    MAX_MESSAGE_BYTES,
+    MICROS_PER_SECOND,
+    NANOS_PER_SECOND,
+    NANOS_PER_UNIT,
+)
 from magpie.v1 import (
     catalog_pb2,
     catalog_pb2_grpc,
@@ -66,7 +72,7 @@ _GENDERS = {
 
 
 def product_from(item: Item) -> catalog_pb2.Product:
-    nanos_total = round(item.price * 1_000_000_000)
+    nanos_total = round(item.price * NANOS_PER_UNIT)
     product = catalog_pb2.Product(
         product_id=item.item_id,
         title=item.title,
@@ -76,8 +82,8 @@ def product_from(item: Item) -> catalog_pb2.Product:
         brand=item.brand,
         price=common_pb2.Money(
             currency_code=item.currency,
-            units=nanos_total // 1_000_000_000,
-            nanos=nanos_total % 1_000_000_000,
+            units=nanos_total // NANOS_PER_UNIT,
+            nanos=nanos_total % NANOS_PER_UNIT,
         ),
         rating=item.rating,
         stock=item.stock,
@@ -85,7 +91,7 @@ def product_from(item: Item) -> catalog_pb2.Product:
         status=catalog_pb2.PRODUCT_STATUS_ACTIVE,
     )
     if item.created_at:
-        product.created_at.FromNanoseconds(round(item.created_at * 1_000_000_000))
+        product.created_at.FromNanoseconds(round(item.created_at * NANOS_PER_SECOND))
     return product
 
 
@@ -110,7 +116,7 @@ def event_from(dataset: str, index: int, interaction: Interaction) -> feedback_p
         rating=interaction.rating if interaction.kind is EventKind.RATING else 0.0,
         session_id=interaction.session_id,
     )
-    event.occurred_at.FromMicroseconds(round(interaction.timestamp * 1_000_000))
+    event.occurred_at.FromMicroseconds(round(interaction.timestamp * MICROS_PER_SECOND))
     return event
 
 
@@ -143,7 +149,7 @@ class Loader:
     """Sends records to the platform; use as a context manager to close the channels."""
 
     def __init__(self, addresses: Addresses, *, progress: bool = True) -> None:
-        options = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
+        options = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
         self._channels = [
             grpc.insecure_channel(a, options=options)
             for a in (addresses.catalog, addresses.profiles, addresses.feedback)

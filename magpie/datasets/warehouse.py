@@ -12,6 +12,7 @@ from typing import Any
 import psycopg2
 
 from magpie.datasets.schema import Dataset, EventKind, Interaction, Item, User
+from magpie.runtime.units import NANOS_PER_UNIT
 
 __all__ = ["POSITIVE_KINDS", "read_dataset"]
 
@@ -33,7 +34,6 @@ _AGE_BANDS = {
     7: "65_plus",
 }
 _GENDERS = {1: "female", 2: "male", 3: "other"}
-_NANOS = 1_000_000_000
 
 POSITIVE_KINDS = frozenset(
     {EventKind.CLICK, EventKind.ADD_TO_CART, EventKind.PURCHASE, EventKind.RATING}
@@ -50,7 +50,7 @@ def _item(row: tuple[Any, ...]) -> Item:
         category_path=tuple(path.split(" > ")) if path else (),
         brand=brand,
         tags=tuple(tags),
-        price=price_nanos / _NANOS,
+        price=price_nanos / NANOS_PER_UNIT,
         currency=currency,
         stock=stock,
         rating=rating,

@@ -1,5 +1,5 @@
-"""``magpie eval`` and ``magpie train``, registered on the ``magpie`` parser by
-:func:`add_commands`."""
+"""``magpie eval``, registered on the ``magpie`` parser by :func:`add_commands`, and the
+training options and data sets that ``magpie train`` (:mod:`magpie.modelstore.cli`) shares."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import json
 import logging
 import shlex
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,14 +15,23 @@ from typing import TYPE_CHECKING
 from magpie.runtime.machine import machine_info
 
 if TYPE_CHECKING:
+    from magpie.datasets.schema import Dataset
     from magpie.learning.train import PipelineConfig
 
-__all__ = ["add_commands"]
+__all__ = ["add_commands", "add_training_options", "load_dataset", "pipeline_from_args"]
 
 logger = logging.getLogger(__name__)
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+def add_training_options(parser: argparse.ArgumentParser) -> None:
+    """Options of every command that trains: settings file, seed, and caps for smoke runs."""
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="JSON object of pipeline settings, nested per model, e.g. "
+        '{"ranker": {"epochs": 2}, "use_text": false}; unknown keys are refused',
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--encoder", default=None, help="sentence encoder path or name")
     parser.add_argument(
@@ -36,22 +44,21 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     evaluate = subparsers.add_parser("eval", help="evaluate all models on MovieLens-100k")
-    _common(evaluate)
+    add_training_options(evaluate)
     evaluate.add_argument("--output", type=Path, default=Path("bench-results/eval-ml100k.json"))
     evaluate.add_argument("--artifacts", type=Path, default=Path("artifacts/eval"))
     evaluate.set_defaults(handler=_run_eval)
 
-    train = subparsers.add_parser("train", help="train retrieval + ranker and export ONNX")
-    _common(train)
-    train.add_argument("--output", type=Path, default=Path("artifacts/ml100k"))
-    train.set_defaults(handler=_run_train)
 
-
-def _pipeline_config(args: argparse.Namespace) -> PipelineConfig:
+def pipeline_from_args(args: argparse.Namespace) -> PipelineConfig:
+    """The pipeline the options of :func:`add_training_options` describe."""
     from magpie.learning.text import TextConfig
-    from magpie.learning.train import PipelineConfig
+    from magpie.learning.train import PipelineConfig, pipeline_config
 
-    config = PipelineConfig(seed=args.seed)
+    config = PipelineConfig()
+    if args.config is not None:
+        config = pipeline_config(json.loads(args.config.read_text()))
+    config = replace(config, seed=args.seed)
     if args.encoder:
         config = replace(config, text=TextConfig(encoder=args.encoder))
     retrieval, ranker = config.retrieval, config.ranker
@@ -74,7 +81,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     from magpie.datasets.movielens import load_movielens_100k
     from magpie.learning.evaluate import EvalConfig, evaluate, format_table
 
-    pipeline = _pipeline_config(args)
+    pipeline = pipeline_from_args(args)
     config = EvalConfig(pipeline=pipeline, artifacts_dir=args.artifacts)
     if args.epochs is not None:
         config = replace(config, bpr=replace(config.bpr, epochs=args.epochs))
@@ -93,13 +100,17 @@ def _run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_train(args: argparse.Namespace) -> int:
+def load_dataset(name: str, database_url: str) -> Dataset:
+    """``movielens``, ``synthetic-PRESET`` or ``stored`` (the catalog and events in the
+    platform's PostgreSQL at ``database_url``)."""
+    from magpie.datasets import synthetic
     from magpie.datasets.movielens import load_movielens_100k
-    from magpie.learning.export import export_artifacts
-    from magpie.learning.train import train_pipeline
+    from magpie.datasets.warehouse import read_dataset
 
-    start = time.perf_counter()
-    artifacts = train_pipeline(load_movielens_100k(), _pipeline_config(args))
-    export_artifacts(artifacts, args.output)
-    logger.info("trained and exported to %s in %.1f s", args.output, time.perf_counter() - start)
-    return 0
+    if name == "movielens":
+        return load_movielens_100k()
+    if name == "stored":
+        return read_dataset(database_url)
+    if name.startswith("synthetic-"):
+        return synthetic.generate(synthetic.preset(name.removeprefix("synthetic-")))
+    raise ValueError(f"unknown data set {name!r}: movielens, synthetic-PRESET or stored")

@@ -6,11 +6,13 @@ The exported graphs bake the item table (id + text + category parts folded into 
 history is always ``HISTORY_LEN`` long for the ranker and ``USER_TOWER_HISTORY_LEN`` for the
 user tower (left-padded with ``PAD_INDEX``).
 
-* ``ranker.onnx``: FP32 reference.
+* ``ranker.onnx``: FP32, served by the GPU target (TensorRT FP16 engines are built from it).
 * ``ranker.int8.onnx``: dynamic INT8 quantization of MatMul/Gemm weights for CPU
   (``reduce_range`` because AVX2 without VNNI saturates u8*s8 pairs otherwise).
   Products of two activations (attention) stay FP32.
-* ``ranker.fp16.onnx``: FP16 weights and compute for GPU, FP32 inputs/outputs.
+* :func:`convert_fp16`: FP16 weights and compute, FP32 inputs/outputs (the GPU benchmark's
+  ONNX Runtime CUDA path; the GPU target itself builds FP16 TensorRT engines from the FP32
+  export).
 """
 
 from __future__ import annotations
@@ -44,8 +46,8 @@ from magpie.learning.train import RankerInputs, TrainedArtifacts, torch_scores
 
 __all__ = [
     "OnnxRanker",
+    "check_export",
     "convert_fp16",
-    "export_artifacts",
     "export_ranker",
     "export_user_tower",
     "max_abs_difference",
@@ -184,24 +186,9 @@ def convert_fp16(source: Path, target: Path) -> Path:
     return target
 
 
-def export_artifacts(artifacts: TrainedArtifacts, directory: Path) -> dict[str, Path]:
-    """Everything serving needs, in ``directory``: the three ranker variants, the user
-    tower, ``item_vectors.npy`` and ``vocab.json`` (item id per vocabulary index from 2).
-
-    Checks that the FP32 ranker matches torch before returning.
-    """
-    import json
-
-    fp32 = export_ranker(artifacts.ranker, directory / "ranker.onnx")
-    paths = {
-        "ranker_fp32": fp32,
-        "ranker_int8": quantize_int8(fp32, directory / "ranker.int8.onnx"),
-        "ranker_fp16": convert_fp16(fp32, directory / "ranker.fp16.onnx"),
-        "user_tower": export_user_tower(artifacts.retrieval, directory),
-        "item_vectors": directory / "item_vectors.npy",
-        "vocab": directory / "vocab.json",
-    }
-    paths["vocab"].write_text(json.dumps(list(artifacts.vocab.item_ids)))
+def check_export(artifacts: TrainedArtifacts, fp32: Path, tolerance: float = 1e-3) -> float:
+    """Largest |torch - ONNX| score of the exported FP32 ranker on random requests; raises
+    ``RuntimeError`` above ``tolerance`` (an export that does not compute the model)."""
     rng = np.random.default_rng(0)
     history = rng.integers(2, artifacts.vocab.size, (2, HISTORY_LEN))
     candidates = rng.integers(1, artifacts.vocab.size, (2, 100))
@@ -210,10 +197,10 @@ def export_artifacts(artifacts: TrainedArtifacts, directory: Path) -> dict[str, 
     difference = max_abs_difference(
         artifacts.ranker, OnnxRanker(fp32), (history, candidates, context, features)
     )
-    if difference > 1e-3:
+    if difference > tolerance:
         raise RuntimeError(f"exported ranker differs from torch by {difference}")
-    logger.info("exported to %s (max |torch - onnx| = %.2e)", directory, difference)
-    return paths
+    logger.info("exported %s (max |torch - onnx| = %.2e)", fp32, difference)
+    return difference
 
 
 class OnnxRanker:

@@ -7,10 +7,11 @@ Library entry point for retraining workers: :func:`train_pipeline`.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -37,6 +38,7 @@ __all__ = [
     "TrainedArtifacts",
     "TrainingSequences",
     "batched_rerank",
+    "pipeline_config",
     "seed_everything",
     "torch_scores",
     "train_bpr",
@@ -59,6 +61,42 @@ class PipelineConfig:
     candidates: int = 200
     """How many retrieval results the ranker reorders."""
     seed: int = 0
+
+
+def pipeline_config(
+    values: Mapping[str, Any], base: PipelineConfig | None = None
+) -> PipelineConfig:
+    """``base`` (default: the defaults) with the fields in ``values`` replaced: plain,
+    JSON-like values, nested per model (``{"ranker": {"epochs": 2}, "seed": 1}``).
+
+    Raises ``ValueError`` naming a key that is no field, or a value of the wrong type.
+    """
+    config: PipelineConfig = _replaced(base or PipelineConfig(), values, "")
+    return config
+
+
+def _replaced(config: Any, values: Mapping[str, Any], path: str) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(config)}
+    changes: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in fields:
+            raise ValueError(f"{path}{key}: no such setting; known: {', '.join(sorted(fields))}")
+        current = getattr(config, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, Mapping):
+                raise ValueError(f"{path}{key}: expected an object")
+            changes[key] = _replaced(current, value, f"{path}{key}.")
+        elif isinstance(current, bool) or not isinstance(current, int | float):
+            if not isinstance(value, type(current)):
+                raise ValueError(f"{path}{key}: expected {type(current).__name__}")
+            changes[key] = value
+        elif isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"{path}{key}: expected a number")
+        elif isinstance(current, int) and not float(value).is_integer():
+            raise ValueError(f"{path}{key}: expected an integer")
+        else:
+            changes[key] = type(current)(value)
+    return dataclasses.replace(config, **changes)
 
 
 @dataclass(slots=True)
@@ -146,14 +184,14 @@ def _fit(
     epoch_losses: Callable[[], Iterator[torch.Tensor]],
     validate: Callable[[], float],
 ) -> float:
-    """Adam, learning rate decaying linearly to zero over ``schedule.epochs``.
+    """Adam, learning rate decaying linearly to zero over ``schedule.epochs``; validation
+    every ``schedule.eval_every`` epochs (and after the last, or when out of time) feeds the
+    result's selection:
 
-    With ``schedule.average_tail`` 0 the result is the checkpoint with the best
-    ``validate`` (higher is better), with early stopping. Otherwise every epoch runs and
-    the result is the mean of the weights at each validation in that final share of the
-    schedule (weight averaging over the decaying tail: on MovieLens one
-    validation user set moves NDCG@10 by more than the gaps between checkpoints, so
-    picking one checkpoint by it is noisy); validation then only reports progress.
+    * ``schedule.average_tail`` 0: the checkpoint with the best ``validate`` (higher is
+      better), with early stopping (:class:`_BestCheckpoint`);
+    * otherwise every epoch runs and the result is the mean of the weights at each
+      validation in that final share of the schedule (:class:`_TailAverage`).
 
     Returns the wall time in seconds.
     """
@@ -167,16 +205,15 @@ def _fit(
     decay = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda epoch: 1.0 - epoch / schedule.epochs
     )
-    averaging = schedule.average_tail > 0
-    average_from = schedule.epochs * (1.0 - schedule.average_tail)
     start = time.perf_counter()
     model.eval()
     with torch.no_grad():
-        best = validate()  # a warm-started model must beat where it started
-    # Averaging makes the mean of the tail the result: no checkpoint to keep.
-    best_state = {} if averaging else copy.deepcopy(model.state_dict())
-    stale = 0
-    average = _WeightAverage()
+        start_metric = validate()  # a warm-started model must beat where it started
+    selection: _Selection = (
+        _TailAverage(name, model, schedule, start_metric)
+        if schedule.average_tail > 0
+        else _BestCheckpoint(model, schedule, start_metric)
+    )
     bar = tqdm(range(schedule.epochs), desc=name, unit="epoch", leave=False)
     for epoch in bar:
         model.train()
@@ -192,29 +229,89 @@ def _fit(
         model.eval()
         with torch.no_grad():
             metric = validate()
-        if averaging and epoch + 1 >= average_from:
-            average.add(model.state_dict())
-        if metric > best:
-            best, stale = metric, 0
-            if not averaging:
-                best_state = copy.deepcopy(model.state_dict())
-        else:
-            stale += 1
-        bar.set_postfix(valid_ndcg10=f"{metric:.4f}", best=f"{best:.4f}")
-        logger.info("%s epoch %s: valid NDCG@10 %.4f (best %.4f)", name, epoch + 1, metric, best)
-        if out_of_time or (stale >= schedule.patience and not averaging):
+        keep_going = selection.observe(epoch + 1, metric)
+        bar.set_postfix(valid_ndcg10=f"{metric:.4f}", best=f"{selection.best:.4f}")
+        logger.info(
+            "%s epoch %s: valid NDCG@10 %.4f (best %.4f)", name, epoch + 1, metric, selection.best
+        )
+        if out_of_time or not keep_going:
             break
-    if averaging:
-        model.load_state_dict(average.state or model.state_dict())
-        model.eval()
-        with torch.no_grad():
-            logger.info(
-                "%s: averaged %d checkpoints, valid NDCG@10 %.4f", name, average.count, validate()
-            )
-    else:
-        model.load_state_dict(best_state)
+    selection.finish(validate)
     model.eval()
     return time.perf_counter() - start
+
+
+class _Selection(Protocol):
+    """How :func:`_fit` turns the validated epochs into the model it returns."""
+
+    @property
+    def best(self) -> float:
+        """The best validation metric so far (the starting model's included)."""
+        ...
+
+    def observe(self, epochs_done: int, metric: float) -> bool:
+        """Records a validation after ``epochs_done`` epochs; False to stop training."""
+        ...
+
+    def finish(self, validate: Callable[[], float]) -> None:
+        """Leaves the model holding the result."""
+        ...
+
+
+class _BestCheckpoint:
+    """The checkpoint with the best validation metric; stops after ``patience`` validations
+    without improvement."""
+
+    def __init__(self, model: nn.Module, schedule: _Schedule, start_metric: float) -> None:
+        self._model = model
+        self._patience = schedule.patience
+        self.best = start_metric
+        self._state = copy.deepcopy(model.state_dict())
+        self._stale = 0
+
+    def observe(self, epochs_done: int, metric: float) -> bool:
+        if metric > self.best:
+            self.best, self._stale = metric, 0
+            self._state = copy.deepcopy(self._model.state_dict())
+        else:
+            self._stale += 1
+        return self._stale < self._patience
+
+    def finish(self, validate: Callable[[], float]) -> None:
+        self._model.load_state_dict(self._state)
+
+
+class _TailAverage:
+    """The mean of the weights at every validation in the final ``average_tail`` share of the
+    epochs (weight averaging over the decaying tail: on MovieLens one validation user set
+    moves NDCG@10 by more than the gaps between checkpoints, so picking one checkpoint by
+    it is noisy). Never stops early; validation only reports progress."""
+
+    def __init__(
+        self, name: str, model: nn.Module, schedule: _Schedule, start_metric: float
+    ) -> None:
+        self._name = name
+        self._model = model
+        self._average_from = schedule.epochs * (1.0 - schedule.average_tail)
+        self._average = _WeightAverage()
+        self.best = start_metric
+
+    def observe(self, epochs_done: int, metric: float) -> bool:
+        if epochs_done >= self._average_from:
+            self._average.add(self._model.state_dict())
+        self.best = max(self.best, metric)
+        return True
+
+    def finish(self, validate: Callable[[], float]) -> None:
+        self._model.load_state_dict(self._average.state or self._model.state_dict())
+        self._model.eval()
+        with torch.no_grad():
+            logger.info(
+                "%s: averaged %d checkpoints, valid NDCG@10 %.4f",
+                self._name,
+                self._average.count,
+                validate(),
+            )
 
 
 class _WeightAverage:

@@ -8,11 +8,15 @@ and never changed afterwards; serving reads it:
   and `vocab.json`, all from the same version, and swaps them atomically;
 - ranking loads `vocab.json`, `text_vectors.npy` (diversity) and `covisitation.npz`,
   from which it computes the ranker's candidate features as training did;
-- the ranker (`ranker.int8.onnx` on CPU, `ranker.fp16.onnx` on GPU) is copied into
-  the Triton model repository as version `<version>` of the ranker model;
+- the ranker is copied into the Triton model repository as version `<version>` of the
+  ranker model: the file each Triton target serves is named by that target
+  (`magpie.modelstore.triton_repo.TARGETS`): `ranker.int8.onnx` for the CPU target
+  (ONNX Runtime in the Python backend), `ranker.onnx` (FP32) for the GPU target, whose
+  ONNX Runtime backend builds TensorRT FP16 engines from it;
 - `metadata.json` records how it was trained and its offline metrics.
 
-Model input/output names are in `magpie.contract.signature`.
+Model input/output names are in `magpie.contract.signature`. Every file a bundle holds
+is in ``REQUIRED_FILES`` and has a reader; nothing else is written.
 """
 
 from __future__ import annotations
@@ -21,7 +25,6 @@ __all__ = [
     "COVISITATION",
     "ITEM_VECTORS",
     "METADATA",
-    "RANKER_FP16",
     "RANKER_FP32",
     "RANKER_INT8",
     "REQUIRED_FILES",
@@ -32,7 +35,6 @@ __all__ = [
 
 RANKER_FP32 = "ranker.onnx"
 RANKER_INT8 = "ranker.int8.onnx"
-RANKER_FP16 = "ranker.fp16.onnx"
 USER_TOWER = "user_tower.onnx"
 ITEM_VECTORS = "item_vectors.npy"
 """float32 [vocab, dim]: retrieval item vectors; row i is vocabulary index i."""

@@ -1,5 +1,7 @@
-"""``magpie model ...``: the registry and the Triton repository from the command line.
+"""``magpie train`` and ``magpie model ...``: the registry and the Triton repository from
+the command line.
 
+    magpie train [--dataset D] [--config F]  train, write a bundle, register a candidate
     magpie model list                       versions, status, metrics
     magpie model promote VERSION            publish to Triton, then mark promoted
     magpie model rollback                   back to the previously promoted version
@@ -52,6 +54,19 @@ def _promote(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from magpie.learning.cli import load_dataset, pipeline_from_args
+    from magpie.modelstore.lifecycle import train_candidate
+
+    settings = load_settings()
+    config = pipeline_from_args(args)
+    row = train_candidate(settings, load_dataset(args.dataset, settings.database_url), config)
+    print(f"{settings.model_name} version {row.version} registered as a candidate")
+    print(f"bundle: {row.artifact_uri}")
+    print(f"serve it with: magpie model promote {row.version}")
+    return 0
+
+
 def _triton_config(args: argparse.Namespace) -> int:
     name = args.name_override or load_settings().triton_model
     directory = write_model_dir(args.out, name, args.target)
@@ -60,7 +75,25 @@ def _triton_config(args: argparse.Namespace) -> int:
 
 
 def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register ``magpie model list|promote|rollback|triton-config``."""
+    """Register ``magpie train`` and ``magpie model list|promote|rollback|triton-config``."""
+    from magpie.learning.cli import add_training_options
+
+    train = subparsers.add_parser(
+        "train",
+        help="train retrieval + ranker, write a model bundle, register it as a candidate",
+        description="Trains on a data set, writes the bundle into MAGPIE_ARTIFACT_DIR with the "
+        "writer retraining uses and registers it in MAGPIE_DATABASE_URL's registry as a "
+        "candidate; `magpie model promote VERSION` then publishes and serves it.",
+    )
+    add_training_options(train)
+    train.add_argument(
+        "--dataset",
+        default="movielens",
+        help="movielens (default), synthetic-PRESET (e.g. synthetic-tiny), or stored: the "
+        "catalog and events in the platform's PostgreSQL",
+    )
+    train.set_defaults(handler=_train)
+
     model = subparsers.add_parser("model", help="model registry and Triton repository")
     commands = model.add_subparsers(dest="model_command", required=True)
 

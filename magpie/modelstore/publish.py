@@ -1,10 +1,14 @@
 """Publish a bundle's ranker as a version of the Triton model, without dropping a request.
 
-1. The bundle's INT8 ranker is checked in ONNX Runtime (a starting Triton exits when its
-   highest version fails to load, so nothing unsound may land).
-2. ``model.onnx`` and ``model.py`` are staged in a temporary directory beside the
-   repository (same file system, never scanned by Triton) and renamed into
-   ``<repository>/<model>/<version>`` in one step.
+1. The model directory's ``config.pbtxt`` says which target it serves
+   (:func:`~magpie.modelstore.triton_repo.target_of`), and the target which bundle file
+   (CPU: the INT8 ranker for the Python backend; GPU: the FP32 export its ONNX Runtime
+   backend builds TensorRT engines from). That file is checked in ONNX Runtime (a
+   starting Triton exits when its highest version fails to load, so nothing unsound may
+   land).
+2. It is staged as ``model.onnx`` (with ``model.py`` for the Python backend) in a
+   temporary directory beside the repository (same file system, never scanned by Triton)
+   and renamed into ``<repository>/<model>/<version>`` in one step.
 3. Version directories above ``version`` (left by a version being rolled back) are moved
    out, so that ``latest { num_versions: 1 }`` selects ``version``.
 4. With a server address, ``load_model`` (explicit model control) loads the new version
@@ -24,8 +28,15 @@ import tempfile
 from pathlib import Path
 
 from magpie.contract.signature import FIRST_ITEM_INDEX
-from magpie.modelstore.bundle import RANKER_INT8, VOCAB
-from magpie.modelstore.triton_repo import MODEL_FILE, MODEL_PY
+from magpie.modelstore.bundle import VOCAB
+from magpie.modelstore.triton_repo import (
+    CONFIG_FILE,
+    MODEL_FILE,
+    MODEL_PY,
+    TARGETS,
+    read_config,
+    target_of,
+)
 from magpie.modelstore.validate import InvalidBundle, check_ranker
 from magpie.runtime.errors import FailedPrecondition, Unavailable
 
@@ -48,13 +59,18 @@ def _remove(directory: Path, repository: Path) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
-def _stage(bundle: Path, model_dir: Path, version: int, repository: Path) -> None:
+def _stage(ranker: Path, model_dir: Path, version: int, repository: Path) -> None:
+    """``ranker`` as ``model.onnx`` (and the model directory's ``model.py``, if it has one)
+    into ``<model_dir>/<version>``, renamed into place in one step."""
     target = model_dir / str(version)
     staging = Path(tempfile.mkdtemp(prefix=f".publish-{version}-", dir=repository.parent))
     try:
-        shutil.copyfile(bundle / RANKER_INT8, staging / MODEL_FILE)
-        shutil.copyfile(model_dir / MODEL_PY, staging / MODEL_PY)
-        for name in (MODEL_FILE, MODEL_PY):
+        shutil.copyfile(ranker, staging / MODEL_FILE)
+        files = [MODEL_FILE]
+        if (model_dir / MODEL_PY).is_file():
+            shutil.copyfile(model_dir / MODEL_PY, staging / MODEL_PY)
+            files.append(MODEL_PY)
+        for name in files:
             with (staging / name).open("rb") as handle:
                 os.fsync(handle.fileno())
         staging.chmod(0o755)
@@ -79,6 +95,20 @@ def _load(triton_addr: str, model: str, version: int, timeout: float) -> None:
         client.close()
 
 
+def _served_file(model_dir: Path) -> str:
+    """The bundle file that the target of ``model_dir``'s configuration serves."""
+    config = model_dir / CONFIG_FILE
+    if not config.is_file():
+        raise FailedPrecondition(f"{model_dir} has no {CONFIG_FILE}")
+    try:
+        target = target_of(read_config(config))
+    except ValueError as error:
+        raise FailedPrecondition(str(error)) from error
+    if target == "cpu" and not (model_dir / MODEL_PY).is_file():
+        raise FailedPrecondition(f"{model_dir} serves the Python backend but has no {MODEL_PY}")
+    return TARGETS[target].bundle_file
+
+
 def publish(
     bundle: Path,
     version: int,
@@ -96,22 +126,21 @@ def publish(
     configuration, ``Unavailable`` if Triton cannot load the version (it is taken out).
     """
     model_dir = repository / model
-    if not (model_dir / "config.pbtxt").is_file() or not (model_dir / MODEL_PY).is_file():
-        raise FailedPrecondition(f"{model_dir} has no config.pbtxt and {MODEL_PY}")
+    ranker = bundle / _served_file(model_dir)
     try:
         vocab_size = len(json.loads((bundle / VOCAB).read_text())["item_ids"]) + FIRST_ITEM_INDEX
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise InvalidBundle(bundle, [f"{VOCAB}: {error}"]) from error
-    problems = check_ranker(bundle / RANKER_INT8, vocab_size)
+    problems = check_ranker(ranker, vocab_size)
     if problems:
         raise InvalidBundle(bundle, problems)
     target = model_dir / str(version)
     current = target / MODEL_FILE
-    landed = not current.is_file() or not filecmp.cmp(current, bundle / RANKER_INT8, shallow=False)
+    landed = not current.is_file() or not filecmp.cmp(current, ranker, shallow=False)
     if landed:
         if target.exists():  # left by another database's registry: not this bundle
             _remove(target, repository)
-        _stage(bundle, model_dir, version, repository)
+        _stage(ranker, model_dir, version, repository)
     for higher in (v for v in published_versions(model_dir) if v > version):
         _remove(model_dir / str(higher), repository)
     if triton_addr is not None:

@@ -11,7 +11,8 @@ The model directory holds ``config.pbtxt`` and ``model.py``; :mod:`.publish` cop
 ``model.py`` into each version directory next to its ``model.onnx``.
 
 **gpu** (the NGC Triton image, Helm chart): ``platform: "onnxruntime_onnx"`` on the FP32
-export with the TensorRT execution accelerator in FP16 (ONNX Runtime falls back to CUDA
+export (``ranker.onnx``; each target names its bundle file in ``TARGETS``) with the
+TensorRT execution accelerator in FP16 (ONNX Runtime falls back to CUDA
 for anything TensorRT cannot build), ``KIND_GPU`` instances. Generated with
 ``magpie model triton-config --target gpu --out DIR``; it is never written under
 ``model_repository/``, which the CPU server scans, and nothing renders it into git.
@@ -68,6 +69,7 @@ from magpie.contract.signature import (
     HISTORY_LEN,
     SCORES,
 )
+from magpie.modelstore import bundle
 
 __all__ = [
     "CANDIDATE_BUCKET",
@@ -80,6 +82,7 @@ __all__ = [
     "TritonTarget",
     "model_config",
     "read_config",
+    "target_of",
     "write_model_dir",
 ]
 
@@ -99,6 +102,8 @@ CANDIDATE_BUCKET = 64
 class TritonTarget:
     """Knobs of one deployment target; ``max_batch_size`` 0 means no batching."""
 
+    bundle_file: str
+    """The bundle's ranker export this target serves (published as ``MODEL_FILE``)."""
     max_batch_size: int
     instances: int
     preferred_batch_sizes: tuple[int, ...] = ()
@@ -107,9 +112,15 @@ class TritonTarget:
 
 
 TARGETS: dict[Target, TritonTarget] = {
-    "cpu": TritonTarget(max_batch_size=0, instances=2, intra_op_threads=1),
+    "cpu": TritonTarget(
+        bundle_file=bundle.RANKER_INT8, max_batch_size=0, instances=2, intra_op_threads=1
+    ),
     "gpu": TritonTarget(
-        max_batch_size=64, instances=2, preferred_batch_sizes=(16, 32, 64), max_queue_delay_us=500
+        bundle_file=bundle.RANKER_FP32,
+        max_batch_size=64,
+        instances=2,
+        preferred_batch_sizes=(16, 32, 64),
+        max_queue_delay_us=500,
     ),
 }
 
@@ -172,3 +183,12 @@ def write_model_dir(repository: Path, name: str, target: Target) -> Path:
 def read_config(path: Path) -> mc.ModelConfig:
     """Parse a ``config.pbtxt`` back into a ``ModelConfig``."""
     return text_format.Parse(path.read_text(), mc.ModelConfig())
+
+
+def target_of(config: mc.ModelConfig) -> Target:
+    """The target a configuration was generated for (what :func:`model_config` wrote)."""
+    if config.backend == "python":
+        return "cpu"
+    if config.platform == "onnxruntime_onnx":
+        return "gpu"
+    raise ValueError(f"{config.name}: neither the cpu nor the gpu ranker configuration")

@@ -27,7 +27,6 @@ from magpie.learning.train import TrainedArtifacts
 from magpie.modelstore.bundle import (
     COVISITATION,
     METADATA,
-    RANKER_FP16,
     RANKER_FP32,
     RANKER_INT8,
     TEXT_VECTORS,
@@ -88,7 +87,7 @@ def write_bundle(
     if the result does not validate (nothing is left behind then).
     """
     from magpie.learning.export import (
-        convert_fp16,
+        check_export,
         export_ranker,
         export_user_tower,
         quantize_int8,
@@ -101,8 +100,8 @@ def write_bundle(
     staging = Path(tempfile.mkdtemp(prefix=f".staging-{version}-", dir=artifact_dir))
     try:
         fp32 = export_ranker(artifacts.ranker, staging / RANKER_FP32)
+        check_export(artifacts, fp32)
         quantize_int8(fp32, staging / RANKER_INT8)
-        convert_fp16(fp32, staging / RANKER_FP16)
         export_user_tower(artifacts.retrieval, staging)  # USER_TOWER and ITEM_VECTORS
         np.save(staging / TEXT_VECTORS, _text_vectors(artifacts, text_table))
         np.savez(staging / COVISITATION, **artifacts.covisitation.arrays())

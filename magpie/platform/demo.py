@@ -25,6 +25,7 @@ from magpie.learning.train import PipelineConfig
 from magpie.modelstore import registry
 from magpie.modelstore.lifecycle import connection, promote_and_publish, train_candidate
 from magpie.runtime.settings import ENV_PREFIX, Settings, load_settings
+from magpie.runtime.units import SECONDS_PER_DAY
 from magpie.v1 import (
     catalog_pb2,
     catalog_pb2_grpc,
@@ -46,7 +47,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_DAY = 86_400.0
 
 DEMO_PIPELINE = PipelineConfig(
     retrieval=RetrievalConfig(epochs=12, max_seconds=90.0),
@@ -59,13 +59,13 @@ def demo_world(
     n_products: int = 2_000, n_users: int = 1_000, n_events: int = 60_000
 ) -> synthetic.SyntheticConfig:
     """The synthetic world `magpie up` loads, shifted so that its last day is today."""
-    end = (time.time() // _DAY) * _DAY
+    end = (time.time() // SECONDS_PER_DAY) * SECONDS_PER_DAY
     return dataclasses.replace(
         synthetic.PRESETS["small"],
         n_products=n_products,
         n_users=n_users,
         n_events=n_events,
-        start=end - 90 * _DAY,
+        start=end - 90 * SECONDS_PER_DAY,
         end=end,
         name="demo",
     )

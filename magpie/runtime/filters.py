@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 from magpie.runtime.products import (
     CATEGORY_SEPARATOR,
-    NANOS_PER_UNIT,
     category_problem,
     money_problems,
 )
+from magpie.runtime.units import NANOS_PER_UNIT
 from magpie.runtime.validation import Violations
 from magpie.v1 import common_pb2
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import re
 
+from magpie.runtime.units import NANOS_PER_UNIT
+
 __all__ = [
     "CATEGORY_SEPARATOR",
     "MAX_CATEGORY_LEVEL_LENGTH",
     "MAX_PRICE_UNITS",
-    "NANOS_PER_UNIT",
     "category_problem",
     "money_problems",
 ]
@@ -20,7 +21,6 @@ CATEGORY_SEPARATOR = " > "
 MAX_CATEGORY_LEVEL_LENGTH = 200
 MAX_PRICE_UNITS = 9_000_000_000
 """Largest price in whole units, so that the price in nano units fits a bigint."""
-NANOS_PER_UNIT = 1_000_000_000
 _CURRENCY = re.compile(r"[A-Z]{3}")
 
 

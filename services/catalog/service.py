@@ -38,7 +38,8 @@ from typing import Protocol
 
 from magpie.runtime.errors import FieldViolation, InvalidArgument
 from magpie.runtime.filters import ProductFilter
-from magpie.runtime.products import NANOS_PER_UNIT, category_problem, money_problems
+from magpie.runtime.products import category_problem, money_problems
+from magpie.runtime.units import NANOS_PER_UNIT, SECONDS_PER_DAY
 from magpie.runtime.validation import id_problem
 from magpie.v1 import catalog_pb2 as pb
 from services.catalog import config
@@ -215,7 +216,7 @@ def product_problem(draft: ProductDraft) -> str | None:
 
 def decayed_popularity(score: float, as_of: datetime, now: datetime) -> float:
     """`score` (valid at `as_of`) decayed with the popularity half-life to `now`."""
-    age_days = (now - as_of).total_seconds() / 86_400
+    age_days = (now - as_of).total_seconds() / SECONDS_PER_DAY
     return score * math.pow(0.5, age_days / config.POPULARITY_HALF_LIFE_DAYS)
 
 

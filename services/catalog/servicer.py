@@ -15,6 +15,7 @@ from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from magpie.runtime.filters import check_filter, filter_from_proto
+from magpie.runtime.units import NANOS_PER_SECOND
 from magpie.runtime.validation import Validators, Violations
 from magpie.v1 import catalog_pb2 as pb
 from magpie.v1 import catalog_pb2_grpc, common_pb2
@@ -41,7 +42,7 @@ _SETTABLE_STATUSES = (
 def _check_timestamp(v: Violations, ts: Timestamp, field: str) -> None:
     v.check(
         _MIN_TIMESTAMP_SECONDS <= ts.seconds <= _MAX_TIMESTAMP_SECONDS
-        and 0 <= ts.nanos < 1_000_000_000,
+        and 0 <= ts.nanos < NANOS_PER_SECOND,
         field,
         "must be a valid timestamp between years 1 and 9999",
     )

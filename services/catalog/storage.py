@@ -19,13 +19,13 @@ from psycopg2.extras import Json, execute_values
 
 from magpie.runtime.db import Connection, Database
 from magpie.runtime.products import CATEGORY_SEPARATOR
+from magpie.runtime.units import NANOS_PER_UNIT
 from magpie.v1 import catalog_pb2 as pb
 from services.catalog.service import ProductDraft, ProductQuery
 from services.catalog.service import decayed_popularity as _decayed
 
 __all__ = ["CatalogStore", "like_prefix"]
 
-_NANOS_PER_UNIT = 1_000_000_000
 
 _COLUMNS = """
     product_id, title, description, category_path, tags, brand, currency_code, price_nanos,
@@ -93,7 +93,7 @@ def _product_from_row(row: tuple[Any, ...]) -> pb.Product:
         attributes=attributes,
     )
     if currency:
-        units, nanos = divmod(price_nanos, _NANOS_PER_UNIT)
+        units, nanos = divmod(price_nanos, NANOS_PER_UNIT)
         product.price.currency_code = currency
         product.price.units = units
         product.price.nanos = nanos

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from magpie.runtime.cache import Cache
 from magpie.runtime.db import Connection, Database
 from magpie.runtime.locks import EVENT_FOLD_LOCK
+from magpie.runtime.units import SECONDS_PER_DAY
 from services.feedback import config
 
 __all__ = ["EVENT_WEIGHTS", "HALF_LIFE_SECONDS", "EventConsumer", "Fold", "fold_once"]
@@ -43,7 +44,7 @@ logger = logging.getLogger(__name__)
 EVENT_WEIGHTS = (0.1, 1.0, 3.0, 5.0)
 """Weight of impression, click, add-to-cart and purchase (event types 1-4)."""
 RATING_WEIGHT_PER_STAR = 0.4
-HALF_LIFE_SECONDS = 7 * 86_400.0
+HALF_LIFE_SECONDS = 7 * SECONDS_PER_DAY
 _MAX_HALF_LIVES = 1000.0  # beyond this the factor is 0 in practice; keeps float8 from underflowing
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Protocol
 
+from magpie.runtime.units import MICROS_PER_SECOND
 from magpie.runtime.validation import MAX_ID_LENGTH
 from services.feedback import config
 
@@ -160,8 +161,8 @@ class FeedbackService:
     async def record(self, rows: Sequence[EventRow]) -> BatchResult:
         """Stores the batch's good, new events; says what happened to each event."""
         now = time.time()
-        now_us = int(now * 1_000_000)
-        latest_us = now_us + int(config.MAX_FUTURE_SECONDS * 1_000_000)
+        now_us = int(now * MICROS_PER_SECOND)
+        latest_us = now_us + int(config.MAX_FUTURE_SECONDS * MICROS_PER_SECOND)
         problems = [event_problem(row, latest_us) for row in rows]
         missing = await self._missing_products(
             {row[2] for row, problem in zip(rows, problems, strict=True) if problem is None}, now

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Iterable
 
 import grpc
 
+from magpie.runtime.units import MICROS_PER_SECOND
 from magpie.runtime.validation import Validators, Violations
 from magpie.v1 import feedback_pb2 as pb
 from magpie.v1 import feedback_pb2_grpc
@@ -39,7 +40,9 @@ def _rows(events: Iterable[pb.Event]) -> list[EventRow]:
                 e.user_id,
                 e.product_id,
                 e.event_type,
-                t.seconds * 1_000_000 + t.nanos // 1000 if e.HasField("occurred_at") else None,
+                t.seconds * MICROS_PER_SECOND + t.nanos // 1000
+                if e.HasField("occurred_at")
+                else None,
                 e.rating,
                 e.recommendation_id,
                 e.model_version,

@@ -20,6 +20,7 @@ from magpie.runtime.breaker import CircuitBreaker
 from magpie.runtime.deadline import remaining_seconds
 from magpie.runtime.errors import DeadlineExceeded, Unavailable
 from magpie.runtime.filters import ProductFilter, filter_to_proto
+from magpie.runtime.units import NANOS_PER_UNIT
 from magpie.v1 import (
     catalog_pb2,
     catalog_pb2_grpc,
@@ -34,7 +35,6 @@ from services.ranking.model import ServingModel
 
 __all__ = ["CatalogClient", "GuardedRanker", "ProfileClient", "RetrievalClient"]
 
-_NANOS = 1_000_000_000
 _PRODUCT_FIELDS = FieldMask(
     paths=[
         "product_id",
@@ -135,7 +135,7 @@ class RetrievalClient:
 
 
 def _product(p: catalog_pb2.Product) -> Product:
-    price = p.price.units * _NANOS + p.price.nanos
+    price = p.price.units * NANOS_PER_UNIT + p.price.nanos
     return Product(
         product_id=p.product_id,
         title=p.title,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -18,6 +18,7 @@ import numpy as np
 
 from magpie.runtime.errors import MagpieError
 from magpie.runtime.filters import ProductFilter
+from magpie.runtime.units import SECONDS_PER_DAY
 from services.ranking import config
 from services.ranking.domain import (
     Candidate,
@@ -146,20 +147,45 @@ class RankingService:
         degradations: list[Degradation],
         retrieval_version: str,
     ) -> Recommendation:
+        """Scores ``candidates`` (retrieval order if the ranker fails), applies the business
+        rules to the best-scored ones and explains what was picked."""
         model = self._models.current
         scores = await self._scores(model, user, candidates, options)
         if scores is None:
             degradations.append(Degradation.RANKER_UNAVAILABLE)
             scores = np.arange(len(candidates), 0, -1, dtype=np.float32)  # retrieval order
-        ranked = [int(i) for i in np.argsort(-scores, kind="stable")]
         embeddings = (
             model.text_rows([c.product_id for c in candidates])
             if model and options.diversity > 0
             else None
         )
+        picked, products = await self._pick(
+            user, candidates, scores, embeddings, options, degradations
+        )
+        items = _explained(picked, candidates, scores, products, user, options)
+        version = (
+            model.version_name
+            if model and Degradation.RANKER_UNAVAILABLE not in degradations
+            else retrieval_version
+        )
+        return Recommendation(uuid.uuid4().hex, version, items, degradations)
 
-        # Product data is needed only for the best-scored slice: fetch a pool a few
-        # times k, and widen it only when the rules leave too few items.
+    async def _pick(
+        self,
+        user: UserState,
+        candidates: Sequence[Candidate],
+        scores: Floats,
+        embeddings: Floats | None,
+        options: RequestOptions,
+        degradations: list[Degradation],
+    ) -> tuple[list[int], dict[str, Product]]:
+        """The positions of the ``options.k`` candidates to show, best first, and the product
+        data fetched for them (empty when the catalog failed).
+
+        Product data is needed only for the best-scored slice: a pool a few times k is
+        fetched first, and widened only when the rules leave too few items.
+        """
+        ranked = [int(i) for i in np.argsort(-scores, kind="stable")]
         products: dict[str, Product] | None = {}
         pool = max(config.RULES_POOL, config.RULES_POOL_PER_ITEM * options.k)
         while True:
@@ -194,33 +220,8 @@ class RankingService:
                 max_per_category=options.max_per_category,
             )
             if len(picked) >= options.k or pool >= len(ranked):
-                break
+                return picked, known
             pool *= 2
-
-        now = options.request_time or time.time()
-        titles = {pid: p.title for pid, p in known.items()}
-        items = [
-            RankedItem(
-                candidates[i].product_id,
-                float(scores[i]),
-                candidates[i].source,
-                reason_for(
-                    candidates[i],
-                    known.get(candidates[i].product_id),
-                    user,
-                    titles,
-                    now,
-                    config.NEW_PRODUCT_DAYS * 86400.0,
-                ),
-            )
-            for i in picked
-        ]
-        version = (
-            model.version_name
-            if model and Degradation.RANKER_UNAVAILABLE not in degradations
-            else retrieval_version
-        )
-        return Recommendation(uuid.uuid4().hex, version, items, degradations)
 
     async def _products(
         self, product_ids: Sequence[str], degradations: list[Degradation]
@@ -254,6 +255,35 @@ class RankingService:
         except _DEPENDENCY_ERRORS as error:
             logger.warning("ranker failed, keeping retrieval order: %s", error)
             return None
+
+
+def _explained(
+    picked: Sequence[int],
+    candidates: Sequence[Candidate],
+    scores: Floats,
+    products: Mapping[str, Product],
+    user: UserState,
+    options: RequestOptions,
+) -> list[RankedItem]:
+    """The picked candidates as answered items, each with its score and reason."""
+    now = options.request_time or time.time()
+    titles = {pid: p.title for pid, p in products.items()}
+    return [
+        RankedItem(
+            candidates[i].product_id,
+            float(scores[i]),
+            candidates[i].source,
+            reason_for(
+                candidates[i],
+                products.get(candidates[i].product_id),
+                user,
+                titles,
+                now,
+                config.NEW_PRODUCT_DAYS * SECONDS_PER_DAY,
+            ),
+        )
+        for i in picked
+    ]
 
 
 def _unknown(candidate: Candidate) -> Product:

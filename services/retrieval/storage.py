@@ -10,6 +10,7 @@ from magpie.modelstore import registry
 from magpie.runtime.db import Connection, Database
 from magpie.runtime.filters import ProductFilter
 from magpie.runtime.heap import freeze_long_lived
+from magpie.runtime.units import SECONDS_PER_DAY
 from magpie.v1.catalog_pb2 import PRODUCT_STATUS_ACTIVE
 from services.retrieval import config
 from services.retrieval.products import ProductTable, Row
@@ -77,7 +78,7 @@ class RetrievalStore:
                 cur.execute(
                     _POPULARITY_SQL,
                     {
-                        "half_life": config.POPULARITY_HALF_LIFE_DAYS * 86400.0,
+                        "half_life": config.POPULARITY_HALF_LIFE_DAYS * SECONDS_PER_DAY,
                         "active": PRODUCT_STATUS_ACTIVE,
                         "pool": config.POPULAR_POOL,
                     },

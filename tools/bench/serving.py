@@ -34,11 +34,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from magpie.runtime.units import SECONDS_PER_DAY
 from tools.bench._report import percentiles, write_report
 
 REQUEST_TIMEOUT = 2.0
 _WARMUP = 5
-_DAY = 86_400.0
 
 
 async def _timed(call: Callable[[], Awaitable[Any]], repeat: int) -> float:
@@ -331,13 +331,13 @@ def _platform_run(args: argparse.Namespace) -> dict[str, Any]:
         try:
             local.up(list(SERVICES))
             settings = settings_for_cli(local.service_settings())
-            end = (time.time() // _DAY) * _DAY
+            end = (time.time() // SECONDS_PER_DAY) * SECONDS_PER_DAY
             world = dataclasses.replace(
                 synthetic.PRESETS["small"],
                 n_products=args.products,
                 n_users=args.users,
                 n_events=args.events,
-                start=end - 90 * _DAY,
+                start=end - 90 * SECONDS_PER_DAY,
                 end=end,
                 name="bench",
             )

@@ -7,9 +7,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from magpie.runtime.units import SECONDS_PER_DAY
+
 __all__ = ["PRESETS", "SyntheticConfig", "preset"]
 
-_DAY = 86_400.0
 _DEFAULT_END = 1_735_689_600.0
 """2025-01-01T00:00:00Z: a fixed clock, so that output never depends on when it is generated."""
 
@@ -23,7 +24,7 @@ class SyntheticConfig:
     n_events: int = 200_000
     """Target number of interactions; the generated count lands within a few percent."""
     seed: int = 0
-    start: float = _DEFAULT_END - 180 * _DAY
+    start: float = _DEFAULT_END - 180 * SECONDS_PER_DAY
     """Unix seconds at which sessions begin."""
     end: float = _DEFAULT_END
     """Unix seconds at which sessions end; products are created up to two years before."""

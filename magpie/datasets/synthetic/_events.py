@@ -26,6 +26,7 @@ import numpy.typing as npt
 
 from magpie.datasets.schema import EventKind, Interaction
 from magpie.datasets.synthetic._world import World
+from magpie.runtime.units import SECONDS_PER_DAY
 
 __all__ = ["USER_BLOCK", "block_interactions"]
 
@@ -47,7 +48,6 @@ _AFFINITY_CENTRE = 1.0
 _RATING_CHANCE = 0.3
 _EVENTS_PER_SESSION = 16.0
 """Calibrated average, turning the target event count into a session rate."""
-_DAY = 86_400.0
 _KINDS = (
     EventKind.IMPRESSION,
     EventKind.CLICK,
@@ -145,7 +145,7 @@ def block_interactions(world: World, block: int) -> list[Interaction]:
     logits = (
         config.taste_weight * affinity
         + config.popularity_weight * world.item_popularity[slate]
-        + _NOVELTY_WEIGHT * np.exp(-np.maximum(age, 0.0) / (_NOVELTY_DAYS * _DAY))
+        + _NOVELTY_WEIGHT * np.exp(-np.maximum(age, 0.0) / (_NOVELTY_DAYS * SECONDS_PER_DAY))
     )
     logits = np.concatenate(
         [np.where(shown, logits, -np.inf), np.full((n_steps, 1), _OUTSIDE_LOGIT)], axis=1

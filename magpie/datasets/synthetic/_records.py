@@ -12,10 +12,10 @@ from magpie.datasets.synthetic._world import (
     REGIONS,
     World,
 )
+from magpie.runtime.units import SECONDS_PER_DAY
 
 __all__ = ["items", "users"]
 
-_DAY = 86_400.0
 _BRANDS = tuple(brand for dept in DEPARTMENTS for brand in dept.brands)
 _BENEFITS = tuple(dept.benefits for dept in DEPARTMENTS for _ in dept.brands)
 """Indexed by brand, whose department decides the benefit sentences."""
@@ -91,7 +91,7 @@ def items(world: World, start: int, stop: int) -> list[Item]:
         if benefit < len(_BENEFITS[brand_index]):
             sentences.append(_BENEFITS[brand_index][benefit])
         tags = [leaf.name.lower(), feature.lower(), *(style.name for style in item_styles)]
-        if config.end - created_at < 30 * _DAY:
+        if config.end - created_at < 30 * SECONDS_PER_DAY:
             tags.append("new_arrival")
         attributes = {"feature": feature}
         if variant:

@@ -18,6 +18,7 @@ import numpy.typing as npt
 
 from magpie.datasets.synthetic._config import SyntheticConfig
 from magpie.datasets.synthetic._words import DEPARTMENTS, STYLES, Leaf
+from magpie.runtime.units import SECONDS_PER_DAY
 
 __all__ = [
     "AGE_BANDS",
@@ -35,7 +36,6 @@ Floats = npt.NDArray[np.float64]
 Floats32 = npt.NDArray[np.float32]
 Ints = npt.NDArray[np.int64]
 
-_DAY = 86_400.0
 _FAVOURITES = 3
 """Favourite leaf categories per user."""
 
@@ -318,7 +318,9 @@ def _catalog(rng: np.random.Generator, config: SyntheticConfig, space: _LatentSp
         rng.random(n) < 0.07, 0, rng.lognormal(np.log(40.0), 1.0, n).astype(np.int64) + 1
     )
     age = np.where(
-        rng.random(n) < 0.03, rng.uniform(0.0, 7 * _DAY, n), rng.uniform(7 * _DAY, 730 * _DAY, n)
+        rng.random(n) < 0.03,
+        rng.uniform(0.0, 7 * SECONDS_PER_DAY, n),
+        rng.uniform(7 * SECONDS_PER_DAY, 730 * SECONDS_PER_DAY, n),
     )
     rating = np.round(np.clip(4.0 + 0.3 * popularity + rng.normal(0.0, 0.35, n), 1.0, 5.0), 1)
     variant = np.where(rng.random(n) < 0.2, -1, _pick(rng, _N_VARIANTS[leaf]))

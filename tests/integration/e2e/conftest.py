@@ -23,6 +23,7 @@ from magpie.platform.demo import bootstrap, settings_for_cli, wait_for_version
 from magpie.platform.local import SERVICES, LocalPlatform, isolated_layout
 from magpie.runtime import schema
 from magpie.runtime.settings import Settings
+from magpie.runtime.units import SECONDS_PER_DAY
 from tests.support import ADMIN_URL, TEST_REDIS_URL
 
 E2E_PIPELINE = PipelineConfig(
@@ -30,7 +31,6 @@ E2E_PIPELINE = PipelineConfig(
     ranker=RankerConfig(epochs=2, max_seconds=math.inf),
 )
 """Fixed epochs, no time budget: a slow machine trains the same model, only later."""
-_DAY = 86_400.0
 
 
 @dataclasses.dataclass
@@ -79,13 +79,13 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
         try:
             local.up(list(SERVICES))
             settings = settings_for_cli(local.service_settings())
-            end = (time.time() // _DAY) * _DAY
+            end = (time.time() // SECONDS_PER_DAY) * SECONDS_PER_DAY
             config = dataclasses.replace(
                 synthetic.PRESETS["small"],
                 n_products=800,
                 n_users=600,
                 n_events=40_000,
-                start=end - 60 * _DAY,
+                start=end - 60 * SECONDS_PER_DAY,
                 end=end,
                 seed=11,
                 name="e2e",

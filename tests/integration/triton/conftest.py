@@ -23,9 +23,10 @@ from magpie.modelstore.bundle import RANKER_FP32, RANKER_INT8
 from magpie.modelstore.publish import publish
 from magpie.modelstore.tritonserver import TritonPorts, TritonServer
 from magpie.modelstore.writer import write_bundle
+from magpie.runtime.settings import TRITON_RANKER
 from tests.support import REPO, free_port
 
-MODEL = "magpie_ranker"
+MODEL = TRITON_RANKER
 
 _TINY = PipelineConfig(
     use_text=False,

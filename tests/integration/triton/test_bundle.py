@@ -15,19 +15,19 @@ from magpie.modelstore.bundle import (
     COVISITATION,
     ITEM_VECTORS,
     METADATA,
-    RANKER_FP16,
     RANKER_INT8,
     REQUIRED_FILES,
     USER_TOWER,
     VOCAB,
 )
+from magpie.modelstore.triton_repo import TARGETS
 from magpie.modelstore.validate import InvalidBundle, validate_bundle
 
 
 def test_written_bundle_is_complete_and_valid(bundle: Path) -> None:
     validate_bundle(bundle)
     names = {p.name for p in bundle.iterdir()}
-    assert names == {*REQUIRED_FILES, RANKER_FP16}
+    assert names == set(REQUIRED_FILES)
     metadata = json.loads((bundle / METADATA).read_text())
     assert metadata["version"] == 1 and metadata["metrics"] == {"ndcg@10": 0.1}
     vocab_size = len(json.loads((bundle / VOCAB).read_text())["item_ids"]) + 2
@@ -37,6 +37,15 @@ def test_written_bundle_is_complete_and_valid(bundle: Path) -> None:
         assert len(indptr) == vocab_size + 1 and indptr[-1] > 0
         assert np.diff(indptr).max() <= 50
     assert not [p for p in bundle.parent.iterdir() if p.name.startswith(".staging")]
+
+
+def test_every_ranker_the_writer_exports_is_served_by_a_target(bundle: Path) -> None:
+    """Nothing is written that no Triton target reads, and no target reads a missing file."""
+    rankers = {p.name for p in bundle.iterdir() if p.name.startswith("ranker")}
+    served = {target.bundle_file for target in TARGETS.values()}
+
+    assert rankers == served
+    assert len(served) == len(TARGETS)  # each target its own export
 
 
 def _remove_covisitation(path: Path) -> None:

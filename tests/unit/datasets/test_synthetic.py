@@ -22,10 +22,10 @@ from magpie.datasets.synthetic import (
     latent_factors,
     preset,
 )
+from magpie.runtime.units import SECONDS_PER_DAY
 
 _T = TypeVar("_T")
 _AGE_BANDS = {"under_18", "18_24", "25_34", "35_44", "45_54", "55_64", "65_plus"}
-_DAY = 86_400.0
 _FUNNEL = (EventKind.CLICK, EventKind.ADD_TO_CART, EventKind.PURCHASE, EventKind.RATING)
 # Big enough for stable ranking metrics, small enough to generate in a fraction of a second.
 _EVAL = SyntheticConfig(n_products=1_000, n_users=500, n_events=50_000)
@@ -171,8 +171,8 @@ def test_catalog_and_users_look_like_a_shop(world: Dataset) -> None:
     assert all(item.title.startswith(item.brand) for item in items)
     assert all(1 <= item.description.count(". ") + 1 <= 3 for item in items)
     assert prices.min() > 0 and prices.max() / prices.min() > 100
-    assert (ages >= 0).all() and ages.max() <= 730 * _DAY
-    assert (ages < 7 * _DAY).any()
+    assert (ages >= 0).all() and ages.max() <= 730 * SECONDS_PER_DAY
+    assert (ages < 7 * SECONDS_PER_DAY).any()
     assert all(1.0 <= item.rating <= 5.0 for item in items)
     assert {user.age_band for user in users} == _AGE_BANDS
     assert {user.gender for user in users} == {"female", "male", "other"}

@@ -17,13 +17,16 @@ from magpie.modelstore.triton_repo import (
     MODEL_PY,
     MODEL_PY_SOURCE,
     TARGETS,
+    Target,
     model_config,
     read_config,
+    target_of,
     write_model_dir,
 )
+from magpie.runtime.settings import TRITON_RANKER
 
 REPO = Path(__file__).resolve().parents[3]
-COMMITTED = REPO / "model_repository" / "magpie_ranker"
+COMMITTED = REPO / "model_repository" / TRITON_RANKER
 
 
 def _tensors(fields: object) -> dict[str, tuple[int, list[int]]]:
@@ -43,7 +46,7 @@ def _check_shapes(config: mc.ModelConfig, batch: list[int]) -> None:
 
 
 def test_committed_cpu_repository_is_the_generated_one(tmp_path: Path) -> None:
-    write_model_dir(tmp_path, "magpie_ranker", "cpu")
+    write_model_dir(tmp_path, TRITON_RANKER, "cpu")
     assert (COMMITTED / CONFIG_FILE).read_text() == (
         tmp_path / "magpie_ranker/config.pbtxt"
     ).read_text()
@@ -52,8 +55,8 @@ def test_committed_cpu_repository_is_the_generated_one(tmp_path: Path) -> None:
 
 def test_cpu_config_round_trip() -> None:
     config = read_config(COMMITTED / CONFIG_FILE)
-    assert config == model_config("magpie_ranker", "cpu")
-    assert (config.name, config.backend, config.platform) == ("magpie_ranker", "python", "")
+    assert config == model_config(TRITON_RANKER, "cpu")
+    assert (config.name, config.backend, config.platform) == (TRITON_RANKER, "python", "")
     assert config.max_batch_size == TARGETS["cpu"].max_batch_size == 0
     assert not config.HasField("dynamic_batching")  # per-request INT8 scales: no batching
     assert [(g.kind, g.count) for g in config.instance_group] == [
@@ -107,3 +110,8 @@ def test_features_must_match_the_candidates() -> None:
         pad_candidates(candidates, np.zeros((1, 9, CANDIDATE_FEATURE_DIM)))
     with pytest.raises(ValueError, match="candidate_features"):
         pad_candidates(candidates, np.zeros((1, 10, CANDIDATE_FEATURE_DIM + 1)))
+
+
+@pytest.mark.parametrize("target", sorted(TARGETS))
+def test_a_config_names_the_target_it_was_written_for(target: Target) -> None:
+    assert target_of(model_config(TRITON_RANKER, target)) == target
