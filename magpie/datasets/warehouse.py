@@ -59,9 +59,15 @@ def _item(row: tuple[Any, ...]) -> Item:
 
 
 def read_dataset(
-    database_url: str, *, name: str = "warehouse", kinds: Collection[EventKind] = POSITIVE_KINDS
+    database_url: str,
+    *,
+    name: str = "warehouse",
+    kinds: Collection[EventKind] = POSITIVE_KINDS,
+    through_seq: int | None = None,
 ) -> Dataset:
-    """Every product (hidden ones too: history refers to them), user, and event of `kinds`."""
+    """Every product (hidden ones too: history refers to them), user, and event of `kinds`
+    (only those stored up to event sequence number ``through_seq``, when given: a snapshot
+    that later events do not change)."""
     conn = psycopg2.connect(database_url)
     try:
         with conn, conn.cursor() as cur:
@@ -82,10 +88,11 @@ def read_dataset(
                 """
                 SELECT user_id, product_id, event_type, extract(epoch FROM occurred_at),
                        rating, session_id
-                FROM events WHERE event_type = ANY(%s)
+                FROM events
+                WHERE event_type = ANY(%s) AND (%s::bigint IS NULL OR seq <= %s::bigint)
                 ORDER BY user_id, occurred_at, seq
                 """,
-                (sorted(_NUMBER_BY_KIND[k] for k in kinds),),
+                (sorted(_NUMBER_BY_KIND[k] for k in kinds), through_seq, through_seq),
             )
             interactions = [
                 Interaction(uid, pid, _KIND_BY_NUMBER[kind], float(ts), rating, session)

@@ -30,6 +30,7 @@ __all__ = [
     "item_text",
     "item_text_table",
     "load_sentence_encoder",
+    "text_key",
 ]
 
 logger = logging.getLogger(__name__)
@@ -86,7 +87,8 @@ def _cache_file(config: TextConfig) -> Path:
     return directory / "embeddings" / f"{slug}.npz"
 
 
-def _key(encoder: str, text: str) -> str:
+def text_key(encoder: str, text: str) -> str:
+    """The content hash an embedding is cached under: encoder and exact text."""
     return hashlib.sha256(f"{encoder}\0{text}".encode()).hexdigest()
 
 
@@ -104,7 +106,7 @@ def embed_texts(
     if path.exists():
         with np.load(path) as stored:
             cache = {key: stored[key] for key in stored.files}
-    keys = [_key(config.encoder, text) for text in texts]
+    keys = [text_key(config.encoder, text) for text in texts]
     missing = sorted(
         {key: text for key, text in zip(keys, texts, strict=True) if key not in cache}.items()
     )

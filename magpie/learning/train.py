@@ -34,6 +34,7 @@ from magpie.learning.text import TextConfig
 
 __all__ = [
     "PipelineConfig",
+    "Progress",
     "RankerInputs",
     "TrainedArtifacts",
     "TrainingSequences",
@@ -177,12 +178,17 @@ class _Schedule(Protocol):
     def average_tail(self) -> float: ...
 
 
+Progress = Callable[[str, int, int, float], None]
+"""Called after each validation: model name, epochs done, epochs planned, valid NDCG@10."""
+
+
 def _fit(
     name: str,
     model: nn.Module,
     schedule: _Schedule,
     epoch_losses: Callable[[], Iterator[torch.Tensor]],
     validate: Callable[[], float],
+    progress: Progress | None = None,
 ) -> float:
     """Adam, learning rate decaying linearly to zero over ``schedule.epochs``; validation
     every ``schedule.eval_every`` epochs (and after the last, or when out of time) feeds the
@@ -230,6 +236,8 @@ def _fit(
         with torch.no_grad():
             metric = validate()
         keep_going = selection.observe(epoch + 1, metric)
+        if progress is not None:
+            progress(name, epoch + 1, schedule.epochs, metric)
         bar.set_postfix(valid_ndcg10=f"{metric:.4f}", best=f"{selection.best:.4f}")
         logger.info(
             "%s epoch %s: valid NDCG@10 %.4f (best %.4f)", name, epoch + 1, metric, selection.best
@@ -346,7 +354,11 @@ def _tensors(
 
 
 def train_retrieval(
-    split: LeaveOneOut, text_table: NDArray[Any] | None, config: RetrievalConfig, seed: int = 0
+    split: LeaveOneOut,
+    text_table: NDArray[Any] | None,
+    config: RetrievalConfig,
+    seed: int = 0,
+    progress: Progress | None = None,
 ) -> tuple[RetrievalModel, float]:
     """The retrieval model (best validation NDCG@10) and its training seconds."""
     rng = seed_everything(seed)
@@ -365,6 +377,7 @@ def train_retrieval(
         config,
         losses,
         lambda: _valid_ndcg(split, model.score_all(valid.history_ids)),
+        progress,
     )
     return model, seconds
 
@@ -519,6 +532,7 @@ def train_ranker(
     config: RankerConfig,
     candidates: int = 200,
     seed: int = 0,
+    progress: Progress | None = None,
 ) -> tuple[Ranker, Covisitation, float]:
     """The ranker, selected by validation NDCG@10 of the two-stage ranking, the
     co-visitation lists its features come from, and its training seconds."""
@@ -549,7 +563,7 @@ def train_ranker(
         )
         return ndcg(target_ranks(two_stage(first_stage, rerank, candidates), valid.targets), 10)
 
-    seconds = _fit("ranker", ranker, config, losses, validate)
+    seconds = _fit("ranker", ranker, config, losses, validate, progress)
     return ranker, covisitation, seconds
 
 
@@ -571,7 +585,10 @@ def train_bpr(split: LeaveOneOut, config: BPRConfig, seed: int = 0) -> tuple[BPR
 
 
 def train_pipeline(
-    dataset: Dataset, config: PipelineConfig, text_table: NDArray[Any] | None = None
+    dataset: Dataset,
+    config: PipelineConfig,
+    text_table: NDArray[Any] | None = None,
+    progress: Progress | None = None,
 ) -> TrainedArtifacts:
     """Retrieval then ranker on ``dataset``'s leave-one-out training part.
 
@@ -590,7 +607,7 @@ def train_pipeline(
         text_table = item_text_table(vocab, dataset.items, config.text)
     table = text_table if config.use_text else None
     retrieval, retrieval_seconds = train_retrieval(
-        split, table, replace(config.retrieval, use_text=config.use_text), config.seed
+        split, table, replace(config.retrieval, use_text=config.use_text), config.seed, progress
     )
     ranker, covisitation, ranker_seconds = train_ranker(
         split,
@@ -599,6 +616,7 @@ def train_pipeline(
         replace(config.ranker, use_text=config.use_text),
         config.candidates,
         config.seed,
+        progress,
     )
     seconds = {"retrieval": retrieval_seconds, "ranker": ranker_seconds}
     return TrainedArtifacts(vocab, retrieval, ranker, covisitation, config, seconds)

@@ -1,10 +1,10 @@
 """A model version's life: trained from stored behaviour, registered, promoted, published.
 
-`train_candidate` is what retraining runs: read the catalog and events back from
-PostgreSQL, train retrieval and ranker, write a validated bundle and register it
-as a candidate. `promote_and_publish` puts a version into service: Triton loads
-it first (validated, no request dropped) and the registry change commits only if
-that worked; retrieval and ranking follow the registry within seconds.
+`train_candidate` trains retrieval and ranker on a data set, writes a validated bundle
+and registers it as a candidate (what `magpie train` runs). `roll_out` puts a version
+into service with no failed or degraded call: staged, loaded by Triton and by every
+serving replica beside the champion, then switched in one alias change; `roll_back`
+swaps the champion with the previous one, which every replica keeps loaded.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -21,10 +21,20 @@ import psycopg2
 
 from magpie.datasets.schema import Dataset
 from magpie.modelstore import registry
+from magpie.modelstore.replicas import Readiness, readiness
 from magpie.runtime.db import Connection
+from magpie.runtime.errors import Unavailable
 from magpie.runtime.settings import Settings
 
-__all__ = ["bundle_path", "connection", "promote_and_publish", "train_candidate"]
+__all__ = [
+    "bundle_path",
+    "connection",
+    "publish_version",
+    "roll_back",
+    "roll_out",
+    "train_candidate",
+    "wait_replicas_ready",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +64,9 @@ def _triton_live(addr: str) -> bool:
         client.close()
 
 
-def _publish(settings: Settings, row: registry.ModelVersion) -> None:
+def publish_version(settings: Settings, row: registry.ModelVersion, keep: Collection[int]) -> None:
+    """Lands ``row``'s ranker in the Triton repository beside the versions in ``keep`` and,
+    when Triton is up, loads it there (the others keep answering)."""
     from magpie.modelstore.publish import publish
 
     addr = settings.triton_addr if _triton_live(settings.triton_addr) else None
@@ -66,17 +78,71 @@ def _publish(settings: Settings, row: registry.ModelVersion) -> None:
         Path(settings.model_repository),
         settings.triton_model,
         triton_addr=addr,
+        keep=keep,
     )
 
 
-def promote_and_publish(
-    conn: Connection, settings: Settings, name: str, version: int | None
+def wait_replicas_ready(settings: Settings, version: int, timeout: float) -> Readiness:
+    """Until every live retrieval and ranking replica holds ``version`` (or ``timeout``);
+    the last readiness seen."""
+    give_up = time.monotonic() + timeout
+    fresh = max(3 * settings.model_poll_seconds, 5.0)
+    while True:
+        with connection(settings) as conn:
+            seen = readiness(conn, settings.model_name, version, fresh_seconds=fresh)
+        if seen.complete or time.monotonic() > give_up:
+            return seen
+        time.sleep(min(settings.model_poll_seconds, 0.5))
+
+
+def roll_out(
+    settings: Settings,
+    version: int,
+    trigger: str,
+    *,
+    reason: str = "",
+    run_id: str | None = None,
+    timeout: float = 120.0,
 ) -> registry.ModelVersion:
-    """Promote ``version`` (``None``: roll back) and publish it, in ``conn``'s transaction."""
-    row = (
-        registry.rollback(conn, name) if version is None else registry.promote(conn, name, version)
-    )
-    _publish(settings, row)
+    """Serves ``version`` without a failed or degraded call: stage it (every retrieval and
+    ranking replica loads it beside the champion), publish it to Triton beside the versions
+    in use, wait until every live replica holds it, then switch the champion alias in one
+    transaction (logged with ``trigger``). Raises ``Unavailable`` when the replicas are not
+    ready within ``timeout``; the champion is unchanged then and ``staged`` cleared.
+    """
+    name = settings.model_name
+    with connection(settings) as conn:
+        row = registry.get_version(conn, name, version)
+        current = registry.aliases(conn, name)
+        if current.get("champion") == version:
+            return row
+        registry.set_staged(conn, name, version)
+    try:
+        keep = {v for alias, v in current.items() if alias != "staged"}
+        publish_version(settings, row, keep)
+        ready = wait_replicas_ready(settings, version, timeout)
+        if not ready.complete:
+            raise Unavailable(
+                f"version {version} not loaded by {', '.join(ready.waiting)} after {timeout:.0f}s"
+            )
+        with connection(settings) as conn:
+            row = registry.promote(conn, name, version, trigger, reason=reason, run_id=run_id)
+    except BaseException:
+        with connection(settings) as conn:
+            if registry.aliases(conn, name).get("staged") == version:
+                registry.set_staged(conn, name, None)
+        raise
+    logger.info("%s version %d promoted (%s)", name, version, trigger)
+    return row
+
+
+def roll_back(
+    settings: Settings, trigger: str = "manual", reason: str = ""
+) -> registry.ModelVersion:
+    """Swaps champion and previous (both loaded everywhere): one alias change."""
+    with connection(settings) as conn:
+        row = registry.rollback(conn, settings.model_name, trigger, reason)
+    logger.info("%s rolled back to version %d (%s)", settings.model_name, row.version, trigger)
     return row
 
 

@@ -9,12 +9,12 @@
 2. It is staged as ``model.onnx`` (with ``model.py`` for the Python backend) in a
    temporary directory beside the repository (same file system, never scanned by Triton)
    and renamed into ``<repository>/<model>/<version>`` in one step.
-3. Version directories above ``version`` (left by a version being rolled back) are moved
-   out, so that ``latest { num_versions: 1 }`` selects ``version``.
+3. Version directories other than ``version`` and those in ``keep`` (the versions the
+   registry's aliases name) are moved out: the configuration serves every version
+   present (``version_policy: all``). Their bundles stay in the artifact store.
 4. With a server address, ``load_model`` (explicit model control) loads the new version
-   while the old one keeps answering, then unloads the old; a failed load takes the new
-   directory out again and raises, and the old version keeps serving.
-5. Older versions beyond ``keep`` are removed (their bundles stay in the artifact store).
+   while the kept ones keep answering; a failed load takes the new directory out again
+   and raises, and what was served keeps serving.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Collection
 from pathlib import Path
 
 from magpie.contract.signature import FIRST_ITEM_INDEX
@@ -115,13 +116,14 @@ def publish(
     repository: Path,
     model: str,
     triton_addr: str | None = None,
-    keep: int = 1,
+    keep: Collection[int] = (),
     timeout: float = 120.0,
 ) -> Path:
-    """Make ``bundle``'s ranker version ``version`` of ``model`` and, given ``triton_addr``,
-    the version Triton serves. Returns the version directory.
+    """Make ``bundle``'s ranker version ``version`` of ``model``, served beside the versions
+    in ``keep`` (and, given ``triton_addr``, loaded by that server). Returns the version
+    directory.
 
-    ``keep`` older versions stay in the repository (fast rollback). Raises ``InvalidBundle``
+    Raises ``InvalidBundle``
     before anything lands, ``FailedPrecondition`` if the model directory lacks its
     configuration, ``Unavailable`` if Triton cannot load the version (it is taken out).
     """
@@ -141,8 +143,8 @@ def publish(
         if target.exists():  # left by another database's registry: not this bundle
             _remove(target, repository)
         _stage(ranker, model_dir, version, repository)
-    for higher in (v for v in published_versions(model_dir) if v > version):
-        _remove(model_dir / str(higher), repository)
+    for stale in (v for v in published_versions(model_dir) if v != version and v not in keep):
+        _remove(model_dir / str(stale), repository)
     if triton_addr is not None:
         try:
             _load(triton_addr, model, version, timeout)
@@ -150,8 +152,5 @@ def publish(
             if landed:
                 _remove(target, repository)
             raise
-    older = [v for v in published_versions(model_dir) if v < version]
-    for stale in older[: max(len(older) - keep, 0)]:
-        _remove(model_dir / str(stale), repository)
     logger.info("published %s version %s from %s", model, version, bundle)
     return target

@@ -41,12 +41,12 @@ keep those few.
   from. The dynamic batcher only merges requests of equal shape, which the candidate
   buckets provide; other shapes are still answered, batched apart.
 
-Versions: ``version_policy: latest { num_versions: 2 }``. Explicit model control
-(``load_model``) after a new version directory lands loads it while the previous one
-keeps answering; the ranking service names the version it built its inputs for (item
-indices differ between versions), so the previous version must stay loaded until every
-ranking replica has switched to the promoted one. A rollback removes the higher
-directories first (:mod:`.publish`), so the promoted version is always the newest.
+Versions: ``version_policy: all``: every version directory present is served, and
+:mod:`.publish` keeps exactly the versions the registry's aliases name (champion,
+previous, staged). Explicit model control (``load_model``) after a new version directory
+lands loads it while the others keep answering; the ranking service names the version
+it built its inputs for (item indices differ between versions), so the champion and the
+one before it stay loaded through a rollout and a rollback.
 """
 
 from __future__ import annotations
@@ -134,15 +134,11 @@ _INPUTS = (
 _OUTPUTS = ((SCORES, mc.TYPE_FP32, [-1]),)
 
 
-SERVED_VERSIONS = 2
-"""The promoted version and the one before it, for replicas that have not switched yet."""
-
-
 def model_config(name: str, target: Target, knobs: TritonTarget | None = None) -> mc.ModelConfig:
     """The typed Triton configuration of the ranker ``name`` for ``target``."""
     knobs = knobs or TARGETS[target]
     config = mc.ModelConfig(name=name, max_batch_size=knobs.max_batch_size)
-    config.version_policy.latest.num_versions = SERVED_VERSIONS
+    config.version_policy.all.SetInParent()
     batch = [] if knobs.max_batch_size else [-1]
     for tensor_name, dtype, dims in _INPUTS:
         config.input.add(name=tensor_name, data_type=dtype, dims=batch + dims)

@@ -23,7 +23,7 @@ from magpie.learning.ranker_model import RankerConfig
 from magpie.learning.retrieval_model import RetrievalConfig
 from magpie.learning.train import PipelineConfig
 from magpie.modelstore import registry
-from magpie.modelstore.lifecycle import connection, promote_and_publish, train_candidate
+from magpie.modelstore.lifecycle import connection, roll_out, train_candidate
 from magpie.runtime.settings import ENV_PREFIX, Settings, load_settings
 from magpie.runtime.units import SECONDS_PER_DAY
 from magpie.v1 import (
@@ -106,9 +106,7 @@ def bootstrap(
     dataset = read_dataset(settings.database_url, name=world.name)
     logger.info("training a first model on %d interactions", len(dataset.interactions))
     candidate = train_candidate(settings, dataset, pipeline)
-    with connection(settings) as conn:
-        promoted = promote_and_publish(conn, settings, settings.model_name, candidate.version)
-    return promoted.version
+    return roll_out(settings, candidate.version, "bootstrap", reason="first model").version
 
 
 def wait_for_version(settings: Settings, version: int, timeout: float = 30.0) -> None:

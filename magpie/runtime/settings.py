@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, model_validator
@@ -82,6 +82,61 @@ class Settings(BaseSettings):
     """Name of the ranker in the Triton model repository."""
     triton_timeout_seconds: float = Field(default=0.2, gt=0)
     """Most time one ranker inference may take before Recommend falls back."""
+    model_poll_seconds: float = Field(default=1.0, gt=0)
+    """How often retrieval and ranking read the registry's aliases and report the versions
+    they hold (a promotion or rollback takes effect within about this long)."""
+
+    broker_url: str = "redis://127.0.0.1:6379/1"
+    """Celery broker of the retraining worker: Redis, or RabbitMQ as amqp://user:pass@host//."""
+    result_backend: str = "redis://127.0.0.1:6379/2"
+    """Where Celery keeps task states (the run's own state lives in PostgreSQL)."""
+    retrain_schedule_seconds: float = Field(default=21_600.0, ge=0)
+    """Interval of the scheduled retraining run (beat); 0 disables the schedule."""
+    retrain_event_threshold: int = Field(default=50_000, ge=0)
+    """New events since the last run that start a run at once; 0 disables the trigger."""
+    retrain_lease_seconds: float = Field(default=60.0, gt=0)
+    """A stage's lease: extended while its worker lives; once expired the stage is resumed."""
+    retrain_stage_attempts: int = Field(default=3, ge=1)
+    """Attempts of one stage (its worker died or a dependency failed) before the run fails."""
+    retrain_stage_seconds: float = Field(default=14_400.0, gt=0)
+    """Hard time limit of one stage task (training is the long one)."""
+    retrain_pipeline: str = ""
+    """JSON file of pipeline settings for retraining (as ``magpie train --config``); empty:
+    the defaults, or the parameters ``magpie tune`` recorded and proved better."""
+    retrain_holdout_days: float = Field(default=7.0, gt=0)
+    """The gate's time-forward holdout: events of the newest this many days, never trained on."""
+    gate_margin: float = Field(default=0.02, ge=0, le=1)
+    """A candidate worse than the champion by more than this share of its NDCG@10 is rejected."""
+    gate_int8_drift: float = Field(default=0.02, ge=0, le=1)
+    """Largest share of NDCG@10 that the INT8 ranker may lose against FP32."""
+    gate_ranker_ms: float = Field(default=25.0, gt=0)
+    """Slowest INT8 ranker accepted: p50 ms for 500 candidates on one thread."""
+    retrain_executor: Literal["worker", "kubernetes"] = "worker"
+    """Where the training stage runs: in the Celery worker, or as a Kubernetes Job."""
+    k8s_namespace: str = "magpie"
+    """Namespace of training Jobs."""
+    k8s_train_image: str = ""
+    """Image of training Jobs (the trainer image, pinned by digest)."""
+    k8s_train_gpus: int = Field(default=1, ge=0)
+    """``nvidia.com/gpu`` a training Job requests."""
+    k8s_train_resources: str = (
+        '{"requests": {"cpu": "4", "memory": "16Gi"}, "limits": {"memory": "32Gi"}}'
+    )
+    """JSON: requests and limits of a training Job's container (GPUs are added to limits)."""
+    k8s_node_selector: str = "{}"
+    """JSON object: node selector of training Jobs (e.g. a GPU node pool)."""
+    k8s_tolerations: str = "[]"
+    """JSON list: tolerations of training Jobs (e.g. the GPU taint)."""
+    k8s_artifact_claim: str = ""
+    """PersistentVolumeClaim (ReadWriteMany) mounted at ``artifact_dir`` in training Jobs."""
+    k8s_env_secret: str = ""
+    """Secret whose keys become the Job's environment (MAGPIE_DATABASE_URL and the like)."""
+    k8s_job_deadline_seconds: int = Field(default=21_600, gt=0)
+    """``activeDeadlineSeconds`` of a training Job."""
+    k8s_job_backoff_limit: int = Field(default=3, ge=0)
+    """``backoffLimit``: pod failures (other than evictions) before the Job fails."""
+    k8s_job_ttl_seconds: int = Field(default=86_400, ge=0)
+    """``ttlSecondsAfterFinished``: how long a finished Job stays for inspection."""
 
     log_level: str = "INFO"
     log_json: bool = True

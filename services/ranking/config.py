@@ -15,7 +15,6 @@ CATALOG_TIMEOUT_SECONDS = 0.08
 
 BREAKER_FAILURES = 5
 BREAKER_RESET_SECONDS = 2.0
-MODEL_POLL_SECONDS = 3.0
 
 NEW_PRODUCT_DAYS = 30
 """A product this young counts as new for the "new in a category you like" reason."""

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import grpc
 
-from magpie.modelstore import registry
 from magpie.modelstore.client import RankerClient
-from magpie.modelstore.watch import ModelWatcher
+from magpie.modelstore.watch import registry_watcher
 from magpie.runtime.clients import open_channel
 from magpie.runtime.db import Database
 from magpie.runtime.server import ServiceSpec
 from magpie.runtime.settings import Settings
 from magpie.v1 import ranking_pb2, ranking_pb2_grpc
-from services.ranking import config
 from services.ranking.downstream import CatalogClient, GuardedRanker, ProfileClient, RetrievalClient
 from services.ranking.model import load_serving_model
 from services.ranking.service import RankingService
@@ -34,17 +30,7 @@ def build_spec(settings: Settings) -> ServiceSpec:
     profiles_channel, retrieval_channel, catalog_channel = channels
     db = Database.from_settings(settings, pool_size=2)
 
-    async def active_version() -> int | None:
-        active = await db.run(lambda conn: registry.active_version(conn, settings.model_name))
-        return active.version if active else None
-
-    models = ModelWatcher(
-        "ranking",
-        active_version,
-        load_serving_model,
-        Path(settings.artifact_dir),
-        config.MODEL_POLL_SECONDS,
-    )
+    models = registry_watcher(NAME, db, settings, load_serving_model)
     ranker = RankerClient(
         settings.triton_addr, settings.triton_model, settings.triton_timeout_seconds
     )

@@ -42,8 +42,6 @@ PROFILE_HISTORY = 50
 PROFILE_TIMEOUT_SECONDS = 0.1
 """Longest wait for the profile service before answering without personal sources."""
 
-MODEL_POLL_SECONDS = 5.0
-"""How often the registry is asked for the promoted model version."""
 POPULARITY_TTL_SECONDS = 5.0
 """Age after which the popularity snapshot is refreshed (in the background)."""
 POPULAR_POOL = 1000

@@ -34,7 +34,7 @@ from magpie.modelstore import bundle
 from services.retrieval import config
 from services.retrieval.index import build_index, describe
 
-__all__ = ["BundleLoader", "Neighbours", "ServingModel", "load_bundle"]
+__all__ = ["Neighbours", "ServingModel", "load_bundle"]
 
 logger = logging.getLogger(__name__)
 
@@ -201,7 +201,7 @@ def _best_per_item(
     return Neighbours(rows[top], scores[top].astype(np.float32), anchors[top])
 
 
-def load_bundle(directory: Path, version: str) -> ServingModel:
+def load_bundle(version: int, directory: Path) -> ServingModel:
     """Reads a bundle and builds its indexes (seconds for a million items; call off the loop)."""
     started = time.perf_counter()
     item_ids = json.loads((directory / bundle.VOCAB).read_text())["item_ids"]
@@ -222,7 +222,7 @@ def load_bundle(directory: Path, version: str) -> ServingModel:
         str(directory / bundle.USER_TOWER), options, providers=["CPUExecutionProvider"]
     )
     model = ServingModel(
-        version=version,
+        version=str(version),
         item_ids=ids,
         positions={p: i + FIRST_ITEM_INDEX for i, p in enumerate(item_ids)},
         user_tower=tower,
@@ -241,18 +241,3 @@ def load_bundle(directory: Path, version: str) -> ServingModel:
         time.perf_counter() - started,
     )
     return model
-
-
-class BundleLoader:
-    """``load_bundle`` for :class:`~magpie.modelstore.watch.ModelWatcher`; remembers the
-    versions that failed to load (health does not wait for those)."""
-
-    def __init__(self) -> None:
-        self.failed: set[int] = set()
-
-    def __call__(self, version: int, directory: Path) -> ServingModel:
-        try:
-            return load_bundle(directory, str(version))
-        except Exception:
-            self.failed.add(version)
-            raise

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 from functools import partial
-from pathlib import Path
 
 import grpc
 
-from magpie.modelstore.watch import ModelWatcher
+from magpie.modelstore.watch import ModelWatcher, registry_watcher
 from magpie.runtime.clients import open_channel
 from magpie.runtime.db import Database
 from magpie.runtime.errors import Unavailable
 from magpie.runtime.server import ServiceSpec
 from magpie.runtime.settings import Settings
 from magpie.v1 import retrieval_pb2, retrieval_pb2_grpc
-from services.retrieval import config
-from services.retrieval.model import BundleLoader, ServingModel
+from services.retrieval.model import ServingModel, load_bundle
 from services.retrieval.profiles import GrpcProfiles
 from services.retrieval.service import RetrievalService
 from services.retrieval.servicer import VALIDATORS, RetrievalServicer
@@ -27,24 +25,18 @@ NAME = "retrieval"
 SERVICE_NAME = retrieval_pb2.DESCRIPTOR.services_by_name["RetrievalService"].full_name
 
 
-def build_spec(
-    settings: Settings, *, poll_seconds: float = config.MODEL_POLL_SECONDS
-) -> ServiceSpec:
-    """The retrieval service; ``poll_seconds`` is how often the registry is polled."""
+def build_spec(settings: Settings) -> ServiceSpec:
     db = Database.from_settings(settings)
     store = RetrievalStore(db, settings.model_name)
-    loader = BundleLoader()
-    models: ModelWatcher[ServingModel] = ModelWatcher(
-        "retrieval", store.promoted_version, loader, Path(settings.artifact_dir), poll_seconds
-    )
+    models: ModelWatcher[ServingModel] = registry_watcher(NAME, db, settings, load_bundle)
     profiles = GrpcProfiles(partial(open_channel, settings.profiles_addr, settings))
     servicer = RetrievalServicer(RetrievalService(store, profiles, models))
 
     async def model_ready() -> None:
-        """SERVING once a model is loaded, or while there is none (or none loadable) to load."""
+        """SERVING once the champion is loaded, or while there is none (or none loadable)."""
         if models.current is None:
-            version = await store.promoted_version()
-            if version is not None and version not in loader.failed:
+            version = await store.champion()
+            if version is not None and not models.failed(version):
                 raise Unavailable(f"model version {version} is still loading")
 
     def register(server: grpc.aio.Server) -> None:

@@ -67,10 +67,10 @@ class RetrievalStore:
             freeze_long_lived()
         return self._table
 
-    async def promoted_version(self) -> int | None:
-        """The promoted version of the model (None when none is promoted)."""
-        active = await self._db.run(lambda conn: registry.active_version(conn, self._model_name))
-        return active.version if active else None
+    async def champion(self) -> int | None:
+        """The version the registry's champion alias names (None when there is none)."""
+        aliases = await self._db.run(lambda conn: registry.aliases(conn, self._model_name))
+        return aliases.get("champion")
 
     async def popularity(self) -> Popularity:
         def read(conn: Connection) -> list[tuple[str, str, float, bool]]:

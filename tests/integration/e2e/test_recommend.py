@@ -12,7 +12,7 @@ import pytest
 
 from magpie.datasets.warehouse import POSITIVE_KINDS
 from magpie.modelstore import registry
-from magpie.modelstore.lifecycle import connection, promote_and_publish
+from magpie.modelstore.lifecycle import connection, roll_back, roll_out
 from magpie.v1 import catalog_pb2, catalog_pb2_grpc, common_pb2, ranking_pb2, ranking_pb2_grpc
 from tests.integration.e2e.conftest import Platform
 
@@ -98,57 +98,74 @@ def test_triton_down_degrades_within_the_deadline_then_recovers(platform: Platfo
     assert reply.model_version == str(platform.version)
 
 
-async def test_new_version_while_a_client_loops_fails_no_call(platform: Platform) -> None:
-    settings = platform.settings
-    source = platform.local.layout.artifact_dir / str(platform.version)
-    with connection(settings) as conn:
-        version = registry.next_version(conn, settings.model_name)
-        target = source.parent / str(version)
-        shutil.copytree(source, target)
-        registry.register_candidate(conn, settings.model_name, version, {}, str(target))
-    failures: list[str] = []
-    degraded: list[list[int]] = []
-    versions: Counter[str] = Counter()
-    stop = asyncio.Event()
+class _Clients:
+    """Clients looping on Recommend; every answer that is not a full, undegraded one is
+    recorded."""
 
-    async def loop() -> None:
-        async with grpc.aio.insecure_channel(settings.ranking_addr) as channel:
+    def __init__(self, address: str, count: int = 3) -> None:
+        self.address = address
+        self.count = count
+        self.failures: list[str] = []
+        self.degraded: list[list[int]] = []
+        self.versions: Counter[str] = Counter()
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def _loop(self) -> None:
+        async with grpc.aio.insecure_channel(self.address) as channel:
             stub = ranking_pb2_grpc.RankingServiceStub(channel)
-            while not stop.is_set():
+            while not self._stop.is_set():
                 try:
                     reply = await stub.Recommend(
                         ranking_pb2.RecommendRequest(user_id="u000002", k=K), timeout=5
                     )
-                    versions[reply.model_version] += 1
+                    self.versions[reply.model_version] += 1
                     if len(reply.items) != K:
-                        failures.append(f"{len(reply.items)} items")
+                        self.failures.append(f"{len(reply.items)} items")
                     if reply.degradations:
-                        degraded.append(list(reply.degradations))
+                        self.degraded.append(list(reply.degradations))
                 except grpc.aio.AioRpcError as error:
-                    failures.append(error.code().name)
+                    self.failures.append(error.code().name)
 
-    clients = [asyncio.create_task(loop()) for _ in range(3)]
-    for _ in range(60):  # until the clients are answered by the current version
-        if versions[str(platform.version)] >= 20:
-            break
-        await asyncio.sleep(0.1)
-    await asyncio.to_thread(_promote, platform, version)
-    for _ in range(60):
-        if versions[str(version)] >= 20:
-            break
-        await asyncio.sleep(0.5)
-    stop.set()
-    await asyncio.gather(*clients)
+    async def answered_by(self, version: int, calls: int = 20, timeout: float = 30) -> None:
+        """Until ``calls`` more answers came from ``version``."""
+        target = self.versions[str(version)] + calls
+        give_up = time.monotonic() + timeout
+        while self.versions[str(version)] < target and time.monotonic() < give_up:
+            await asyncio.sleep(0.1)
 
-    assert failures == []
-    # A dependency busy loading the new version may miss its time budget: the answer is
-    # then degraded (and says so), never failed. It must stay the exception.
-    assert len(degraded) <= 0.1 * sum(versions.values()), degraded
-    assert versions[str(platform.version)] > 0
-    assert versions[str(version)] >= 20
+    async def __aenter__(self) -> _Clients:
+        self._tasks = [asyncio.create_task(self._loop()) for _ in range(self.count)]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._stop.set()
+        await asyncio.gather(*self._tasks)
 
 
-def _promote(platform: Platform, version: int) -> None:
+async def test_rollout_and_rollback_fail_and_degrade_no_call(platform: Platform) -> None:
+    """Promotion and rollback are switches between loaded versions, strictly: zero failed
+    and zero degraded answers while clients loop."""
     settings = platform.settings
     with connection(settings) as conn:
-        promote_and_publish(conn, settings, settings.model_name, version)
+        served = registry.aliases(conn, settings.model_name)["champion"]
+        version = registry.next_version(conn, settings.model_name)
+        source = platform.local.layout.artifact_dir / str(served)
+        target = source.parent / str(version)
+        shutil.copytree(source, target)
+        registry.register_candidate(conn, settings.model_name, version, {}, str(target))
+
+    async with _Clients(settings.ranking_addr) as clients:
+        await clients.answered_by(served)
+        await asyncio.to_thread(roll_out, settings, version, "manual")
+        await clients.answered_by(version)
+        rollback_started = time.monotonic()
+        await asyncio.to_thread(roll_back, settings)
+        await clients.answered_by(served)
+        rollback_seconds = time.monotonic() - rollback_started
+
+    assert clients.failures == []
+    assert clients.degraded == []
+    assert clients.versions[str(version)] >= 20
+    assert clients.versions[str(served)] >= 40
+    assert rollback_seconds < 10  # an alias change the replicas follow within a poll

@@ -114,7 +114,7 @@ def publish(url: str, model_name: str, version: int) -> None:
     """Registers and promotes a version, as training does."""
     with psycopg2.connect(url) as conn:
         registry.register_candidate(conn, model_name, version, {}, f"file:///{version}")
-        registry.promote(conn, model_name, version)
+        registry.promote(conn, model_name, version, "manual")
     conn.close()
 
 

@@ -44,7 +44,8 @@ RECENT = ["p010", "p021", "p033"]
 
 
 async def _start(serve, settings, poll_seconds: float = 0.2) -> str:  # type: ignore[no-untyped-def]
-    running = await serve(build_spec(settings, poll_seconds=poll_seconds), settings)
+    settings = settings.model_copy(update={"model_poll_seconds": poll_seconds})
+    running = await serve(build_spec(settings), settings)
     async with grpc.aio.insecure_channel(running.address) as channel:
         health = health_pb2_grpc.HealthStub(channel)
         for _ in range(100):

@@ -23,7 +23,7 @@ def _exhaustive(
 
 @pytest.mark.parametrize("k", [1, 10, 60])
 def test_kept_lists_give_the_exhaustive_answer(bundles: Path, k: int) -> None:
-    model = load_bundle(bundles / "1", "1")
+    model = load_bundle(1, bundles / "1")
     rng = np.random.default_rng(k)
     for _ in range(5):
         anchors = rng.choice(np.arange(FIRST_ITEM_INDEX, len(model.item_ids)), 3, replace=False)

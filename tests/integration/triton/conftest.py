@@ -92,10 +92,20 @@ def fp32_bundle(bundle: Path, artifact_dir: Path) -> Path:
     return target
 
 
-@pytest.fixture(scope="session")
-def triton(bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """tritonserver serving version 1 of the ranker."""
-    repository = new_repository(tmp_path_factory.mktemp("triton") / "repo")
+def _serving_version_1(bundle: Path, work: Path) -> Iterator[Served]:
+    repository = new_repository(work / "repo")
     publish(bundle, 1, repository, MODEL)
     with TritonServer.start(repository, repository.parent, free_ports(), load=[MODEL]) as server:
         yield Served(server, repository)
+
+
+@pytest.fixture(scope="session")
+def triton(bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """tritonserver serving version 1 of the ranker, shared: tests leave it as they found it."""
+    yield from _serving_version_1(bundle, tmp_path_factory.mktemp("triton"))
+
+
+@pytest.fixture
+def own_triton(bundle: Path, tmp_path: Path) -> Iterator[Served]:
+    """tritonserver serving version 1 of the ranker, for one test that changes what it serves."""
+    yield from _serving_version_1(bundle, tmp_path)

@@ -1,4 +1,5 @@
-"""`magpie model promote|rollback|list` against PostgreSQL and the running tritonserver."""
+"""`magpie model promote|rollback|list|history` against PostgreSQL and a running
+tritonserver."""
 
 from __future__ import annotations
 
@@ -23,13 +24,14 @@ def _magpie(*argv: str) -> int:
 
 
 def test_promote_and_rollback_reach_the_server(
-    triton: Served,
+    own_triton: Served,
     bundle: Path,
     fp32_bundle: Path,
     clean_db: str,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    triton = own_triton
     monkeypatch.setenv("MAGPIE_DATABASE_URL", clean_db)
     monkeypatch.setenv("MAGPIE_MODEL_REPOSITORY", str(triton.repository))
     monkeypatch.setenv("MAGPIE_TRITON_ADDR", triton.server.grpc_addr)
@@ -40,16 +42,28 @@ def test_promote_and_rollback_reach_the_server(
     client = grpcclient.InferenceServerClient(triton.server.grpc_addr)
 
     assert _magpie("promote", "1") == 0
-    assert _magpie("promote", "2") == 0
-    served_after_promote = client.is_model_ready(MODEL, "2")
-    assert _magpie("rollback") == 0
+    assert _magpie("promote", "2", "--reason", "better on the holdout") == 0
+    both_loaded = client.is_model_ready(MODEL, "1") and client.is_model_ready(MODEL, "2")
+    assert _magpie("rollback", "--reason", "CTR dropped") == 0
+    still_loaded = client.is_model_ready(MODEL, "2")  # a rollback is an alias change only
     assert _magpie("list") == 0
+    listing = capsys.readouterr().out.splitlines()
+    assert _magpie("history") == 0
+    log = capsys.readouterr().out.splitlines()
     client.close()
 
-    assert served_after_promote
-    assert published_versions(triton.repository / MODEL) == [1]
+    assert both_loaded and still_loaded
+    assert published_versions(triton.repository / MODEL) == [1, 2]
     with psycopg2.connect(clean_db) as conn:
-        statuses = {v.version: v.status for v in registry.list_versions(conn, "magpie")}
-    assert statuses == {1: "promoted", 2: "retired"}
-    listing = capsys.readouterr().out.splitlines()
-    assert [line.split()[:2] for line in listing[-2:]] == [["2", "retired"], ["1", "promoted"]]
+        assert registry.aliases(conn, "magpie") == {"champion": 1, "previous": 2}
+    conn.close()
+    assert [line.split()[:3] for line in listing[-2:]] == [
+        ["2", "candidate", "previous"],
+        ["1", "candidate", "champion"],
+    ]
+    assert [line.split()[2:6] for line in log[1:]] == [
+        ["rollback", "2", "1", "manual"],
+        ["promote", "1", "2", "manual"],
+        ["promote", "-", "1", "manual"],
+    ]
+    assert log[1].endswith("CTR dropped") and log[2].endswith("better on the holdout")

@@ -134,7 +134,8 @@ def test_new_version_and_rollback_swap_without_a_failed_call(
     loop = _Loop(triton.server.grpc_addr, _covisitation(bundle))
     loop.start()
     try:
-        publish(fp32_bundle, 2, triton.repository, MODEL, triton.server.grpc_addr)
+        publish(fp32_bundle, 2, triton.repository, MODEL, triton.server.grpc_addr, keep={1})
+        both_ready = _ready(triton, "1") and _ready(triton, "2")
         client = grpcclient.InferenceServerClient(triton.server.grpc_addr)
         upgraded = client.infer(MODEL, infer_inputs(*loop.request)).as_numpy(SCORES)
         publish(bundle, 1, triton.repository, MODEL, triton.server.grpc_addr)
@@ -145,12 +146,21 @@ def test_new_version_and_rollback_swap_without_a_failed_call(
         loop.join()
     assert loop.failures == []
     assert loop.calls > 10
-    assert loop.versions == ["1", "2", "1"]
+    assert both_ready  # the kept version stays loaded beside the new one
+    assert loop.versions == ["1", "2", "1"]  # unnamed requests go to the newest loaded
     np.testing.assert_allclose(
         upgraded, OnnxRanker(fp32_bundle / RANKER_INT8).scores(loop.request), rtol=0, atol=1e-5
     )
     assert str(rolled_back.get_response().model_version) == "1"
     assert published_versions(triton.repository / MODEL) == [1]
+
+
+def _ready(served: Served, version: str) -> bool:
+    client = grpcclient.InferenceServerClient(served.server.grpc_addr)
+    try:
+        return bool(client.is_model_ready(MODEL, version))
+    finally:
+        client.close()
 
 
 def test_broken_version_is_refused_before_it_lands(

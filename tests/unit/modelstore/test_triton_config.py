@@ -42,7 +42,8 @@ def _check_shapes(config: mc.ModelConfig, batch: list[int]) -> None:
         "candidate_features": (mc.TYPE_FP32, [*batch, -1, CANDIDATE_FEATURE_DIM]),
     }
     assert _tensors(config.output) == {"scores": (mc.TYPE_FP32, [*batch, -1])}
-    assert config.version_policy.latest.num_versions == 2  # promoted + previous, during a swap
+    # Every version directory present is served: publish keeps champion, previous, staged.
+    assert config.version_policy.WhichOneof("policy_choice") == "all"
 
 
 def test_committed_cpu_repository_is_the_generated_one(tmp_path: Path) -> None:
