@@ -63,6 +63,7 @@ def _metadata(
             "items": len(dataset.items),
             "users": len(dataset.users),
             "interactions": len(dataset.interactions),
+            "last_event_time": max((i.timestamp for i in dataset.interactions), default=None),
         },
         "vocab_size": artifacts.vocab.size,
         "history_len": HISTORY_LEN,

@@ -20,6 +20,7 @@ from magpie.platform.local import (
     PlatformLayout,
     available_services,
 )
+from magpie.retraining import cli as retraining_cli
 from magpie.runtime import schema
 from magpie.runtime.logs import configure_logging
 from magpie.runtime.settings import ENV_PREFIX, load_settings
@@ -49,6 +50,13 @@ def _up(args: argparse.Namespace) -> int:
         version = demo.bootstrap(settings)
         demo.wait_for_version(settings, version)
         demo.print_recommendations(settings, ["u000001", "u000002", "u000003"])
+    if not args.services:
+        if platform.can_run_workers:
+            broker = platform.up([], workers=True).get("worker", "")
+            print(f"\nretraining worker and beat running (broker {broker})")
+            print("runs: magpie retrain status; promotions: magpie model history")
+        else:
+            print("\nno Redis on 127.0.0.1:6379: no retraining worker (retrain with magpie train)")
     print(f"\nlogs in {platform.layout.log_dir}; stop with: magpie down")
     return 0
 
@@ -107,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("service", choices=list(SERVICES))
     serve.set_defaults(handler=_serve)
 
-    for extension in (datasets_cli, learning_cli, modelstore_cli):
+    for extension in (datasets_cli, learning_cli, modelstore_cli, retraining_cli):
         extension.add_commands(commands)
     return parser
 

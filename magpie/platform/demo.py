@@ -24,6 +24,7 @@ from magpie.learning.retrieval_model import RetrievalConfig
 from magpie.learning.train import PipelineConfig
 from magpie.modelstore import registry
 from magpie.modelstore.lifecycle import connection, roll_out, train_candidate
+from magpie.retraining import runs
 from magpie.runtime.settings import ENV_PREFIX, Settings, load_settings
 from magpie.runtime.units import SECONDS_PER_DAY
 from magpie.v1 import (
@@ -103,10 +104,18 @@ def bootstrap(
             active.version,
             settings.artifact_dir,
         )
-    dataset = read_dataset(settings.database_url, name=world.name)
+    with connection(settings) as conn, conn.cursor() as cur:
+        cur.execute("SELECT coalesce(max(seq), 0) FROM events")
+        (through_seq,) = cur.fetchone()  # type: ignore[misc]
+    dataset = read_dataset(settings.database_url, name=world.name, through_seq=through_seq)
     logger.info("training a first model on %d interactions", len(dataset.interactions))
     candidate = train_candidate(settings, dataset, pipeline)
-    return roll_out(settings, candidate.version, "bootstrap", reason="first model").version
+    served = roll_out(settings, candidate.version, "bootstrap", reason="first model").version
+    with connection(settings) as conn:  # retraining's event threshold counts from here
+        runs.record_finished_run(
+            conn, settings.model_name, {"actor": "bootstrap"}, served, int(through_seq)
+        )
+    return served
 
 
 def wait_for_version(settings: Settings, version: int, timeout: float = 30.0) -> None:

@@ -36,6 +36,7 @@ from magpie.runtime.settings import ENV_PREFIX, SERVICE_PORTS, TRITON_RANKER
 
 __all__ = [
     "SERVICES",
+    "WORKERS",
     "LocalPlatform",
     "PlatformLayout",
     "available_services",
@@ -50,6 +51,8 @@ SERVICES = tuple(SERVICE_PORTS)
 """Every Magpie service, in start order."""
 
 TRITON = "triton"
+WORKERS = ("worker", "beat")
+"""The retraining worker and its scheduler (`python -m services.worker worker|beat`)."""
 MACHINE_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 MACHINE_REDIS = "redis://127.0.0.1:6379/0"
 DATABASE_NAME = "magpie"
@@ -190,22 +193,44 @@ class LocalPlatform:
             "MAGPIE_MODEL_REPOSITORY": str(layout.model_repository.resolve()),
             "MAGPIE_TRITON_ADDR": f"127.0.0.1:{layout.triton.grpc}",
             "MAGPIE_TRITON_MODEL": layout.triton_model,
+            **self._broker_settings(),
             **{f"MAGPIE_{n.upper()}_ADDR": layout.address(n) for n in layout.ports},
             **self._settings,
         }
+
+    def _broker_settings(self) -> dict[str, str]:
+        """The retraining worker's broker and result backend: two databases of the Redis
+        the caches use (none without Redis: then no worker runs)."""
+        if not self.redis_url:
+            return {}
+        base = self.redis_url.rsplit("/", 1)[0]
+        return {"MAGPIE_BROKER_URL": f"{base}/1", "MAGPIE_RESULT_BACKEND": f"{base}/2"}
+
+    @property
+    def can_run_workers(self) -> bool:
+        """Whether there is a broker for the retraining worker (the machine's Redis)."""
+        return bool(self.redis_url)
 
     def _environment(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
         return {**env, **self.service_settings()}
 
-    def up(self, services: list[str], timeout: float = 60.0) -> dict[str, str]:
-        """Migrates, starts Triton (for ranking) and `services`; returns name -> address."""
+    def up(
+        self,
+        services: list[str],
+        timeout: float = 60.0,
+        settings: Mapping[str, str] | None = None,
+        workers: bool = False,
+    ) -> dict[str, str]:
+        """Migrates, starts Triton (for ranking), `services` and, with ``workers``, the
+        retraining worker and beat (all with extra MAGPIE_* ``settings`` for these processes
+        only); returns name -> address (the broker's, for the workers)."""
         layout = self.layout
         for directory in (layout.run_dir, layout.log_dir, layout.artifact_dir):
             directory.mkdir(parents=True, exist_ok=True)
         schema.ensure_database(self.database_url)
         schema.upgrade(self.database_url)
-        env = self._environment()
+        env = {**self._environment(), **(settings or {})}
         if "ranking" in services and self._pid(TRITON) is None:
             self._start_triton(env)
         for name in services:
@@ -220,6 +245,16 @@ class LocalPlatform:
         for name, address in started.items():
             if not wait_serving(address, timeout):
                 raise RuntimeError(f"{name} did not become SERVING; see {self._log(name)}")
+        if workers:
+            for role in WORKERS:
+                if self._pid(role) is None:
+                    command = [sys.executable, "-m", "services.worker", role]
+                    self._spawn(role, command, env, cwd=SOURCE_ROOT)
+            time.sleep(2.0)  # a worker that cannot start (bad settings, no broker) exits at once
+            for role in WORKERS:
+                if self._pid(role) is None:
+                    raise RuntimeError(f"{role} exited at start; see {self._log(role)}")
+                started[role] = env.get(ENV_PREFIX + "BROKER_URL", "")
         if self._pid(TRITON) is not None:
             tritonserver.wait_ready(f"127.0.0.1:{layout.triton.http}", timeout=timeout)
             started[TRITON] = f"127.0.0.1:{layout.triton.grpc}"
@@ -273,7 +308,7 @@ class LocalPlatform:
         return pid
 
     def running(self) -> dict[str, int]:
-        names = [*self.layout.ports, TRITON]
+        names = [*self.layout.ports, *WORKERS, TRITON]
         return {n: pid for n in names if (pid := self._pid(n)) is not None}
 
     def stop(self, name: str, timeout: float = 15.0) -> None:

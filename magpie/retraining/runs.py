@@ -36,12 +36,12 @@ __all__ = [
     "attempts",
     "claim",
     "complete_stage",
-    "events_since_last_run",
     "finish",
     "get_run",
     "heartbeat",
     "latest_runs",
     "record_attempt",
+    "record_finished_run",
     "release",
     "resumable_runs",
     "running_run",
@@ -335,16 +335,28 @@ def latest_runs(conn: Connection, model_name: str, limit: int = 10) -> list[Run]
         return [_run(row) for row in cur.fetchall()]
 
 
-def events_since_last_run(conn: Connection, model_name: str) -> int:
-    """Events stored after the snapshot of the newest run that got past its snapshot."""
+def record_finished_run(
+    conn: Connection,
+    model_name: str,
+    context: Mapping[str, Any],
+    version: int,
+    through_seq: int,
+) -> Run:
+    """Records a model trained outside the worker (the platform's first model) as a
+    succeeded manual run, so that the event threshold counts from its data."""
+    run_id = str(uuid.uuid4())
     with conn.cursor() as cur:
         cur.execute(
-            "SELECT coalesce(max((snapshot->>'through_seq')::bigint), 0) FROM retrain_runs"
-            " WHERE model_name = %s AND snapshot ? 'through_seq'",
-            (model_name,),
+            "INSERT INTO retrain_runs (run_id, model_name, trigger, trigger_context, status,"
+            " stage, version, snapshot, finished_at) VALUES (%s, %s, 'manual', %s, 'succeeded',"
+            " %s, %s, %s, now())",
+            (
+                run_id,
+                model_name,
+                json.dumps(dict(context)),
+                STAGES[-1],
+                version,
+                json.dumps({"through_seq": through_seq}),
+            ),
         )
-        row = cur.fetchone()
-        since = int(row[0]) if row else 0
-        cur.execute("SELECT count(*) FROM events WHERE seq > %s", (since,))
-        counted = cur.fetchone()
-    return int(counted[0]) if counted else 0
+    return get_run(conn, run_id)

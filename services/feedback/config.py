@@ -16,3 +16,6 @@ CONSUMER_BATCH = 5000
 """Events folded into the derived features per consumer transaction."""
 CONSUMER_IDLE_SECONDS = 0.2
 """Pause of the consumer after it found nothing new."""
+RETRAIN_CHECK_SECONDS = 5.0
+"""How often, while events arrive, the new-event count is checked against the retraining
+threshold (MAGPIE_RETRAIN_EVENT_THRESHOLD)."""

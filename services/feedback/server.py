@@ -1,4 +1,5 @@
-"""Wiring of the feedback service: storage, logic, servicer, health, the event consumer."""
+"""Wiring of the feedback service: storage, logic, servicer, health, the event consumer and
+the retraining threshold trigger."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from magpie.runtime.settings import Settings
 from magpie.v1 import feedback_pb2, feedback_pb2_grpc
 from services.feedback import config
 from services.feedback.consumer import EventConsumer
+from services.feedback.retrain import RetrainTrigger
 from services.feedback.service import FeedbackService, KnownProducts
 from services.feedback.servicer import VALIDATORS, FeedbackServicer
 from services.feedback.storage import EventStore
@@ -24,7 +26,8 @@ SERVICE_NAME = feedback_pb2.DESCRIPTOR.services_by_name["FeedbackService"].full_
 def build_spec(settings: Settings) -> ServiceSpec:
     db = Database.from_settings(settings)
     known = KnownProducts(config.PRODUCT_CACHE_SECONDS, config.PRODUCT_CACHE_MAX)
-    servicer = FeedbackServicer(FeedbackService(EventStore(db), known))
+    trigger = RetrainTrigger(settings, db)
+    servicer = FeedbackServicer(FeedbackService(EventStore(db), known, trigger.stored))
     caches = [Cache.from_settings(settings, namespace) for namespace in (PROFILES, PRODUCT_STATS)]
     consumer = EventConsumer(db, *caches)
 
@@ -43,5 +46,5 @@ def build_spec(settings: Settings) -> ServiceSpec:
         validators=VALIDATORS,
         probes=[db.ping],
         close=close,
-        background=[consumer.run],
+        background=[consumer.run, trigger.run],
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Protocol
@@ -154,9 +154,16 @@ class KnownProducts:
 
 
 class FeedbackService:
-    def __init__(self, storage: EventStorage, products: KnownProducts) -> None:
+    def __init__(
+        self,
+        storage: EventStorage,
+        products: KnownProducts,
+        on_stored: Callable[[int], None] | None = None,
+    ) -> None:
+        """``on_stored`` learns how many new events each batch stored (after the commit)."""
         self._storage = storage
         self._products = products
+        self._on_stored = on_stored
 
     async def record(self, rows: Sequence[EventRow]) -> BatchResult:
         """Stores the batch's good, new events; says what happened to each event."""
@@ -185,6 +192,8 @@ class FeedbackService:
                 results.append((event_id, Outcome.ACCEPTED, ""))
                 to_store.append(row if row[_OCCURRED] is not None else _at(row, now_us))
         stored = await self._storage.insert(to_store) if to_store else set()
+        if stored and self._on_stored is not None:
+            self._on_stored(len(stored))
         if len(stored) < len(to_store):
             for i in stored_at:
                 if results[i][0] not in stored:

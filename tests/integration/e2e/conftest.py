@@ -26,6 +26,8 @@ from magpie.runtime.settings import Settings
 from magpie.runtime.units import SECONDS_PER_DAY
 from tests.support import ADMIN_URL, TEST_REDIS_URL
 
+BROKER_URL = "redis://127.0.0.1:6379/13"
+RESULT_BACKEND = "redis://127.0.0.1:6379/12"
 E2E_PIPELINE = PipelineConfig(
     retrieval=RetrievalConfig(epochs=12, max_seconds=math.inf),
     ranker=RankerConfig(epochs=2, max_seconds=math.inf),
@@ -74,7 +76,15 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
             isolated_layout(tmp_path_factory.mktemp("platform")),
             database_url=database_url,
             redis_url=TEST_REDIS_URL,
-            settings={"MAGPIE_LOG_JSON": "false", "MAGPIE_TRITON_TIMEOUT_SECONDS": "0.5"},
+            settings={
+                "MAGPIE_LOG_JSON": "false",
+                "MAGPIE_TRITON_TIMEOUT_SECONDS": "0.5",
+                # Retraining: a broker of the tests' own; the threshold trigger is off until
+                # a test turns it on (tests/integration/e2e/test_retraining.py).
+                "MAGPIE_BROKER_URL": BROKER_URL,
+                "MAGPIE_RESULT_BACKEND": RESULT_BACKEND,
+                "MAGPIE_RETRAIN_EVENT_THRESHOLD": "0",
+            },
         )
         try:
             local.up(list(SERVICES))

@@ -14,6 +14,7 @@ from magpie.datasets.warehouse import POSITIVE_KINDS
 from magpie.modelstore import registry
 from magpie.modelstore.lifecycle import connection, roll_back, roll_out
 from magpie.v1 import catalog_pb2, catalog_pb2_grpc, common_pb2, ranking_pb2, ranking_pb2_grpc
+from tests.integration.e2e.clients import Clients
 from tests.integration.e2e.conftest import Platform
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
@@ -98,51 +99,6 @@ def test_triton_down_degrades_within_the_deadline_then_recovers(platform: Platfo
     assert reply.model_version == str(platform.version)
 
 
-class _Clients:
-    """Clients looping on Recommend; every answer that is not a full, undegraded one is
-    recorded."""
-
-    def __init__(self, address: str, count: int = 3) -> None:
-        self.address = address
-        self.count = count
-        self.failures: list[str] = []
-        self.degraded: list[list[int]] = []
-        self.versions: Counter[str] = Counter()
-        self._stop = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
-
-    async def _loop(self) -> None:
-        async with grpc.aio.insecure_channel(self.address) as channel:
-            stub = ranking_pb2_grpc.RankingServiceStub(channel)
-            while not self._stop.is_set():
-                try:
-                    reply = await stub.Recommend(
-                        ranking_pb2.RecommendRequest(user_id="u000002", k=K), timeout=5
-                    )
-                    self.versions[reply.model_version] += 1
-                    if len(reply.items) != K:
-                        self.failures.append(f"{len(reply.items)} items")
-                    if reply.degradations:
-                        self.degraded.append(list(reply.degradations))
-                except grpc.aio.AioRpcError as error:
-                    self.failures.append(error.code().name)
-
-    async def answered_by(self, version: int, calls: int = 20, timeout: float = 30) -> None:
-        """Until ``calls`` more answers came from ``version``."""
-        target = self.versions[str(version)] + calls
-        give_up = time.monotonic() + timeout
-        while self.versions[str(version)] < target and time.monotonic() < give_up:
-            await asyncio.sleep(0.1)
-
-    async def __aenter__(self) -> _Clients:
-        self._tasks = [asyncio.create_task(self._loop()) for _ in range(self.count)]
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self._stop.set()
-        await asyncio.gather(*self._tasks)
-
-
 async def test_rollout_and_rollback_fail_and_degrade_no_call(platform: Platform) -> None:
     """Promotion and rollback are switches between loaded versions, strictly: zero failed
     and zero degraded answers while clients loop."""
@@ -155,7 +111,7 @@ async def test_rollout_and_rollback_fail_and_degrade_no_call(platform: Platform)
         shutil.copytree(source, target)
         registry.register_candidate(conn, settings.model_name, version, {}, str(target))
 
-    async with _Clients(settings.ranking_addr) as clients:
+    async with Clients(settings.ranking_addr) as clients:
         await clients.answered_by(served)
         await asyncio.to_thread(roll_out, settings, version, "manual")
         await clients.answered_by(version)

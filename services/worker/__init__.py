@@ -1,0 +1,1 @@
+"""Retraining worker: Celery worker and beat over the retraining library (magpie.retraining)."""
