@@ -26,7 +26,7 @@ from magpie.contract.signature import CANDIDATE_FEATURE_DIM, CONTEXT_DIM, FIRST_
 from magpie.datasets.schema import Dataset
 from magpie.learning.baselines import BPR, BPRConfig
 from magpie.learning.metrics import ndcg, target_ranks
-from magpie.learning.protocol import LeaveOneOut, mask_seen, stage_inputs, two_stage
+from magpie.learning.protocol import LeaveOneOut, StageInputs, mask_seen, stage_inputs, two_stage
 from magpie.learning.ranker_model import Ranker, RankerConfig
 from magpie.learning.retrieval_model import RetrievalConfig, RetrievalModel
 from magpie.learning.sequences import ItemVocab
@@ -40,6 +40,7 @@ __all__ = [
     "TrainingSequences",
     "batched_rerank",
     "pipeline_config",
+    "pipeline_valid_ndcg",
     "seed_everything",
     "torch_scores",
     "train_bpr",
@@ -47,6 +48,7 @@ __all__ = [
     "train_ranker",
     "train_retrieval",
     "training_sequences",
+    "valid_first_stage",
 ]
 
 logger = logging.getLogger(__name__)
@@ -525,6 +527,25 @@ def torch_scores(ranker: Ranker) -> Callable[[RankerInputs], NDArray[Any]]:
     return score
 
 
+def valid_first_stage(retrieval: RetrievalModel, valid: StageInputs) -> NDArray[Any]:
+    """Retrieval's full-ranking scores for the validation targets, histories masked."""
+    history = pad_left(valid.histories, retrieval.config.max_len)
+    return mask_seen(retrieval.score_all(history), valid.histories)
+
+
+def pipeline_valid_ndcg(
+    valid: StageInputs,
+    first_stage: NDArray[Any],
+    ranker: Ranker,
+    covisitation: Covisitation,
+    candidates: int,
+) -> float:
+    """Validation NDCG@10 of the two-stage pipeline: ``ranker`` reorders the top
+    ``candidates`` of ``first_stage`` (:func:`valid_first_stage`)."""
+    rerank = batched_rerank(torch_scores(ranker), covisitation, valid.history_ids, valid.contexts)
+    return ndcg(target_ranks(two_stage(first_stage, rerank, candidates), valid.targets), 10)
+
+
 def train_ranker(
     split: LeaveOneOut,
     text_table: NDArray[Any] | None,
@@ -549,19 +570,14 @@ def train_ranker(
     fold_features = _FoldFeatures(sequences, split.vocab.size)
     covisitation = Covisitation.from_sequences(sequences, split.vocab.size)
     valid = stage_inputs(split, "valid", config.max_len)
-    first_stage = mask_seen(
-        retrieval.score_all(pad_left(valid.histories, retrieval.config.max_len)), valid.histories
-    )
+    first_stage = valid_first_stage(retrieval, valid)
 
     def losses() -> Iterator[torch.Tensor]:
         for rows in data.batches(config.batch_size, rng):
             yield _candidate_loss(ranker, retrieval, fold_features, rows, *data.take(rows), rng)
 
     def validate() -> float:
-        rerank = batched_rerank(
-            torch_scores(ranker), covisitation, valid.history_ids, valid.contexts
-        )
-        return ndcg(target_ranks(two_stage(first_stage, rerank, candidates), valid.targets), 10)
+        return pipeline_valid_ndcg(valid, first_stage, ranker, covisitation, candidates)
 
     seconds = _fit("ranker", ranker, config, losses, validate, progress)
     return ranker, covisitation, seconds

@@ -21,6 +21,7 @@ from magpie.platform.local import (
     available_services,
 )
 from magpie.retraining import cli as retraining_cli
+from magpie.retraining import tune as tune_cli
 from magpie.runtime import schema
 from magpie.runtime.logs import configure_logging
 from magpie.runtime.settings import ENV_PREFIX, load_settings
@@ -115,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("service", choices=list(SERVICES))
     serve.set_defaults(handler=_serve)
 
-    for extension in (datasets_cli, learning_cli, modelstore_cli, retraining_cli):
+    for extension in (datasets_cli, learning_cli, modelstore_cli, retraining_cli, tune_cli):
         extension.add_commands(commands)
     return parser
 

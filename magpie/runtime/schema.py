@@ -20,6 +20,7 @@ __all__ = [
     "drop_database",
     "ensure_database",
     "execute_autocommit",
+    "sqlalchemy_url",
     "throwaway_database",
     "upgrade",
 ]
@@ -33,11 +34,12 @@ def _alembic_config(database_url: str) -> Config:
     config = Config()
     config.set_main_option("script_location", str(_MIGRATIONS))
     # ConfigParser interpolation: a literal % in a password must be doubled.
-    config.set_main_option("sqlalchemy.url", _sqlalchemy_url(database_url).replace("%", "%%"))
+    config.set_main_option("sqlalchemy.url", sqlalchemy_url(database_url).replace("%", "%%"))
     return config
 
 
-def _sqlalchemy_url(database_url: str) -> str:
+def sqlalchemy_url(database_url: str) -> str:
+    """The SQLAlchemy URL (psycopg2 driver) of a libpq URL or keyword string."""
     scheme, sep, rest = database_url.partition("://")
     if scheme in ("postgres", "postgresql"):
         return f"postgresql+psycopg2://{rest}"
@@ -109,7 +111,7 @@ def upgrade(database_url: str, revision: str = "head") -> None:
 
 
 def current_revision(database_url: str) -> str | None:
-    engine = create_engine(_sqlalchemy_url(database_url), poolclass=pool.NullPool)
+    engine = create_engine(sqlalchemy_url(database_url), poolclass=pool.NullPool)
     try:
         with engine.connect() as connection:
             return MigrationContext.configure(connection).get_current_revision()
