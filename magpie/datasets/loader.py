@@ -75,7 +75,8 @@ def product_from(item: Item) -> catalog_pb2.Product:
     nanos_total = round(item.price * NANOS_PER_UNIT)
     product = catalog_pb2.Product(
         product_id=item.item_id,
-        title=item.title,
+        # The catalog requires a title; MovieLens has one film without (item 267).
+        title=item.title or f"Item {item.item_id}",
         description=item.description,
         category_path=item.category_path,
         tags=item.tags,

@@ -115,6 +115,12 @@ def _run_stage(args: argparse.Namespace) -> int:
     return 0 if outcome.action in ("next", "done", "later") else 1
 
 
+def _train_job(args: argparse.Namespace) -> int:
+    from magpie.retraining.jobs import run_train_job
+
+    return run_train_job(load_settings(), args.run_id)
+
+
 def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Registers ``magpie retrain start|status|run-stage``."""
     retrain = subparsers.add_parser("retrain", help="retraining runs")
@@ -141,3 +147,9 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     )
     stage.add_argument("run_id")
     stage.set_defaults(handler=_run_stage)
+
+    job = commands.add_parser(
+        "train-job", help="a run's train stage here, without the lease (a training Job's command)"
+    )
+    job.add_argument("run_id")
+    job.set_defaults(handler=_train_job)

@@ -301,10 +301,12 @@ def record_attempt(
 
 
 def attempts(conn: Connection, run_id: str, stage: Stage) -> int:
-    """How many times ``stage`` of the run was started."""
+    """How many times ``stage`` of the run was started and failed or was lost (a poll of
+    work still running elsewhere, a pending Job, does not count)."""
     with conn.cursor() as cur:
         cur.execute(
-            "SELECT count(*) FROM retrain_stage_attempts WHERE run_id = %s AND stage = %s",
+            "SELECT count(*) FROM retrain_stage_attempts WHERE run_id = %s AND stage = %s"
+            " AND NOT (outcome = 'retry' AND detail ? 'pending')",
             (run_id, stage),
         )
         row = cur.fetchone()

@@ -274,10 +274,19 @@ def promote(ctx: StageContext) -> dict[str, Any]:
     return {"progress": {"promoted": run.version, "replicas": ready.ready}}
 
 
+def train_stage(ctx: StageContext) -> dict[str, Any]:
+    """``train`` in this worker, or as a Kubernetes Job (``MAGPIE_RETRAIN_EXECUTOR``)."""
+    if ctx.settings.retrain_executor == "kubernetes":
+        from magpie.retraining import jobs  # imports this module: only at call time
+
+        return jobs.train_on_kubernetes(ctx)
+    return train(ctx)
+
+
 STAGE_FUNCTIONS: dict[Stage, Callable[[StageContext], dict[str, Any]]] = {
     "snapshot": snapshot,
     "embed": embed,
-    "train": train,
+    "train": train_stage,
     "evaluate": evaluate,
     "publish": publish,
     "promote": promote,

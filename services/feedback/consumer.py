@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 from magpie.runtime.cache import Cache
 from magpie.runtime.db import Connection, Database
+from magpie.runtime.decay import decay_sql
 from magpie.runtime.locks import EVENT_FOLD_LOCK
 from magpie.runtime.units import SECONDS_PER_DAY
 from services.feedback import config
@@ -45,12 +46,10 @@ EVENT_WEIGHTS = (0.1, 1.0, 3.0, 5.0)
 """Weight of impression, click, add-to-cart and purchase (event types 1-4)."""
 RATING_WEIGHT_PER_STAR = 0.4
 HALF_LIFE_SECONDS = 7 * SECONDS_PER_DAY
-_MAX_HALF_LIVES = 1000.0  # beyond this the factor is 0 in practice; keeps float8 from underflowing
 
 
 def _decay(age_sql: str) -> str:
-    """SQL for 0.5 ** (age / half-life), `age_sql` being an interval expression."""
-    return f"0.5 ^ least(extract(epoch FROM {age_sql}) / {HALF_LIFE_SECONDS}, {_MAX_HALF_LIVES})"
+    return decay_sql(age_sql, HALF_LIFE_SECONDS)
 
 
 _COUNTS = """

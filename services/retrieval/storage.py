@@ -8,6 +8,7 @@ import numpy as np
 
 from magpie.modelstore import registry
 from magpie.runtime.db import Connection, Database
+from magpie.runtime.decay import decay_sql
 from magpie.runtime.filters import ProductFilter
 from magpie.runtime.heap import freeze_long_lived
 from magpie.runtime.units import SECONDS_PER_DAY
@@ -19,11 +20,10 @@ from services.retrieval.snapshots import Refreshed
 
 __all__ = ["RetrievalStore"]
 
-_POPULARITY_SQL = """
+_POPULARITY_SQL = f"""
     WITH scored AS (
         SELECT pp.product_id, split_part(p.category_path, ' > ', 1) AS category,
-               pp.score * power(0.5, extract(epoch FROM now() - pp.as_of) / %(half_life)s)
-                   AS score
+               pp.score * {decay_sql("now() - pp.as_of", "%(half_life)s")} AS score
         FROM product_popularity pp JOIN products p USING (product_id)
         WHERE p.status = %(active)s AND p.stock > 0
     ), ranked AS (

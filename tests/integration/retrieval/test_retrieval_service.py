@@ -11,6 +11,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 import onnxruntime as ort
+import psycopg2
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -319,3 +320,19 @@ def test_bundle_versions_differ(bundles: Path) -> None:
     assert not np.allclose(
         np.load(bundles / "1" / "item_vectors.npy"), np.load(bundles / "2" / "item_vectors.npy")
     )
+
+
+async def test_popularity_decayed_over_decades_still_serves(
+    retrieval_settings, serve, clean_db: str
+) -> None:  # type: ignore[no-untyped-def]
+    """MovieLens dates from 1998: 0.5 ** (28 years / 7 days) underflows a double, which
+    PostgreSQL answers with an error unless the exponent is capped."""
+    with psycopg2.connect(clean_db) as conn, conn.cursor() as cur:
+        cur.execute("UPDATE product_popularity SET as_of = now() - interval '28 years'")
+    conn.close()
+    address = await _start(serve, retrieval_settings())
+
+    reply = await _retrieve(address, pb.RetrieveRequest(user_id="stranger"))
+
+    popular = [c.product_id for c in reply.candidates if c.source == POPULAR]
+    assert popular and popular == sorted(popular)  # the scores' order survives the decay
