@@ -15,6 +15,7 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as aioclient
 from numpy.typing import NDArray
+from opentelemetry import propagate, trace
 from tritonclient.utils import InferenceServerException
 
 from magpie.contract.signature import (
@@ -28,8 +29,11 @@ from magpie.contract.signature import (
 )
 from magpie.modelstore.triton_repo import CANDIDATE_BUCKET
 from magpie.runtime.errors import DeadlineExceeded, Unavailable
+from magpie.runtime.telemetry import ATTR
 
 __all__ = ["RankerClient", "infer_inputs", "pad_candidates"]
+
+_tracer = trace.get_tracer(__name__)
 
 
 def pad_candidates(
@@ -107,18 +111,27 @@ class RankerClient:
         count = candidate_ids.shape[1]
         ids, features = pad_candidates(candidate_ids, candidate_features)
         inputs = infer_inputs(history_ids, ids, context, features)
-        try:
-            result = await self._client.infer(
-                self._model,
-                inputs,
-                model_version=version,
-                outputs=[grpcclient.InferRequestedOutput(SCORES)],
-                client_timeout=timeout,
+        with _tracer.start_as_current_span(
+            f"triton infer {self._model}", kind=trace.SpanKind.CLIENT
+        ) as span:
+            span.set_attributes(
+                {ATTR.MODEL_VERSION: version, ATTR.CANDIDATES: count, ATTR.BATCH_SIZE: len(ids)}
             )
-        except InferenceServerException as error:
-            if "Deadline" in str(error.status()):
-                raise DeadlineExceeded(f"ranker took longer than {timeout}s") from error
-            raise Unavailable(f"ranker inference failed: {error.message()}") from error
+            headers: dict[str, str] = {}
+            propagate.inject(headers)  # Triton's own spans join this trace (W3C traceparent)
+            try:
+                result = await self._client.infer(
+                    self._model,
+                    inputs,
+                    model_version=version,
+                    outputs=[grpcclient.InferRequestedOutput(SCORES)],
+                    client_timeout=timeout,
+                    headers=headers or None,
+                )
+            except InferenceServerException as error:
+                if "Deadline" in str(error.status()):
+                    raise DeadlineExceeded(f"ranker took longer than {timeout}s") from error
+                raise Unavailable(f"ranker inference failed: {error.message()}") from error
         scores = result.as_numpy(SCORES)
         version = str(result.get_response().model_version)
         return scores[:, :count], version

@@ -42,6 +42,7 @@ __all__ = [
     "prepare_backends",
     "server_command",
     "server_environment",
+    "trace_options",
     "triton_root",
     "wait_ready",
 ]
@@ -120,6 +121,18 @@ def server_command(
         "--exit-on-error=true",
         "--log-verbose=0",
         *extra,
+    ]
+
+
+def trace_options(otlp_http_url: str, service_name: str = "triton") -> list[str]:
+    """Flags that make tritonserver export OpenTelemetry spans (OTLP/HTTP JSON) of the
+    requests that carry a W3C ``traceparent`` (rate 0: it starts no trace of its own)."""
+    return [
+        "--trace-config=mode=opentelemetry",
+        f"--trace-config=opentelemetry,url={otlp_http_url}",
+        f"--trace-config=opentelemetry,resource=service.name={service_name}",
+        "--trace-config=rate=0",
+        "--trace-config=level=TIMESTAMPS",
     ]
 
 

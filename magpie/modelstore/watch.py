@@ -26,6 +26,7 @@ from magpie.modelstore import registry
 from magpie.modelstore.replicas import replica_id, report_loaded
 from magpie.runtime.db import Database
 from magpie.runtime.heap import freeze_long_lived
+from magpie.runtime.metrics import SERVED_MODEL_VERSION
 from magpie.runtime.settings import Settings
 
 __all__ = ["LOAD_NICENESS", "ModelWatcher", "registry_watcher"]
@@ -108,8 +109,9 @@ class ModelWatcher(Generic[M]):
             self._loaded[version] = model
             logger.info("%s loaded model version %d", self._name, version)
         switched = champion is not None and champion in self._loaded and champion != self._version
-        if switched:
+        if switched and champion is not None:
             self._version = champion
+            SERVED_MODEL_VERSION.set(champion)
             logger.info("%s now serves model version %d", self._name, champion)
         keep = set(wanted.values()) | ({self._version} if self._version is not None else set())
         for version in [v for v in self._loaded if v not in keep]:

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from magpie.datasets import cli as datasets_cli
 from magpie.learning import cli as learning_cli
 from magpie.modelstore import cli as modelstore_cli
+from magpie.platform import traces
 from magpie.platform.local import (
     SERVICES,
     SOURCE_ROOT,
@@ -41,6 +42,8 @@ def _up(args: argparse.Namespace) -> int:
     from magpie.platform import demo  # training code: imported only when needed
 
     platform = LocalPlatform(PlatformLayout(Path(args.state_dir)))
+    if args.trace:
+        platform.start_trace_receiver()
     services = args.services or available_services()
     started = platform.up(services)
     print(f"{'process':<12} {'address':<18} health")
@@ -59,6 +62,16 @@ def _up(args: argparse.Namespace) -> int:
         else:
             print("\nno Redis on 127.0.0.1:6379: no retraining worker (retrain with magpie train)")
     print(f"\nlogs in {platform.layout.log_dir}; stop with: magpie down")
+    return 0
+
+
+def _trace(args: argparse.Namespace) -> int:
+    platform = LocalPlatform(PlatformLayout(Path(args.state_dir)))
+    found = traces.trace_of(traces.read_spans(platform.trace_file), args.id)
+    if not found:
+        print(f"no spans of {args.id} in {platform.trace_file} (was it `magpie up --trace`?)")
+        return 1
+    print(traces.format_tree(found))
     return 0
 
 
@@ -111,6 +124,16 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument(
                 "--no-demo", action="store_true", help="skip demo data, first model, examples"
             )
+            command.add_argument(
+                "--trace",
+                action="store_true",
+                help="trace every request into a local receiver (see: magpie trace ID)",
+            )
+
+    trace = commands.add_parser("trace", help="the span tree of one traced request")
+    trace.add_argument("id", help="a trace id, or a recommendation_id from a Recommend answer")
+    trace.add_argument("--state-dir", default=".magpie")
+    trace.set_defaults(handler=_trace)
 
     serve = commands.add_parser("serve", help="run one service in the foreground")
     serve.add_argument("service", choices=list(SERVICES))

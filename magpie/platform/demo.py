@@ -166,7 +166,7 @@ def print_recommendations(settings: Settings, user_ids: list[str], k: int = 5) -
             )
             degraded = [ranking_pb2.Degradation.Name(d) for d in reply.degradations]
             note = f", degraded: {', '.join(degraded)}" if degraded else ""
-            print(f"\n{user_id} (model {reply.model_version}{note}):")
+            print(f"\n{user_id} (model {reply.model_version}{note}, {reply.recommendation_id}):")
             found = products.GetProducts(
                 catalog_pb2.GetProductsRequest(product_ids=[i.product_id for i in reply.items]),
                 timeout=5,

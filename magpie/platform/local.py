@@ -31,7 +31,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from magpie.modelstore import tritonserver
 from magpie.modelstore.publish import published_versions
 from magpie.modelstore.tritonserver import TritonPorts
+from magpie.platform.traces import TraceTargets
 from magpie.runtime import schema
+from magpie.runtime.metrics import WORKER_METRICS_PORT
 from magpie.runtime.settings import ENV_PREFIX, SERVICE_PORTS, TRITON_RANKER
 
 __all__ = [
@@ -51,6 +53,8 @@ SERVICES = tuple(SERVICE_PORTS)
 """Every Magpie service, in start order."""
 
 TRITON = "triton"
+TRACES = "traces"
+"""The local trace receiver (`magpie up --trace`)."""
 WORKERS = ("worker", "beat")
 """The retraining worker and its scheduler (`python -m services.worker worker|beat`)."""
 MACHINE_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -112,6 +116,13 @@ class PlatformLayout:
     triton: TritonPorts = field(default_factory=TritonPorts)
     model_repository: Path = REPOSITORY
     triton_model: str = TRITON_RANKER
+    metrics_ports: Mapping[str, int] = field(
+        default_factory=lambda: {
+            **{n: p + 1000 for n, p in SERVICE_PORTS.items()},
+            "worker": WORKER_METRICS_PORT,
+        }
+    )
+    """Each process's Prometheus /metrics port."""
 
     @property
     def run_dir(self) -> Path:
@@ -139,6 +150,7 @@ def isolated_layout(state_dir: Path) -> PlatformLayout:
         ports={name: free_port() for name in SERVICES},
         triton=TritonPorts(free_port(), free_port(), free_port()),
         model_repository=repository,
+        metrics_ports={name: free_port() for name in (*SERVICES, "worker")},
     )
 
 
@@ -150,13 +162,16 @@ class LocalPlatform:
         database_url: str | None = None,
         redis_url: str | None = None,
         settings: Mapping[str, str] | None = None,
+        tracing: TraceTargets | None = None,
     ) -> None:
         """`database_url`/`redis_url` default to the machine's (or embedded) servers;
-        `settings` are extra MAGPIE_* values for every service."""
+        `settings` are extra MAGPIE_* values for every service; `tracing` is where every
+        process (Triton included) sends its spans."""
         self.layout = layout
         self._database_url = database_url
         self._redis_url = redis_url
         self._settings = dict(settings or {})
+        self.tracing = tracing
         self._children: dict[str, subprocess.Popen[bytes]] = {}
         """Processes this object started (a later `magpie down` finds them by pid file)."""
 
@@ -213,7 +228,38 @@ class LocalPlatform:
 
     def _environment(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+        tracing = self._tracing()
+        if tracing is not None:
+            env.update(tracing.environment())
         return {**env, **self.service_settings()}
+
+    def _tracing(self) -> TraceTargets | None:
+        """Where spans go: as asked, or to the local receiver if one is running."""
+        if self.tracing is None and self._pid(TRACES) is not None:
+            self.tracing = TraceTargets.local()
+        return self.tracing
+
+    @property
+    def trace_file(self) -> Path:
+        """What the local receiver (``magpie up --trace``) received, one span per line."""
+        return self.layout.state_dir / "traces.jsonl"
+
+    def start_trace_receiver(self) -> TraceTargets:
+        """The local OTLP receiver as a platform process (`magpie up --trace`)."""
+        if self._pid(TRACES) is None:
+            command = [
+                sys.executable,
+                "-m",
+                "magpie.platform.traces",
+                "--out",
+                str(self.trace_file),
+            ]
+            self._spawn(TRACES, command, {k: v for k, v in os.environ.items()})
+            time.sleep(1.0)
+            if self._pid(TRACES) is None:
+                raise RuntimeError(f"the trace receiver exited; see {self._log(TRACES)}")
+        self.tracing = TraceTargets.local()
+        return self.tracing
 
     def up(
         self,
@@ -238,9 +284,9 @@ class LocalPlatform:
                 logger.info("%s already running", name)
                 continue
             command = [sys.executable, "-m", f"services.{name}"]
-            self._spawn(
-                name, command, {**env, "MAGPIE_PORT": str(layout.ports[name])}, cwd=SOURCE_ROOT
-            )
+            ports = {"MAGPIE_PORT": str(layout.ports[name])}
+            ports["MAGPIE_METRICS_PORT"] = str(layout.metrics_ports[name])
+            self._spawn(name, command, {**env, **ports}, cwd=SOURCE_ROOT)
         started = {name: layout.address(name) for name in services}
         for name, address in started.items():
             if not wait_serving(address, timeout):
@@ -249,7 +295,8 @@ class LocalPlatform:
             for role in WORKERS:
                 if self._pid(role) is None:
                     command = [sys.executable, "-m", "services.worker", role]
-                    self._spawn(role, command, env, cwd=SOURCE_ROOT)
+                    metrics = {"MAGPIE_METRICS_PORT": str(layout.metrics_ports["worker"])}
+                    self._spawn(role, command, {**env, **metrics}, cwd=SOURCE_ROOT)
             time.sleep(2.0)  # a worker that cannot start (bad settings, no broker) exits at once
             for role in WORKERS:
                 if self._pid(role) is None:
@@ -265,11 +312,13 @@ class LocalPlatform:
         backends = tritonserver.prepare_backends(layout.state_dir / "triton")
         # Explicit model control loads nothing by itself: name the ranker once it has versions.
         published = published_versions(layout.model_repository / layout.triton_model)
+        tracing = self._tracing()
         command = tritonserver.server_command(
             layout.model_repository,
             backends,
             layout.triton,
             load=[layout.triton_model] if published else [],
+            extra=tritonserver.trace_options(tracing.http_endpoint) if tracing else (),
         )
         self._spawn(TRITON, command, tritonserver.server_environment(env))
 
@@ -308,7 +357,7 @@ class LocalPlatform:
         return pid
 
     def running(self) -> dict[str, int]:
-        names = [*self.layout.ports, *WORKERS, TRITON]
+        names = [*self.layout.ports, *WORKERS, TRITON, TRACES]
         return {n: pid for n in names if (pid := self._pid(n)) is not None}
 
     def stop(self, name: str, timeout: float = 15.0) -> None:
@@ -316,11 +365,11 @@ class LocalPlatform:
         self._terminate({name: pid} if (pid := self._pid(name)) else {}, timeout)
 
     def down(self, timeout: float = 15.0) -> list[str]:
-        """Stops services first, then Triton."""
+        """Stops services first, then Triton and the trace receiver (last spans in)."""
         running = self.running()
-        services = {n: p for n, p in running.items() if n != TRITON}
-        self._terminate(services, timeout)
-        self._terminate({n: p for n, p in running.items() if n == TRITON}, timeout)
+        last = (TRITON, TRACES)
+        self._terminate({n: p for n, p in running.items() if n not in last}, timeout)
+        self._terminate({n: p for n, p in running.items() if n in last}, timeout)
         return list(running)
 
     def _terminate(self, processes: Mapping[str, int], timeout: float) -> None:

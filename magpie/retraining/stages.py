@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import psycopg2
+from opentelemetry import trace
 
 from magpie.datasets.schema import Dataset
 from magpie.datasets.warehouse import read_dataset
@@ -37,6 +38,7 @@ from magpie.modelstore.validate import InvalidBundle, validate_bundle
 from magpie.retraining.runs import Run, Stage
 from magpie.runtime.errors import AlreadyExists, Unavailable
 from magpie.runtime.settings import Settings
+from magpie.runtime.telemetry import ATTR
 from magpie.runtime.units import SECONDS_PER_DAY
 
 __all__ = ["STAGE_FUNCTIONS", "Pending", "Rejected", "StageContext", "pipeline_for"]
@@ -233,6 +235,10 @@ def evaluate(ctx: StageContext) -> dict[str, Any]:
     champion_dir = bundle_path(champion.artifact_uri) if champion is not None else None
     verdict = judge(
         settings, Path(settings.artifact_dir) / str(run.version), champion_dir, training, holdout
+    )
+    span = trace.get_current_span()
+    span.set_attributes(
+        {ATTR.GATE_ACCEPTED: verdict["accepted"], ATTR.GATE_REASON: verdict["reason"]}
     )
     with connection(settings) as conn:
         status: registry.Status = "candidate" if verdict["accepted"] else "rejected"

@@ -25,6 +25,7 @@ import psycopg2.pool
 
 from magpie.runtime.errors import Unavailable
 from magpie.runtime.settings import Settings
+from magpie.runtime.telemetry import instrument_connection, tracing_enabled
 
 __all__ = ["Connection", "Database"]
 
@@ -48,11 +49,21 @@ class _LazyPool(psycopg2.pool.ThreadedConnectionPool):
         self.minconn = size
 
 
+class _TracedConnection(psycopg2.extensions.connection):
+    """A connection whose queries are spans (``instrument_connection``, not the global
+    patch, which breaks ``register_type``: opentelemetry-python-contrib #143)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        instrument_connection(self)
+
+
 class Database:
     def __init__(self, url: str, *, pool_size: int = 8, retry_seconds: float = 2.0) -> None:
         self._url = url
         self._retry_seconds = retry_seconds
-        self._pool = _LazyPool(pool_size, dsn=url, connect_timeout=3)
+        traced = {"connection_factory": _TracedConnection} if tracing_enabled() else {}
+        self._pool = _LazyPool(pool_size, dsn=url, connect_timeout=3, **traced)
         self._slots = threading.BoundedSemaphore(pool_size)
         self._executor = ThreadPoolExecutor(pool_size, thread_name_prefix="db")
 

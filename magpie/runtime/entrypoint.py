@@ -11,8 +11,10 @@ from pydantic import ValidationError
 
 from magpie.runtime.heap import start_freezing
 from magpie.runtime.logs import configure_logging
+from magpie.runtime.metrics import serve_metrics
 from magpie.runtime.server import ServiceSpec, serve
 from magpie.runtime.settings import Settings, load_settings
+from magpie.runtime.telemetry import setup_tracing
 
 __all__ = ["main"]
 
@@ -20,14 +22,16 @@ logger = logging.getLogger(__name__)
 
 
 def main(name: str, build_spec: Callable[[Settings], ServiceSpec]) -> None:
-    """Loads settings, configures logging (before anything else runs), builds the service
-    ``name`` and serves it until SIGTERM."""
+    """Loads settings, configures logging (before anything else runs), tracing and
+    metrics, builds the service ``name`` and serves it until SIGTERM."""
     try:
         settings = load_settings()
     except ValidationError as error:
         print(f"invalid settings: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     configure_logging(name, settings.log_level, json_lines=settings.log_json)
+    setup_tracing(name, settings)
+    serve_metrics(name, settings)
     asyncio.run(_build_and_serve(build_spec, settings))
 
 

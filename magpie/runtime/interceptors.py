@@ -4,12 +4,14 @@ For each call it records the deadline (see `deadline`), validates the request
 (and each streamed request) with the service's validators, and maps raised
 `MagpieError`s to their gRPC status with `google.rpc` rich details. Any other
 exception is logged with its traceback and answered as a bare INTERNAL: a
-caller never sees a Python traceback.
+caller never sees a Python traceback. It also counts every call by method and code,
+times it (RED metrics, :mod:`magpie.runtime.metrics`) and keeps the in-flight gauge.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -20,6 +22,7 @@ from grpc_status import rpc_status
 
 from magpie.runtime.deadline import set_deadline_from
 from magpie.runtime.errors import InvalidArgument, MagpieError
+from magpie.runtime.metrics import RPC_DURATION, RPC_IN_FLIGHT, RPC_REQUESTS, observe
 from magpie.runtime.validation import Validators
 
 __all__ = ["ServiceInterceptor", "status_for"]
@@ -49,6 +52,11 @@ def status_for(error: Exception) -> grpc.Status:
         )
         status.details.append(detail)
     return rpc_status.to_status(status)
+
+
+def _code(error: Exception) -> str:
+    """The status code name an error is answered with."""
+    return error.grpc_status_code.name if isinstance(error, MagpieError) else "INTERNAL"
 
 
 class ServiceInterceptor(grpc.aio.ServerInterceptor):
@@ -98,6 +106,11 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         return request
 
     @staticmethod
+    def _count(method: str, code: str, started: float) -> None:
+        RPC_REQUESTS.labels(method=method, code=code).inc()
+        observe(RPC_DURATION, time.perf_counter() - started, method=method)
+
+    @staticmethod
     async def _abort(context: grpc.aio.ServicerContext, method: str, error: Exception) -> None:
         if isinstance(error, MagpieError) and type(error) is not MagpieError:
             logger.info("%s failed: %s: %s", method, type(error).__name__, error)
@@ -110,10 +123,17 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
     ) -> Callable[..., Any]:
         async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
             set_deadline_from(context.time_remaining())
+            started = time.perf_counter()
+            RPC_IN_FLIGHT.inc()
             try:
-                return await behaviour(self._checked(request, streaming_request), context)
+                reply = await behaviour(self._checked(request, streaming_request), context)
+                self._count(method, "OK", started)
+                return reply
             except Exception as error:  # noqa: BLE001 - mapped to a status below
                 failure = error
+                self._count(method, _code(error), started)
+            finally:
+                RPC_IN_FLIGHT.dec()
             await self._abort(context, method, failure)
 
         return handle
@@ -123,12 +143,18 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
     ) -> Callable[..., Any]:
         async def handle(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             set_deadline_from(context.time_remaining())
+            started = time.perf_counter()
+            RPC_IN_FLIGHT.inc()
             try:
                 async for response in behaviour(self._checked(request, streaming_request), context):
                     yield response
+                self._count(method, "OK", started)
                 return
             except Exception as error:  # noqa: BLE001 - mapped to a status below
                 failure = error
+                self._count(method, _code(error), started)
+            finally:
+                RPC_IN_FLIGHT.dec()
             await self._abort(context, method, failure)
 
         return handle

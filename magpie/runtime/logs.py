@@ -76,7 +76,10 @@ class _TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
-        fields = _fields.get()
+        fields = list(_fields.get())
+        span_context = trace.get_current_span().get_span_context()
+        if span_context.is_valid:
+            fields.append(("trace_id", format(span_context.trace_id, "032x")))
         if not fields:
             return line
         return line + " [" + " ".join(f"{k}={v}" for k, v in fields) + "]"

@@ -12,7 +12,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
-__all__ = ["machine_info"]
+__all__ = ["machine_info", "package_version"]
 
 _SIMD_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
 """CPU flags that decide FP32 and INT8 kernel speed (INT8 gains most with VNNI)."""
@@ -43,3 +43,13 @@ def machine_info() -> dict[str, Any]:
         "simd": [flag for flag in _SIMD_FLAGS if flag in flags],
         "python": platform.python_version(),
     }
+
+
+def package_version() -> str:
+    """The installed magpie distribution's version ("0+unknown" from a bare checkout)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("magpie")
+    except PackageNotFoundError:
+        return "0+unknown"

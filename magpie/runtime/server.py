@@ -24,6 +24,7 @@ from grpc_reflection.v1alpha import reflection
 
 from magpie.runtime.interceptors import ServiceInterceptor
 from magpie.runtime.settings import SERVICE_PORTS, Settings
+from magpie.runtime.telemetry import tracing_enabled
 from magpie.runtime.units import MAX_MESSAGE_BYTES
 from magpie.runtime.validation import Validators
 
@@ -50,7 +51,7 @@ class ServiceSpec:
     close: Callable[[], Awaitable[None]] | None = None
     """Releases the service's resources after the server and its background work stopped."""
     interceptors: Sequence[grpc.aio.ServerInterceptor] = ()
-    """Extra interceptors (tracing, metrics) run before the Magpie interceptor."""
+    """Extra interceptors run after tracing and before the Magpie interceptor."""
     background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = ()
     """Work run as tasks while the server runs (e.g. an event consumer); cancelled on stop."""
 
@@ -118,8 +119,13 @@ class RunningServer:
 
 async def start_server(spec: ServiceSpec, settings: Settings) -> RunningServer:
     """Builds, binds and starts the server; returns at once."""
+    tracing: list[grpc.aio.ServerInterceptor] = []
+    if tracing_enabled():
+        from opentelemetry.instrumentation.grpc import aio_server_interceptor
+
+        tracing.append(aio_server_interceptor())  # type: ignore[no-untyped-call]
     server = grpc.aio.server(
-        interceptors=[*spec.interceptors, ServiceInterceptor(spec.validators)],
+        interceptors=[*tracing, *spec.interceptors, ServiceInterceptor(spec.validators)],
         options=[
             ("grpc.so_reuseport", 0),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),

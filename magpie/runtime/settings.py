@@ -98,6 +98,8 @@ class Settings(BaseSettings):
     """A stage's lease: extended while its worker lives; once expired the stage is resumed."""
     retrain_stage_attempts: int = Field(default=3, ge=1)
     """Attempts of one stage (its worker died or a dependency failed) before the run fails."""
+    retrain_tasks_per_child: int = Field(default=10, ge=1)
+    """Tasks a worker's prefork child runs before it is replaced (training leaves memory)."""
     retrain_stage_seconds: float = Field(default=14_400.0, gt=0)
     """Hard time limit of one stage task (training is the long one)."""
     retrain_pipeline: str = ""
@@ -141,8 +143,15 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
     """JSON lines on stdout; plain text for a developer's terminal when false."""
-    otlp_endpoint: str = ""
-    """OTLP/HTTP collector URL for traces; empty disables export."""
+    user_hash_key: str = ""
+    """HMAC key of the hashed user ids in spans, logs and metrics (set it from a Secret);
+    empty: a built-in key (pseudonymous, but guessable ids can be recomputed). Tracing
+    itself is configured by the standard OTEL_* variables (magpie.runtime.telemetry)."""
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    """Port of this process's Prometheus /metrics; default its gRPC port + 1000 (the worker:
+    51060); 0 picks a free port."""
+    metrics_enabled: bool = True
+    """Serve Prometheus metrics at all."""
 
     @property
     def cache_prefix(self) -> str:

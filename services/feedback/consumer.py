@@ -35,10 +35,11 @@ from magpie.runtime.cache import Cache
 from magpie.runtime.db import Connection, Database
 from magpie.runtime.decay import decay_sql
 from magpie.runtime.locks import EVENT_FOLD_LOCK
+from magpie.runtime.metrics import CONSUMER_LAG
 from magpie.runtime.units import SECONDS_PER_DAY
 from services.feedback import config
 
-__all__ = ["EVENT_WEIGHTS", "HALF_LIFE_SECONDS", "EventConsumer", "Fold", "fold_once"]
+__all__ = ["EVENT_WEIGHTS", "HALF_LIFE_SECONDS", "EventConsumer", "Fold", "fold_once", "lag"]
 
 logger = logging.getLogger(__name__)
 
@@ -157,6 +158,19 @@ def fold_once(conn: Connection, consumer: str = config.CONSUMER_NAME) -> Fold:
         return Fold(events, user_ids, product_ids)
 
 
+def lag(conn: Connection, consumer: str = config.CONSUMER_NAME) -> int:
+    """Events stored after the consumer's checkpoint (by sequence number: an event of a
+    transaction that commits late may briefly be counted after it was folded)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT coalesce(max(seq), 0) - coalesce((SELECT seq FROM consumer_checkpoints"
+            " WHERE consumer = %s), 0) FROM events",
+            (consumer,),
+        )
+        row = cur.fetchone()
+    return max(int(row[0]), 0) if row else 0
+
+
 class EventConsumer:
     """Runs `fold_once` until stopped and invalidates caches after each commit."""
 
@@ -171,6 +185,8 @@ class EventConsumer:
         if fold.events:
             await self._profiles.delete(fold.user_ids)
             await self._product_stats.delete(fold.product_ids)
+        if fold.events < config.CONSUMER_BATCH:  # caught up, or nearly: measure what is left
+            CONSUMER_LAG.set(await self._db.run(lag))
         return fold
 
     async def run(self) -> None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Protocol
 
+from magpie.runtime.metrics import FEEDBACK_EVENTS
 from magpie.runtime.units import MICROS_PER_SECOND
 from magpie.runtime.validation import MAX_ID_LENGTH
 from services.feedback import config
@@ -199,7 +200,14 @@ class FeedbackService:
                 if results[i][0] not in stored:
                     results[i] = (results[i][0], Outcome.DUPLICATE, "")
         rejected = sum(1 for _, outcome, _ in results if outcome is Outcome.REJECTED)
-        return BatchResult(results, len(stored), len(results) - len(stored) - rejected, rejected)
+        duplicates = len(results) - len(stored) - rejected
+        for outcome, count in (
+            ("accepted", len(stored)),
+            ("duplicate", duplicates),
+            ("rejected", rejected),
+        ):
+            FEEDBACK_EVENTS.labels(outcome=outcome).inc(count)
+        return BatchResult(results, len(stored), duplicates, rejected)
 
     async def _missing_products(self, product_ids: set[str], now: float) -> set[str]:
         unknown = self._products.unknown(product_ids, now)

@@ -9,6 +9,10 @@ from datetime import datetime
 from enum import IntEnum
 from typing import Protocol
 
+from opentelemetry import trace
+
+from magpie.runtime.metrics import CACHE_REQUESTS
+from magpie.runtime.telemetry import ATTR
 from services.profiles import config
 
 __all__ = [
@@ -138,6 +142,7 @@ class ProfileService:
         unique = list(dict.fromkeys(user_ids))
         profiles = await self._cache.get_many(unique)
         missing = [u for u in unique if u not in profiles]
+        _observe_cache(len(unique) - len(missing), len(missing))
         if missing:
             found = await self._storage.get_many(missing, config.MAX_HISTORY)
             fetched = [found.get(u) or StoredProfile(user_id=u, known=False) for u in missing]
@@ -150,6 +155,14 @@ class ProfileService:
         deleted = await self._storage.delete(user_id)
         await self._cache.delete([user_id])
         return deleted
+
+
+def _observe_cache(hits: int, misses: int) -> None:
+    CACHE_REQUESTS.labels(namespace="profiles", result="hit").inc(hits)
+    CACHE_REQUESTS.labels(namespace="profiles", result="miss").inc(misses)
+    span = trace.get_current_span()
+    if span.is_recording():
+        span.set_attribute(ATTR.CACHE_HIT, misses == 0)
 
 
 def _trimmed(profile: StoredProfile, history: int) -> StoredProfile:

@@ -20,6 +20,7 @@ from magpie.runtime.breaker import CircuitBreaker
 from magpie.runtime.deadline import remaining_seconds
 from magpie.runtime.errors import DeadlineExceeded, Unavailable
 from magpie.runtime.filters import ProductFilter, filter_to_proto
+from magpie.runtime.metrics import timed_hop
 from magpie.runtime.units import NANOS_PER_UNIT
 from magpie.v1 import (
     catalog_pb2,
@@ -65,7 +66,8 @@ async def _call(
 
     async def attempt() -> Any:
         try:
-            return await method(request, timeout=timeout)
+            with timed_hop(breaker.name):
+                return await method(request, timeout=timeout)
         except grpc.aio.AioRpcError as error:
             raise Unavailable(f"{breaker.name}: {error.code().name}: {error.details()}") from error
 
@@ -181,9 +183,10 @@ class GuardedRanker:
             raise DeadlineExceeded("no time left for the ranker")
 
         async def call() -> Floats:
-            scores, version = await self._client.score(
-                history, candidates, context, features, version=model.version_name, timeout=left
-            )
+            with timed_hop("triton"):
+                scores, version = await self._client.score(
+                    history, candidates, context, features, version=model.version_name, timeout=left
+                )
             if version != model.version_name:
                 raise Unavailable(f"ranker answered with version {version}")
             row: Floats = scores[0]

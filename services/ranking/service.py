@@ -15,9 +15,12 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
+from opentelemetry import trace
 
 from magpie.runtime.errors import MagpieError
 from magpie.runtime.filters import ProductFilter
+from magpie.runtime.metrics import ANSWERS, DEGRADED
+from magpie.runtime.telemetry import ATTR, hashed_user
 from magpie.runtime.units import SECONDS_PER_DAY
 from services.ranking import config
 from services.ranking.domain import (
@@ -102,6 +105,7 @@ class RankingService:
         """Last popular candidates retrieval returned: the fallback when it is down."""
 
     async def recommend(self, user_id: str, options: RequestOptions) -> Recommendation:
+        started = time.perf_counter()
         degradations: list[Degradation] = []
         user = await self._user(user_id, degradations)
         try:
@@ -113,24 +117,29 @@ class RankingService:
             logger.warning("retrieval failed, falling back to popular: %s", error)
             degradations.append(Degradation.RETRIEVAL_UNAVAILABLE)
             candidates, retrieval_version = list(self._popular), ""
-        return await self._rank(user, candidates, options, degradations, retrieval_version)
+        result = await self._rank(user, candidates, options, degradations, retrieval_version)
+        _observe("Recommend", user_id, options, candidates, result, started)
+        return result
 
     async def rank(
         self, user_id: str, product_ids: Sequence[str], options: RequestOptions
     ) -> Recommendation:
+        started = time.perf_counter()
         degradations: list[Degradation] = []
         user = await self._user(user_id, degradations)
         unique = list(dict.fromkeys(product_ids))
         candidates = [
             Candidate(pid, float(len(unique) - i), Source.CALLER) for i, pid in enumerate(unique)
         ]
-        return await self._rank(user, candidates, options, degradations, "")
+        result = await self._rank(user, candidates, options, degradations, "")
+        _observe("Rank", user_id, options, candidates, result, started)
+        return result
 
     async def _user(self, user_id: str, degradations: list[Degradation]) -> UserState:
         try:
             return await self._profiles.get(user_id)
         except _DEPENDENCY_ERRORS as error:
-            logger.warning("profile failed, treating %s as new: %s", user_id, error)
+            logger.warning("profile failed, treating the user as new: %s", error)
             degradations.append(Degradation.PROFILE_UNAVAILABLE)
             return UserState(user_id)
 
@@ -255,6 +264,49 @@ class RankingService:
         except _DEPENDENCY_ERRORS as error:
             logger.warning("ranker failed, keeping retrieval order: %s", error)
             return None
+
+
+def _observe(
+    method: str,
+    user_id: str,
+    options: RequestOptions,
+    candidates: Sequence[Candidate],
+    result: Recommendation,
+    started: float,
+) -> None:
+    """The answer on the request's span, in the metrics and in one log line: a caller who
+    holds the ``recommendation_id`` finds the trace (the line carries its trace id)."""
+    sources: dict[str, int] = {}
+    for candidate in candidates:
+        name = candidate.source.name.lower()
+        sources[name] = sources.get(name, 0) + 1
+    reasons = [d.name.lower() for d in result.degradations]
+    span = trace.get_current_span()
+    if span.is_recording():
+        span.set_attributes(
+            {
+                ATTR.USER: hashed_user(user_id),
+                ATTR.K: options.k,
+                ATTR.RECOMMENDATION_ID: result.recommendation_id,
+                ATTR.MODEL_VERSION: result.model_version,
+                ATTR.DEGRADATIONS: reasons,
+                ATTR.CANDIDATES: len(candidates),
+                **{ATTR.candidates_from(name): count for name, count in sources.items()},
+            }
+        )
+    ANSWERS.labels(method=method).inc()
+    for reason in reasons:
+        DEGRADED.labels(reason=reason).inc()
+    logger.info(
+        "%s answered: recommendation %s, user %s, model %s, %d items, degraded %s, %.1f ms",
+        method,
+        result.recommendation_id,
+        hashed_user(user_id),
+        result.model_version or "-",
+        len(result.items),
+        ",".join(reasons) or "no",
+        (time.perf_counter() - started) * 1000.0,
+    )
 
 
 def _explained(

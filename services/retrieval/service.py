@@ -20,10 +20,13 @@ from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
+from opentelemetry import trace
 
 from magpie.contract.signature import FIRST_ITEM_INDEX
 from magpie.runtime.errors import NotFound
 from magpie.runtime.filters import ProductFilter
+from magpie.runtime.metrics import CANDIDATES
+from magpie.runtime.telemetry import ATTR
 from services.retrieval import config
 from services.retrieval.merge import Candidates, first_occurrences, merge, proposed_ids
 from services.retrieval.model import Neighbours, ServingModel
@@ -139,7 +142,9 @@ class RetrievalService:
 
         excluded = sorted({*history.purchased, *query.where.exclude_product_ids})
         allowed = await self._storage.eligible(proposed_ids(lists), query.where, excluded)
-        return Retrieved(merge(lists, quotas, query.limit, allowed), model.version if model else "")
+        merged = merge(lists, quotas, query.limit, allowed)
+        _observe(merged)
+        return Retrieved(merged, model.version if model else "")
 
     async def similar(self, product_id: str, limit: int) -> Retrieved:
         """Neighbours of one product: co-visitation, item vectors, text; popular in its
@@ -164,6 +169,25 @@ class RetrievalService:
         found = await self._storage.top_categories(recent) if recent else {}
         ordered = [*history.categories, *(found[p] for p in recent if p in found)]
         return [c for c in dict.fromkeys(ordered) if c][: config.POPULAR_CATEGORIES]
+
+
+_SOURCE_NAMES = {
+    config.ANN: "ann",
+    config.COVISITATION: "covisitation",
+    config.CONTENT: "content",
+    config.POPULAR: "popular",
+}
+
+
+def _observe(found: Candidates) -> None:
+    """Candidates per source, as metrics and on the request's span."""
+    counts = dict(zip(*np.unique(found.sources, return_counts=True), strict=True))
+    span = trace.get_current_span()
+    for source, name in _SOURCE_NAMES.items():
+        count = int(counts.get(source, 0))
+        CANDIDATES.labels(source=name).observe(count)
+        if span.is_recording():
+            span.set_attribute(ATTR.candidates_from(name), count)
 
 
 def _proposals(quotas: Mapping[int, int]) -> dict[int, int]:

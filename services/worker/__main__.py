@@ -13,12 +13,16 @@ import sys
 import time
 
 import psycopg2
+from prometheus_client import REGISTRY
 from pydantic import ValidationError
 
 from magpie.runtime.logs import configure_logging
+from magpie.runtime.metrics import serve_metrics
 from magpie.runtime.settings import load_settings
+from magpie.runtime.telemetry import setup_tracing
 from services.worker import config
-from services.worker.app import NAME, create_app
+from services.worker.app import NAME, create_app, instrument_celery
+from services.worker.metrics import retraining_collector
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"invalid settings: {error}", file=sys.stderr)
         return 2
     configure_logging(f"{NAME}-{args.role}", settings.log_level, json_lines=settings.log_json)
+    if setup_tracing(f"{NAME}-{args.role}", settings):
+        instrument_celery()  # this process publishes (beat: the schedule; worker: next stages)
     app = create_app(settings)
     level = settings.log_level.upper()
     if args.role == "beat":
@@ -61,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             lock.close()
         return 0
+    REGISTRY.register(retraining_collector(settings, app))
+    serve_metrics(NAME, settings)
     app.worker_main(
         [
             "worker",

@@ -6,13 +6,15 @@ import tempfile
 from pathlib import Path
 
 from celery import Celery
+from celery.signals import worker_process_init, worker_process_shutdown
 
 from magpie.retraining.triggers import QUEUE, SWEEP_TASK, TRIGGER_TASK
 from magpie.runtime.settings import Settings
+from magpie.runtime.telemetry import setup_tracing, shutdown_tracing
 from services.worker import config
 from services.worker.tasks import register_tasks
 
-__all__ = ["NAME", "create_app"]
+__all__ = ["NAME", "create_app", "instrument_celery"]
 
 NAME = "worker"
 
@@ -37,7 +39,7 @@ def create_app(settings: Settings) -> Celery:
         task_reject_on_worker_lost=True,
         task_track_started=True,
         worker_prefetch_multiplier=1,
-        worker_max_tasks_per_child=config.MAX_TASKS_PER_CHILD,
+        worker_max_tasks_per_child=settings.retrain_tasks_per_child,
         worker_hijack_root_logger=False,
         worker_redirect_stdouts=False,
         task_time_limit=stage_limit,
@@ -53,4 +55,29 @@ def create_app(settings: Settings) -> Celery:
         timezone="UTC",
     )
     register_tasks(app, settings)
+    _trace_children(settings)
     return app
+
+
+def _trace_children(settings: Settings) -> None:
+    """Tracing in each prefork child: set up after the fork (a batch span processor's
+    thread does not survive it) and flushed before the child exits, which with
+    ``worker_max_tasks_per_child`` happens after every few tasks (contrib #4916)."""
+
+    @worker_process_init.connect(weak=False)
+    def start(**_: object) -> None:
+        if setup_tracing(NAME, settings):
+            instrument_celery()
+
+    @worker_process_shutdown.connect(weak=False)
+    def stop(**_: object) -> None:
+        shutdown_tracing()
+
+
+def instrument_celery() -> None:
+    """Spans for publishing and executing tasks (the contrib Celery instrumentation)."""
+    from opentelemetry.instrumentation.celery import CeleryInstrumentor
+
+    instrumentor = CeleryInstrumentor()
+    if not instrumentor.is_instrumented_by_opentelemetry:
+        instrumentor.instrument()

@@ -8,7 +8,5 @@ RETRY_BACKOFF_MAX_SECONDS = 300.0
 MAX_TRANSIENT_RETRIES = 20
 """Retries of one task on transient errors (a database or Triton outage) before giving up;
 the sweeper picks the run up again afterwards."""
-MAX_TASKS_PER_CHILD = 10
-"""Prefork children are replaced after this many tasks (training leaves memory behind)."""
 BEAT_LOCK = 0x6D61_6770_6965_02
 """PostgreSQL advisory lock held by the one active beat process for its whole life."""

@@ -15,6 +15,7 @@ import logging
 from typing import Any, cast, get_args
 
 from celery import Celery, Task
+from opentelemetry import propagate, trace
 
 from magpie.modelstore.lifecycle import connection
 from magpie.retraining import runs
@@ -28,11 +29,23 @@ from magpie.retraining.triggers import (
 )
 from magpie.runtime.logs import log_context
 from magpie.runtime.settings import Settings
+from magpie.runtime.telemetry import ATTR
 from services.worker import config
 
 __all__ = ["register_tasks"]
 
 logger = logging.getLogger(__name__)
+
+
+_tracer = trace.get_tracer(__name__)
+
+
+def _links(context: dict[str, Any] | None) -> list[trace.Link]:
+    """A link to the call that asked for the run (the feedback batch that crossed the
+    threshold sends its ``traceparent``): the run's trace points at its cause."""
+    carried = propagate.extract(context or {})
+    span_context = trace.get_current_span(carried).get_span_context()
+    return [trace.Link(span_context)] if span_context.is_valid else []
 
 
 def _backoff(retries: int) -> float:
@@ -65,10 +78,14 @@ def register_tasks(app: Celery, settings: Settings) -> None:
             if count < threshold:  # a run since took a snapshot: the trigger is stale
                 logger.info("threshold trigger ignored: %d new events < %d", count, threshold)
                 return None
-        with connection(settings) as conn:
+        with (
+            _tracer.start_as_current_span("retrain start", links=_links(context)) as span,
+            connection(settings) as conn,
+        ):
             run, created = runs.start_run(
                 conn, settings.model_name, cast(runs.Trigger, trigger), context, params
             )
+            span.set_attributes({ATTR.RUN_ID: run.run_id, "magpie.retrain.trigger": trigger})
         with log_context(run_id=run.run_id):
             if created:
                 logger.info("run started by %s", trigger)
@@ -80,6 +97,7 @@ def register_tasks(app: Celery, settings: Settings) -> None:
     @app.task(name=ADVANCE_TASK, bind=True)
     def advance(self: Task, run_id: str) -> dict[str, Any]:
         with log_context(run_id=run_id):
+            trace.get_current_span().set_attribute(ATTR.RUN_ID, run_id)
             self.update_state(state="STARTED", meta={"run_id": run_id})
             with connection(settings) as conn:  # `magpie retrain status` shows its state
                 runs.update_progress(conn, run_id, {"task_id": self.request.id})

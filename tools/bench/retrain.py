@@ -152,9 +152,29 @@ def _publish_started(database_url: str, run_id: str) -> float:
     return float(started)
 
 
+def _swap(
+    settings: Any, clients: Clients, run: Any, champion: int, served: float
+) -> dict[str, Any]:
+    """Bad answers while the new version was loaded and switched to, then a rollback."""
+    from magpie.modelstore.lifecycle import roll_back
+
+    started = _publish_started(settings.database_url, run.run_id)
+    failed = sum(started <= t <= served for t in clients.failed_at)
+    degraded = sum(started <= t <= served for t in clients.degraded_at)
+    rollback_started = time.time()
+    roll_back(settings, "manual", reason=BENCH)
+    rolled_back = clients.wait_for(champion, 60)
+    failed += sum(rollback_started <= t <= rolled_back for t in clients.failed_at)
+    degraded += sum(rollback_started <= t <= rolled_back for t in clients.degraded_at)
+    return {
+        "failed_calls_during_swap": failed,
+        "degraded_calls_during_swap": degraded,
+        "rollback_seconds": round(rolled_back - rollback_started, 2),
+    }
+
+
 def _cycle(name: str, redis_db: int) -> dict[str, Any]:
     from magpie.learning.train import pipeline_config
-    from magpie.modelstore.lifecycle import roll_back
     from magpie.platform.demo import bootstrap, settings_for_cli, wait_for_version
     from magpie.platform.local import SERVICES, LocalPlatform, isolated_layout
     from magpie.retraining import runs
@@ -208,26 +228,23 @@ def _cycle(name: str, redis_db: int) -> dict[str, Any]:
                     if ours and run is not None and run.status != "running":
                         break
                     time.sleep(1.0)
-                assert run is not None and run.status == "succeeded", run
-                assert run.version is not None
-                served = clients.wait_for(run.version, 120)
-                swap = (_publish_started(database_url, run.run_id), served)
-                failed = sum(swap[0] <= t <= swap[1] for t in clients.failed_at)
-                degraded = sum(swap[0] <= t <= swap[1] for t in clients.degraded_at)
-                rollback_started = time.time()
-                roll_back(settings, "manual", reason=BENCH)
-                rolled_back = clients.wait_for(champion, 60)
-                failed += sum(rollback_started <= t <= rolled_back for t in clients.failed_at)
-                degraded += sum(rollback_started <= t <= rolled_back for t in clients.degraded_at)
+                assert run is not None and run.finished_at is not None, run
+                swap: dict[str, Any] = {}
+                if run.status == "succeeded":
+                    assert run.version is not None
+                    served = clients.wait_for(run.version, 120)
+                    swap = _swap(settings, clients, run, champion, served)
+                    ended = served
+                else:  # rejected by the gate (or failed): the cycle ends with the verdict
+                    ended = run.finished_at.timestamp()
             stage_seconds = _stage_seconds(database_url, run.run_id)
         finally:
             local.down()
     return {
-        "seconds": round(served - triggered, 1),
+        "outcome": run.status,
+        "seconds": round(ended - triggered, 1),
         "stage_seconds": stage_seconds,
-        "failed_calls_during_swap": failed,
-        "degraded_calls_during_swap": degraded,
-        "rollback_seconds": round(rolled_back - rollback_started, 2),
+        **swap,
         "setup_seconds": round(setup_seconds, 1),
         "verdict": run.verdict.get("reason") if run.verdict else None,
         "events": len(dataset.interactions),
@@ -247,7 +264,7 @@ def main() -> None:
     for position, name in enumerate(sorted(args.datasets, reverse=True)):
         cycles[name] = _cycle(name, redis_db=8 + 2 * position)
         print(json.dumps({name: cycles[name]}, indent=2), flush=True)
-    swaps = list(cycles.values())
+    swaps = [c for c in cycles.values() if "rollback_seconds" in c]
     stages = {name: cycle["stage_seconds"] for name, cycle in cycles.items()}
     result = {
         "ml100k_seconds": cycles.get("ml100k", {}).get("seconds"),
@@ -255,14 +272,15 @@ def main() -> None:
         "stage_seconds": stages,
         "failed_calls_during_swap": sum(c["failed_calls_during_swap"] for c in swaps),
         "degraded_calls_during_swap": sum(c["degraded_calls_during_swap"] for c in swaps),
-        "rollback_seconds": max(c["rollback_seconds"] for c in swaps),
+        "rollback_seconds": max((c["rollback_seconds"] for c in swaps), default=None),
         "cycles": cycles,
         "run_pipeline": RUN_PIPELINE,
         "protocol": (
             "Per data set: isolated platform, data loaded through the APIs, a first model "
             "(CHAMPION_PIPELINE) rolled out, the worker started; two clients loop on "
             "Recommend (0.1 s pause each). Cycle = manual trigger sent -> first answer by the "
-            "new version. Swap window = publish stage start -> 10 answers by the new version, "
+            "new version (or, when the gate rejects it, -> the verdict). Swap window = publish "
+            "stage start -> 10 answers by the new version, "
             "plus rollback sent -> 10 answers by the old version."
         ),
     }
@@ -272,9 +290,9 @@ def main() -> None:
     )
     for name, cycle in cycles.items():
         print(
-            f"{name:<10} {cycle['seconds']:>8}  {cycle['failed_calls_during_swap']:>6}  "
-            f"{cycle['degraded_calls_during_swap']:>8}  {cycle['rollback_seconds']:>10}  "
-            f"{cycle['stage_seconds']}"
+            f"{name:<10} {cycle['seconds']:>8}  {cycle.get('failed_calls_during_swap', '-'):>6}  "
+            f"{cycle.get('degraded_calls_during_swap', '-'):>8}  "
+            f"{cycle.get('rollback_seconds', '-'):>10}  {cycle['outcome']} {cycle['stage_seconds']}"
         )
     print(f"wrote {write_report('retrain', result)}")
 

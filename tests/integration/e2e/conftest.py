@@ -21,6 +21,7 @@ from magpie.learning.retrieval_model import RetrievalConfig
 from magpie.learning.train import PipelineConfig
 from magpie.platform.demo import bootstrap, settings_for_cli, wait_for_version
 from magpie.platform.local import SERVICES, LocalPlatform, isolated_layout
+from magpie.platform.traces import TraceReceiver
 from magpie.runtime import schema
 from magpie.runtime.settings import Settings
 from magpie.runtime.units import SECONDS_PER_DAY
@@ -49,6 +50,8 @@ class Platform:
     settings: Settings
     world: World
     version: int
+    traces: TraceReceiver
+    """Every span the platform's processes (Triton included) sent: all requests traced."""
 
 
 def _split(dataset: Dataset, users: int) -> World:
@@ -68,14 +71,23 @@ def _split(dataset: Dataset, users: int) -> World:
     return World(Dataset(dataset.name, dataset.items, dataset.users, kept), held_out)
 
 
+DATABASE_PASSWORD = "e2e-db-password-never-logged"
+"""In the platform's database URL (trust authentication ignores it): no log line and no
+span may ever contain it."""
+
+
 @pytest.fixture(scope="package")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     # LocalPlatform.up creates and migrates it, as `magpie up` does.
-    with schema.throwaway_database(ADMIN_URL, "magpie_e2e", migrate=False) as database_url:
+    with (
+        schema.throwaway_database(ADMIN_URL, "magpie_e2e", migrate=False) as database_url,
+        TraceReceiver().start() as receiver,
+    ):
         local = LocalPlatform(
             isolated_layout(tmp_path_factory.mktemp("platform")),
-            database_url=database_url,
+            database_url=database_url.replace("postgres@", f"postgres:{DATABASE_PASSWORD}@", 1),
             redis_url=TEST_REDIS_URL,
+            tracing=receiver.targets,
             settings={
                 "MAGPIE_LOG_JSON": "false",
                 "MAGPIE_TRITON_TIMEOUT_SECONDS": "0.5",
@@ -103,6 +115,6 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
             world = _split(synthetic.generate(config), users=300)
             version = bootstrap(settings, world.loaded, E2E_PIPELINE, progress=False)
             wait_for_version(settings, version, timeout=60)
-            yield Platform(local, settings, world, version)
+            yield Platform(local, settings, world, version, receiver)
         finally:
             local.down()

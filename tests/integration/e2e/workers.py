@@ -58,6 +58,7 @@ def worker_env(platform: Platform, tmp: Path, **settings: str) -> dict[str, str]
     pipeline.write_text(json.dumps(RETRAIN_PIPELINE))
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAGPIE_")}
     env.update(platform.local.service_settings())
+    env.update(platform.traces.targets.environment())
     env.update(
         {
             "MAGPIE_RETRAIN_PIPELINE": str(pipeline),
