@@ -62,10 +62,15 @@ def service_process(
     extra_env: Mapping[str, str] | None = None,
     python_options: Sequence[str] = (),
 ) -> Iterator[ServiceProcess]:
-    """Runs `python [python_options] -m services.<name>` on a free port until the block
-    ends."""
+    """Runs `python [python_options] -m services.<name>` on a free port (its /metrics on
+    another) until the block ends."""
     port = free_port()
-    env = {**settings_env(settings), "MAGPIE_PORT": str(port), **(extra_env or {})}
+    env = {
+        **settings_env(settings),
+        "MAGPIE_PORT": str(port),
+        "MAGPIE_METRICS_PORT": "0",  # the default (a fixed port) may be held by another test
+        **(extra_env or {}),
+    }
     log = log_dir / f"{name}-{port}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(

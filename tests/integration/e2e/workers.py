@@ -65,6 +65,7 @@ def worker_env(platform: Platform, tmp: Path, **settings: str) -> dict[str, str]
             "MAGPIE_RETRAIN_LEASE_SECONDS": "6",
             "MAGPIE_RETRAIN_SCHEDULE_SECONDS": "0",
             "MAGPIE_LOG_JSON": "false",
+            "MAGPIE_METRICS_PORT": "0",  # the default (a fixed port) may be held elsewhere
         }
     )
     env.update({f"MAGPIE_{name.upper()}": value for name, value in settings.items()})
