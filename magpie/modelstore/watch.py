@@ -111,7 +111,7 @@ class ModelWatcher(Generic[M]):
         switched = champion is not None and champion in self._loaded and champion != self._version
         if switched and champion is not None:
             self._version = champion
-            SERVED_MODEL_VERSION.set(champion)
+            SERVED_MODEL_VERSION.labels(service=self._name).set(champion)
             logger.info("%s now serves model version %d", self._name, champion)
         keep = set(wanted.values()) | ({self._version} if self._version is not None else set())
         for version in [v for v in self._loaded if v not in keep]:

@@ -37,7 +37,9 @@ __all__ = [
     "TraceReceiver",
     "TraceTargets",
     "format_tree",
+    "parse_export",
     "read_spans",
+    "received_spans",
     "trace_of",
 ]
 
@@ -58,6 +60,9 @@ class TraceTargets:
     http_endpoint: str
     sampler: str = "parentbased_always_on"
     """Locally every request is traced; production samples (the chart's ratio)."""
+    schedule_delay_ms: int | None = 200
+    """How often the batch span processor exports: locally soon, so that ``magpie trace``
+    finds a request at once; None keeps the SDK's default (5 s), as in production."""
 
     @classmethod
     def local(cls) -> TraceTargets:
@@ -65,12 +70,14 @@ class TraceTargets:
 
     def environment(self) -> dict[str, str]:
         """The OTEL_* variables of a process tracing here."""
-        return {
+        env = {
             "OTEL_EXPORTER_OTLP_ENDPOINT": self.grpc_endpoint,
             "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
             "OTEL_TRACES_SAMPLER": self.sampler,
-            "OTEL_BSP_SCHEDULE_DELAY": "200",
         }
+        if self.schedule_delay_ms is not None:
+            env["OTEL_BSP_SCHEDULE_DELAY"] = str(self.schedule_delay_ms)
+        return env
 
 
 @dataclass(frozen=True)
@@ -113,7 +120,10 @@ def _value(value: common_pb2.AnyValue) -> Any:
     return getattr(value, kind) if kind else None
 
 
-def _spans(request: trace_service_pb2.ExportTraceServiceRequest) -> Iterator[ReceivedSpan]:
+def received_spans(
+    request: trace_service_pb2.ExportTraceServiceRequest,
+) -> Iterator[ReceivedSpan]:
+    """The spans of one OTLP export, flattened."""
     for resource_spans in request.resource_spans:
         resource = {kv.key: _value(kv.value) for kv in resource_spans.resource.attributes}
         service = str(resource.get("service.name", "?"))
@@ -185,7 +195,7 @@ class TraceReceiver(trace_service_pb2_grpc.TraceServiceServicer):
     def Export(
         self, request: trace_service_pb2.ExportTraceServiceRequest, context: grpc.ServicerContext
     ) -> trace_service_pb2.ExportTraceServiceResponse:
-        self.add(_spans(request))
+        self.add(received_spans(request))
         return trace_service_pb2.ExportTraceServiceResponse()
 
     def start(self, grpc_port: int = 0, http_port: int = 0) -> TraceReceiver:
@@ -203,7 +213,7 @@ class TraceReceiver(trace_service_pb2_grpc.TraceServiceServicer):
                 except (ValueError, json_format.ParseError) as error:
                     self.send_error(400, str(error))
                     return
-                receiver.add(_spans(request))
+                receiver.add(received_spans(request))
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.end_headers()

@@ -69,7 +69,10 @@ DEGRADED = Counter(
     "Answers degraded, by reason (one answer may count twice)",
     ["reason"],
 )
-SERVED_MODEL_VERSION = Gauge("magpie_served_model_version", "The model version this replica serves")
+SERVED_MODEL_VERSION = Gauge(
+    "magpie_served_model_version", "The model version a replica serves", ["service"]
+)
+"""Set by the processes that load models (retrieval, ranking): absent elsewhere."""
 CACHE_REQUESTS = Counter(
     "magpie_cache_requests", "Cache lookups by namespace and result", ["namespace", "result"]
 )

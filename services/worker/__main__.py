@@ -56,8 +56,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"invalid settings: {error}", file=sys.stderr)
         return 2
     configure_logging(f"{NAME}-{args.role}", settings.log_level, json_lines=settings.log_json)
-    if setup_tracing(f"{NAME}-{args.role}", settings):
-        instrument_celery()  # this process publishes (beat: the schedule; worker: next stages)
+    if args.role == "beat" and setup_tracing(f"{NAME}-{args.role}", settings):
+        instrument_celery()  # beat publishes the schedule
+    # The worker's main process only forks: its children set tracing up after the fork
+    # (services.worker.app), and a parent holding gRPC threads (an OTLP exporter) would
+    # fork children whose gRPC can hang.
     app = create_app(settings)
     level = settings.log_level.upper()
     if args.role == "beat":

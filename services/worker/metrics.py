@@ -23,9 +23,11 @@ Family = tuple[str, str, dict[tuple[str, ...], float], list[str]]
 
 
 def _queue_length(app: Celery) -> float:
-    """Messages waiting in the retraining queue (Redis list or RabbitMQ queue)."""
+    """Messages waiting in the retraining queue (Redis list or RabbitMQ queue). Declared as
+    Celery declares it (durable, not auto-deleted): a passive declare fails on Redis until
+    a consumer bound the queue."""
     with app.connection_for_read() as conn:
-        declared = conn.default_channel.queue_declare(queue=QUEUE, passive=True)
+        declared = conn.default_channel.queue_declare(queue=QUEUE, durable=True, auto_delete=False)
         return float(declared.message_count)
 
 

@@ -1,0 +1,189 @@
+"""What tracing costs a Recommend: p50 and p99 with tracing on (every request sampled,
+exported to a real OTLP receiver in its own process) and off, in interleaved blocks of
+one run.
+
+    python -m tools.bench.tracing [--blocks 6] [--seconds 30]
+
+One isolated platform (the demo world, a trained model) is brought up with
+`LocalPlatform`; then blocks alternate: the five services are restarted with the OTEL_*
+variables (sampler always on) or without them (no tracer provider at all), warmed up, and
+one client sends Recommend calls back to back for ``--seconds``. Triton keeps its trace
+flags throughout; it records a request only when the request carries a traceparent, so
+in the "off" blocks it records nothing. Spans per Recommend are counted per trace in the
+receiver. Writes bench-results/tracing-overhead.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+
+from magpie.platform.traces import TraceTargets, read_spans
+from magpie.v1 import ranking_pb2, ranking_pb2_grpc
+from tools.bench._report import percentiles, write_report
+
+ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+WARMUP_CALLS = 50
+
+
+def _block(address: str, users: list[str], seconds: float) -> tuple[list[float], list[str]]:
+    """Latencies (ms) and recommendation ids of back-to-back calls for ``seconds``."""
+    latencies, ids = [], []
+    with grpc.insecure_channel(address) as channel:
+        stub = ranking_pb2_grpc.RankingServiceStub(channel)
+        for n in range(WARMUP_CALLS):
+            stub.Recommend(ranking_pb2.RecommendRequest(user_id=users[n % len(users)]), timeout=5)
+        stop = time.monotonic() + seconds
+        n = 0
+        while time.monotonic() < stop:
+            started = time.perf_counter()
+            reply = stub.Recommend(
+                ranking_pb2.RecommendRequest(user_id=users[n % len(users)], k=10), timeout=5
+            )
+            latencies.append((time.perf_counter() - started) * 1000.0)
+            ids.append(reply.recommendation_id)
+            n += 1
+    return latencies, ids
+
+
+@contextlib.contextmanager
+def _receiver(out: Path) -> Iterator[TraceTargets]:
+    """The OTLP receiver as its own process (``python -m magpie.platform.traces``), as a
+    collector would be: in this process its parsing would hold the GIL against the load
+    generator and inflate the "on" latencies."""
+    from magpie.platform.local import free_port
+
+    grpc_port, http_port = free_port(), free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "magpie.platform.traces",
+            "--out",
+            str(out),
+            "--grpc-port",
+            str(grpc_port),
+            "--http-port",
+            str(http_port),
+        ],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None
+        process.stdout.readline()  # "OTLP on grpc ..., http ...": listening
+        yield TraceTargets(
+            f"http://127.0.0.1:{grpc_port}",
+            f"http://127.0.0.1:{http_port}/v1/traces",
+            schedule_delay_ms=None,  # the SDK's batching, as in production
+        )
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def _run(args: argparse.Namespace) -> dict[str, Any]:
+    from magpie.datasets import synthetic
+    from magpie.platform.demo import (
+        DEMO_PIPELINE,
+        bootstrap,
+        demo_world,
+        settings_for_cli,
+        wait_for_version,
+    )
+    from magpie.platform.local import SERVICES, LocalPlatform, isolated_layout
+    from magpie.runtime import schema
+
+    with (
+        tempfile.TemporaryDirectory(prefix="magpie-tracing-") as state,
+        schema.throwaway_database(ADMIN_URL, "magpie_bench", migrate=False) as database_url,
+        _receiver(Path(state) / "spans.jsonl") as targets,
+    ):
+        local = LocalPlatform(
+            isolated_layout(Path(state)),
+            database_url=database_url,
+            tracing=targets,
+            settings={"MAGPIE_LOG_LEVEL": "WARNING", "MAGPIE_RETRAIN_EVENT_THRESHOLD": "0"},
+        )
+        try:
+            local.up(list(SERVICES))
+            settings = settings_for_cli(local.service_settings())
+            world = synthetic.generate(demo_world())
+            version = bootstrap(settings, world, DEMO_PIPELINE, progress=False)
+            wait_for_version(settings, version, timeout=60)
+            users = [u.user_id for u in world.users]
+            samples: dict[str, list[float]] = {"on": [], "off": []}
+            traced_ids: list[str] = []
+            for block in range(args.blocks):
+                mode = "on" if block % 2 == 0 else "off"
+                for name in SERVICES:
+                    local.stop(name)
+                local.tracing = targets if mode == "on" else None
+                local.up(list(SERVICES))
+                wait_for_version(settings, version, timeout=60)
+                latencies, ids = _block(settings.ranking_addr, users, args.seconds)
+                samples[mode] += latencies
+                if mode == "on":
+                    traced_ids += ids
+                print(
+                    f"block {block} tracing {mode}: {len(latencies)} calls, "
+                    f"p50 {np.median(latencies):.2f} ms",
+                    flush=True,
+                )
+            time.sleep(7.0)  # the last batches of spans (exported every 5 s)
+            spans = read_spans(Path(state) / "spans.jsonl")
+            per_trace = Counter(span.trace_id for span in spans)
+            roots = {
+                span.attributes.get("magpie.recommendation.id"): span.trace_id
+                for span in spans
+                if not span.parent_span_id
+            }
+            counts = [per_trace[roots[i]] for i in traced_ids if i in roots]
+        finally:
+            local.down()
+    on, off = percentiles(samples["on"], (50, 99)), percentiles(samples["off"], (50, 99))
+    return {
+        "p50_ms_off": round(off["p50"], 2),
+        "p50_ms_on": round(on["p50"], 2),
+        "p99_ms_off": round(off["p99"], 2),
+        "p99_ms_on": round(on["p99"], 2),
+        "p50_overhead": round(on["p50"] / off["p50"] - 1.0, 4),
+        "spans_per_recommend": round(float(np.mean(counts)), 1) if counts else None,
+        "calls": {"on": len(samples["on"]), "off": len(samples["off"])},
+        "traced_recommends_found": len(counts),
+        "blocks": args.blocks,
+        "seconds_per_block": args.seconds,
+        "protocol": (
+            "One platform; blocks alternate tracing on (OTEL_TRACES_SAMPLER "
+            "parentbased_always_on, OTLP/gRPC to a local receiver in its own process, the "
+            "SDK's default batch processor) and off "
+            "(no OTEL_* variables: no provider), services restarted per block, 50 warm-up "
+            "calls, then one client calling Recommend back to back (k=10, 500 candidates)."
+        ),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m tools.bench.tracing", description=__doc__)
+    parser.add_argument("--blocks", type=int, default=6)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    result = _run(parser.parse_args())
+    print(f"{'tracing':<8} {'p50 ms':>8} {'p99 ms':>8}")
+    for mode in ("off", "on"):
+        print(f"{mode:<8} {result[f'p50_ms_{mode}']:>8} {result[f'p99_ms_{mode}']:>8}")
+    print(f"p50 overhead {result['p50_overhead']:+.1%}, {result['spans_per_recommend']} spans")
+    print(f"wrote {write_report('tracing-overhead', result)}")
+
+
+if __name__ == "__main__":
+    main()
