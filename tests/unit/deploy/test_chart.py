@@ -1,0 +1,638 @@
+"""The Helm chart: lint, render over a matrix of values, validate every object against the
+Kubernetes schemas (1.29 and the newest kubernetes-validate ships), and check the policies
+the platform relies on over the rendered objects."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from collections.abc import Callable, Iterator
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from magpie.runtime.settings import Settings
+from tests.support import REPO
+from tests.unit.deploy.conftest import CHART, Manifest, run_helm
+
+Render = Callable[..., list[Manifest]]
+
+MATRIX: dict[str, tuple[str, ...]] = {
+    "defaults": (),
+    "cpu-only": ("cpu-only-values.yaml",),
+    "gpu-production": ("prod-values.yaml",),
+    "dev": ("dev-values.yaml",),
+    "keda-redis": ("keda-values.yaml",),
+    "keda-rabbitmq": ("keda-rabbitmq-values.yaml",),
+    "autoscaling-off": ("no-autoscaling-values.yaml",),
+    "existing-secrets": ("existing-secrets-values.yaml",),
+    "object-storage": ("object-storage-values.yaml",),
+}
+CRD_GROUPS = {"keda.sh", "monitoring.coreos.com"}
+"""Custom resources: kubernetes-validate has no schema for them (allow-listed by group)."""
+VERSIONS = ("1.29.0", kubernetes_validate.latest_version())
+SERVICES = {
+    "profiles": 50051,
+    "catalog": 50052,
+    "retrieval": 50053,
+    "ranking": 50054,
+    "feedback": 50055,
+}
+COMPONENT = "app.kubernetes.io/component"
+DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
+
+
+@cache
+def _validate(obj: str, version: str) -> None:
+    """kubernetes-validate is slow (it loads schemas per call); most objects repeat across
+    the matrix, so each distinct one is validated once per version."""
+    kubernetes_validate.validate(json.loads(obj), version, strict=True)
+
+
+def _pod_specs(objects: list[Manifest]) -> Iterator[tuple[Manifest, dict[str, Any]]]:
+    for obj in objects:
+        if obj["kind"] in ("Deployment", "Job"):
+            yield obj, obj["spec"]["template"]["spec"]
+        elif obj["kind"] == "Pod":
+            yield obj, obj["spec"]
+
+
+def _containers(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    return [*spec.get("initContainers", []), *spec["containers"]]
+
+
+def _component(obj: Manifest) -> str:
+    labels = obj["metadata"]["labels"]
+    return str(labels[COMPONENT])
+
+
+@pytest.fixture(params=sorted(MATRIX), scope="module")
+def case(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def objects(render: Render, case: str) -> list[Manifest]:
+    return render(*MATRIX[case])
+
+
+def test_lint_strict(k8s_tools: Path, case: str) -> None:
+    args = ["lint", "--strict", str(CHART)]
+    for values in MATRIX[case]:
+        args += ["--values", str(CHART / "ci" / values)]
+    run_helm(k8s_tools, *args)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_every_object_is_valid_kubernetes(objects: list[Manifest], version: str) -> None:
+    checked = 0
+    for obj in objects:
+        group = obj["apiVersion"].split("/")[0] if "/" in obj["apiVersion"] else ""
+        if group in CRD_GROUPS:
+            continue
+        _validate(json.dumps(obj, sort_keys=True), version)
+        checked += 1
+    assert checked > 20
+
+
+def test_containers_are_restricted_and_sized(objects: list[Manifest]) -> None:
+    for owner, spec in _pod_specs(objects):
+        where = f"{owner['kind']}/{owner['metadata']['name']}"
+        pod = spec["securityContext"]
+        assert pod["runAsNonRoot"] is True, where
+        assert pod["seccompProfile"] == {"type": "RuntimeDefault"}, where
+        tmp = {v["name"] for v in spec["volumes"] if "emptyDir" in v}
+        for container in _containers(spec):
+            name = f"{where}:{container['name']}"
+            sc = container["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False, name
+            assert sc["readOnlyRootFilesystem"] is True, name
+            assert sc["runAsNonRoot"] is True and sc["runAsUser"] == 10001, name
+            assert sc["capabilities"] == {"drop": ["ALL"]}, name
+            mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+            assert mounts.get("/tmp") in tmp, f"{name}: /tmp is not an emptyDir"
+            for kind in ("requests", "limits"):
+                assert {"cpu", "memory"} <= set(container["resources"][kind]), f"{name} {kind}"
+
+
+def test_long_running_containers_have_all_three_probes(objects: list[Manifest]) -> None:
+    for obj in objects:
+        if obj["kind"] != "Deployment":
+            continue
+        for container in obj["spec"]["template"]["spec"]["containers"]:
+            for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+                assert probe in container, f"{obj['metadata']['name']}:{container['name']}"
+
+
+def test_services_use_native_grpc_probes(objects: list[Manifest]) -> None:
+    for obj in objects:
+        if obj["kind"] == "Deployment" and _component(obj) in SERVICES:
+            (container,) = obj["spec"]["template"]["spec"]["containers"]
+            port = SERVICES[_component(obj)]
+            assert container["startupProbe"]["grpc"] == {"port": port}
+            assert container["readinessProbe"]["grpc"] == {"port": port}
+
+
+def test_images_are_pinned_by_digest_never_latest(objects: list[Manifest]) -> None:
+    images = {c["image"] for _, spec in _pod_specs(objects) for c in _containers(spec)}
+    config = next(o for o in objects if o["kind"] == "ConfigMap" and _component(o) == "config")
+    images.add(config["data"]["MAGPIE_K8S_TRAIN_IMAGE"])  # the image of training Jobs
+    for image in images:
+        assert DIGEST.search(image), image
+        assert ":latest" not in image, image
+
+
+def test_every_autoscaled_workload_has_a_pdb(objects: list[Manifest]) -> None:
+    pdbs = {
+        tuple(sorted(o["spec"]["selector"]["matchLabels"].items()))
+        for o in objects
+        if o["kind"] == "PodDisruptionBudget"
+    }
+    workloads = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Deployment"}
+    targets = [
+        o["spec"]["scaleTargetRef"]["name"]
+        for o in objects
+        if o["kind"] in ("HorizontalPodAutoscaler", "ScaledObject")
+    ]
+    assert targets or not any(o["kind"] == "HorizontalPodAutoscaler" for o in objects)
+    for target in targets:
+        selector = workloads[target]["spec"]["selector"]["matchLabels"]
+        assert tuple(sorted(selector.items())) in pdbs, f"{target} autoscales without a PDB"
+
+
+def test_pdbs_only_where_replicas_can_exceed_one(render: Render) -> None:
+    dev = render("dev-values.yaml")
+    assert not [o for o in dev if o["kind"] == "PodDisruptionBudget"]
+    assert not [o for o in dev if o["kind"] == "HorizontalPodAutoscaler"]
+
+
+def test_only_triton_requests_gpus(objects: list[Manifest], case: str) -> None:
+    gpu_containers = {
+        f"{_component(owner)}:{c['name']}"
+        for owner, spec in _pod_specs(objects)
+        for c in _containers(spec)
+        if any("nvidia.com/gpu" in c["resources"].get(k, {}) for k in ("requests", "limits"))
+    }
+    triton = next(o for o in objects if o["kind"] == "Deployment" and _component(o) == "triton")
+    gpu = triton["metadata"]["labels"]["magpie.dev/triton-profile"] == "gpu"
+    assert gpu_containers == ({"triton:triton"} if gpu else set()), case
+    spec = triton["spec"]["template"]["spec"]
+    if gpu:
+        assert spec["runtimeClassName"] == "nvidia"
+        assert spec["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+        assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in spec[
+            "tolerations"
+        ]
+    else:
+        assert "runtimeClassName" not in spec and "nodeSelector" not in spec
+
+
+def test_every_service_port_is_named(objects: list[Manifest]) -> None:
+    for obj in objects:
+        if obj["kind"] == "Service":
+            for port in obj["spec"]["ports"]:
+                assert port.get("name"), obj["metadata"]["name"]
+
+
+def test_beat_is_one_replica_recreated(objects: list[Manifest]) -> None:
+    beat = next(o for o in objects if o["kind"] == "Deployment" and _component(o) == "beat")
+    assert beat["spec"]["replicas"] == 1
+    assert beat["spec"]["strategy"] == {"type": "Recreate"}
+    assert not [
+        o
+        for o in objects
+        if o["kind"] in ("HorizontalPodAutoscaler", "ScaledObject")
+        and o["spec"]["scaleTargetRef"]["name"] == beat["metadata"]["name"]
+    ]
+
+
+def test_the_worker_may_manage_jobs_only_with_the_kubernetes_executor(render: Render) -> None:
+    prod = render("prod-values.yaml")
+    (role,) = [o for o in prod if o["kind"] == "Role"]
+    assert role["rules"] == [
+        {
+            "apiGroups": ["batch"],
+            "resources": ["jobs"],
+            "verbs": ["create", "get", "list", "watch", "delete"],
+        }
+    ]
+    (binding,) = [o for o in prod if o["kind"] == "RoleBinding"]
+    assert binding["subjects"][0]["name"] == "magpie-worker"
+    assert not [o for o in render() if o["kind"] in ("Role", "RoleBinding")]
+
+
+def test_every_magpie_variable_is_a_setting(objects: list[Manifest]) -> None:
+    """A process stops at start on an unknown MAGPIE_* variable: the chart sets none."""
+    known = {f"MAGPIE_{name.upper()}" for name in Settings.model_fields}
+    names = set()
+    for obj in objects:
+        if obj["kind"] == "ConfigMap" and _component(obj) == "config":
+            names |= set(obj["data"])
+    for _, spec in _pod_specs(objects):
+        for container in _containers(spec):
+            names |= {e["name"] for e in container.get("env", [])}
+    assert {n for n in names if n.startswith("MAGPIE_")} - known == set()
+
+
+def test_secrets_come_from_existing_secrets_only(render: Render) -> None:
+    assert not [o for o in render("existing-secrets-values.yaml") if o["kind"] == "Secret"]
+    ranking = next(
+        o
+        for o in render("existing-secrets-values.yaml")
+        if o["kind"] == "Deployment" and _component(o) == "ranking"
+    )
+    env = {e["name"]: e for e in ranking["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["MAGPIE_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"] == "pg-app-credentials"
+    # the deprecated existingSecret still names the Secret of the keys without their own
+    assert env["MAGPIE_USER_HASH_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "legacy-magpie-env"
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert not re.search(r"://[^/\s]*:[^@\s]*@", yaml.safe_dump(values)), "a password in values"
+
+
+def test_the_deprecated_key_is_announced(k8s_tools: Path) -> None:
+    done = run_helm(
+        k8s_tools,
+        "install",
+        "magpie",
+        str(CHART),
+        "--dry-run=client",
+        "--namespace",
+        "magpie",
+        "--set",
+        "existingSecret=old-secret",
+    )
+    assert "DEPRECATED: `existingSecret` was renamed to `secrets.name`" in done.stdout
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        "services.rankng.port=50054",
+        "triton.profil=gpu",
+        "worker.keda.enabld=true",
+        "services.ranking.replicas=two",
+        "triton.profile=tpu",
+        "images.serving.tag=latest",
+        "images.serving.digest=sha256:abc",
+        "networkPolicy.postgresql.to[0].podselector.a=b",
+    ],
+)
+def test_the_schema_refuses_misspelled_keys_and_bad_values(k8s_tools: Path, setting: str) -> None:
+    done = run_helm(k8s_tools, "template", "magpie", str(CHART), "--set", setting, check=False)
+    assert done.returncode != 0, setting
+    assert "schema" in done.stderr or "values don't meet" in done.stderr, done.stderr
+
+
+def test_the_schema_is_self_contained() -> None:
+    text = (CHART / "values.schema.json").read_text()
+    refs = re.findall(r'"\$ref":\s*"([^"]+)"', text)
+    assert refs and all(r.startswith("#/") for r in refs)
+    assert '"additionalProperties": true' not in text
+
+
+def test_monitoring_objects_need_their_crds(render: Render) -> None:
+    kinds = {o["kind"] for o in render(crds=False)}
+    assert not kinds & {"ServiceMonitor", "PrometheusRule"}
+    with_crds = render()
+    assert {"ServiceMonitor", "PrometheusRule"} <= {o["kind"] for o in with_crds}
+    dashboards = [
+        o
+        for o in with_crds
+        if o["kind"] == "ConfigMap" and o["metadata"]["labels"].get("grafana_dashboard") == "1"
+    ]
+    assert len(dashboards) == 1
+
+
+def test_helm_test_checks_every_service(objects: list[Manifest]) -> None:
+    (pod,) = [o for o in objects if o["kind"] == "Pod"]
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
+    assert set(env["TEST_SERVICES"].split(",")) == set(SERVICES)
+    assert "Recommend" in pod["spec"]["containers"][0]["command"][2]
+
+
+def test_the_migration_is_a_pre_install_and_pre_upgrade_hook(objects: list[Manifest]) -> None:
+    (job,) = [o for o in objects if o["kind"] == "Job"]
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
+    assert job["spec"]["template"]["spec"]["containers"][0]["command"] == [
+        "magpie",
+        "db",
+        "upgrade",
+    ]
+
+
+def test_keda_counts_runs_in_progress_not_only_the_backlog(render: Render) -> None:
+    for values in ("keda-values.yaml", "keda-rabbitmq-values.yaml"):
+        objects = render(values)
+        (scaled,) = [o for o in objects if o["kind"] == "ScaledObject"]
+        types = {t["type"]: t["metadata"] for t in scaled["spec"]["triggers"]}
+        assert "status = 'running'" in types["postgresql"]["query"]
+        assert "redis" in types or types["rabbitmq"]["protocol"] == "http"  # ready + unacked
+        worker = next(o for o in objects if o["kind"] == "Deployment" and _component(o) == "worker")
+        assert "replicas" not in worker["spec"]
+        assert not [
+            o
+            for o in objects
+            if o["kind"] == "HorizontalPodAutoscaler" and _component(o) == "worker"
+        ]
+
+
+def test_ranking_and_triton_scale_on_the_signal_that_matters(objects: list[Manifest]) -> None:
+    hpas = {_component(o): o for o in objects if o["kind"] == "HorizontalPodAutoscaler"}
+    metrics = {
+        c: [m.get("pods", {}).get("metric", {}).get("name") for m in h["spec"]["metrics"]]
+        for c, h in hpas.items()
+    }
+    if "ranking" in metrics:
+        assert "magpie_rpc_in_flight" in metrics["ranking"]
+    if "triton" in metrics:
+        assert "magpie_triton_queue_us_per_request" in metrics["triton"]
+    for hpa in hpas.values():
+        assert hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] >= 60
+
+
+def test_artifacts_are_shared_read_write_many(objects: list[Manifest], case: str) -> None:
+    (claim,) = [o for o in objects if o["kind"] == "PersistentVolumeClaim"]
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    mounts = {}
+    for owner, spec in _pod_specs(objects):
+        claims = {v["name"] for v in spec["volumes"] if "persistentVolumeClaim" in v}
+        for c in spec["containers"]:
+            for m in c.get("volumeMounts", []):
+                if m["name"] in claims:
+                    mounts[_component(owner)] = m.get("readOnly", False)
+    assert mounts == {"retrieval": True, "ranking": True, "triton": True, "worker": False}, case
+    if case == "object-storage":
+        (volume,) = [o for o in objects if o["kind"] == "PersistentVolume"]
+        assert volume["spec"]["csi"]["volumeHandle"] == "magpie-models/prod"
+
+
+# --- NetworkPolicies: default deny, then exactly the architecture's edges ------------------
+
+
+def _expected_edges(objects: list[Manifest]) -> set[tuple[str, str, int]]:
+    edges = {
+        ("ranking", "profiles", 50051),
+        ("ranking", "retrieval", 50053),
+        ("ranking", "catalog", 50052),
+        ("ranking", "triton", 8001),
+        ("retrieval", "profiles", 50051),
+        ("worker", "triton", 8001),
+    }
+    edges |= {("test", name, port) for name, port in SERVICES.items()}
+    return edges
+
+
+def _peer_component(peer: dict[str, Any]) -> str | None:
+    labels = peer.get("podSelector", {}).get("matchLabels", {})
+    if (
+        "namespaceSelector" in peer
+        or "ipBlock" in peer
+        or "app.kubernetes.io/instance" not in labels
+    ):
+        return None
+    return str(labels.get(COMPONENT))
+
+
+def _policy_edges(objects: list[Manifest]) -> tuple[set[Any], set[Any], set[Any], set[Any]]:
+    """(internal ingress, internal egress, external ingress, external egress) edges."""
+    ingress, egress, ext_in, ext_out = set(), set(), set(), set()
+    for policy in (o for o in objects if o["kind"] == "NetworkPolicy"):
+        selected = policy["spec"]["podSelector"]["matchLabels"].get(COMPONENT, "*")
+        for rule in policy["spec"].get("ingress", []):
+            for peer in rule["from"]:
+                for port in rule["ports"]:
+                    source = _peer_component(peer)
+                    (ingress if source else ext_in).add(
+                        (source or "outside", selected, port["port"])
+                    )
+        for rule in policy["spec"].get("egress", []):
+            for peer in rule["to"]:
+                for port in rule["ports"]:
+                    target = _peer_component(peer)
+                    (egress if target else ext_out).add(
+                        (selected, target or "outside", port["port"])
+                    )
+    return ingress, egress, ext_in, ext_out
+
+
+def test_network_policies_select_every_pod(objects: list[Manifest]) -> None:
+    deny = next(
+        o
+        for o in objects
+        if o["kind"] == "NetworkPolicy" and o["metadata"]["name"].endswith("default-deny")
+    )
+    assert deny["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    selector = deny["spec"]["podSelector"]["matchLabels"]
+    for owner, _spec in _pod_specs(objects):
+        template = (
+            owner["spec"]["template"]["metadata"] if owner["kind"] != "Pod" else owner["metadata"]
+        )
+        assert selector.items() <= template["labels"].items(), owner["metadata"]["name"]
+
+
+def test_network_policies_allow_exactly_the_architecture(
+    objects: list[Manifest], case: str
+) -> None:
+    ingress, egress, ext_in, ext_out = _policy_edges(objects)
+    assert ingress == egress == _expected_edges(objects), case
+    metrics = {(n, p + 1000) for n, p in SERVICES.items()} | {("triton", 8002), ("worker", 51060)}
+    assert ext_in == (
+        {("outside", "ranking", 50054), ("outside", "feedback", 50055)}
+        | {("outside", n, p) for n, p in metrics}
+    )
+    db = {*SERVICES, "worker", "beat", "migrate", "trainer"}
+    redis = {"profiles", "catalog", "feedback", "worker", "beat"}
+    expected_out = {(c, "outside", 5432) for c in db} | {(c, "outside", 6379) for c in redis}
+    expected_out |= {("*", "outside", 53), ("trainer", "outside", 53)}
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    if case == "keda-rabbitmq":
+        expected_out |= {(c, "outside", 5672) for c in ("worker", "beat", "feedback")}
+    if case == "gpu-production":
+        expected_out |= {
+            ("worker", "outside", p) for p in values["networkPolicy"]["kubeApi"]["ports"]
+        }
+        collector = {*db, "triton"}
+        expected_out |= {(c, "outside", p) for c in collector for p in (4317, 4318)}
+    assert ext_out == expected_out, sorted(ext_out ^ expected_out)
+
+
+# --- Prometheus Adapter: the Triton queue-time rule computes what it claims ---------------
+
+
+def _adapter_rules(objects: list[Manifest]) -> list[dict[str, Any]]:
+    (config,) = [
+        o
+        for o in objects
+        if o["kind"] == "ConfigMap" and o["metadata"]["name"].endswith("adapter-rules")
+    ]
+    return list(yaml.safe_load(config["data"]["config.yaml"])["rules"])
+
+
+def test_adapter_rules_match_the_metrics_the_processes_export(render: Render) -> None:
+    from magpie.runtime import metrics
+
+    exported = {c._name for c in vars(metrics).values() if hasattr(c, "_name")}
+    for rule in _adapter_rules(render()):
+        series = rule["seriesQuery"].split("{")[0]
+        assert series.startswith("nv_") or series.removesuffix("_bucket").removesuffix(
+            "_seconds"
+        ) in {e.removesuffix("_seconds") for e in exported}, series
+        assert set(rule["resources"]["overrides"]) == {"namespace", "pod"}
+        assert "<<.LabelMatchers>>" in rule["metricsQuery"]
+
+
+def test_triton_queue_time_is_the_mean_over_a_pods_requests(render: Render, tmp_path: Path) -> None:
+    """promtool evaluates the adapter's query (as the adapter instantiates it for pods a and b)
+    on Triton counters: pod a serves model m1 (1000 requests/min, 2 ms queue each) and also
+    has an idle model m2 and an old version; pod b is idle. Averaging per-model ratios or
+    dividing by 1 + requests would report less than 2000 us for a; an idle pod reads 0."""
+    import shutil
+
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("PROMTOOL MISSING: install Debian's prometheus (tools/install-test-packages)")
+    (rule,) = [
+        r
+        for r in _adapter_rules(render())
+        if r["name"]["as"] == "magpie_triton_queue_us_per_request"
+    ]
+    query = (
+        rule["metricsQuery"]
+        .replace("<<.LabelMatchers>>", 'namespace="magpie",pod=~"a|b"')
+        .replace("<<.GroupBy>>", "pod")
+    )
+    (tmp_path / "rules.yaml").write_text(
+        yaml.safe_dump(
+            {"groups": [{"name": "adapter", "rules": [{"record": "queue_us", "expr": query}]}]}
+        )
+    )
+    labels = 'namespace="magpie",service="magpie-triton"'
+    series = [
+        {
+            "series": f'nv_inference_queue_duration_us{{{labels},pod="a",model="m1",version="2"}}',
+            "values": "0+2000000x10",
+        },
+        {
+            "series": f'nv_inference_request_success{{{labels},pod="a",model="m1",version="2"}}',
+            "values": "0+1000x10",
+        },
+        {
+            "series": f'nv_inference_queue_duration_us{{{labels},pod="a",model="m1",version="1"}}',
+            "values": "0+0x10",
+        },
+        {
+            "series": f'nv_inference_request_success{{{labels},pod="a",model="m1",version="1"}}',
+            "values": "0+0x10",
+        },
+        {
+            "series": f'nv_inference_queue_duration_us{{{labels},pod="a",model="m2",version="1"}}',
+            "values": "0+0x10",
+        },
+        {
+            "series": f'nv_inference_request_success{{{labels},pod="a",model="m2",version="1"}}',
+            "values": "0+0x10",
+        },
+        {
+            "series": f'nv_inference_queue_duration_us{{{labels},pod="b",model="m1",version="2"}}',
+            "values": "0+0x10",
+        },
+        {
+            "series": f'nv_inference_request_success{{{labels},pod="b",model="m1",version="2"}}',
+            "values": "0+0x10",
+        },
+    ]
+    test = {
+        "rule_files": ["rules.yaml"],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": series,
+                "promql_expr_test": [
+                    {
+                        "expr": "queue_us",
+                        "eval_time": "5m",
+                        "exp_samples": [
+                            {"labels": 'queue_us{pod="a"}', "value": 2000},
+                            {"labels": 'queue_us{pod="b"}', "value": 0},
+                        ],
+                    }
+                ],
+            }
+        ],
+    }
+    (tmp_path / "test.yaml").write_text(yaml.safe_dump(test))
+    done = subprocess.run(
+        [promtool, "test", "rules", "test.yaml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+# --- k8s/ is the chart, rendered --------------------------------------------------------
+
+
+def test_k8s_manifests_equal_a_fresh_render(k8s_tools: Path) -> None:
+    done = subprocess.run(
+        [str(REPO / "tools" / "render-k8s"), "--check"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("overlay", ["dev", "prod"])
+def test_kustomize_builds_each_overlay_into_the_chart(k8s_tools: Path, overlay: str) -> None:
+    built = subprocess.run(
+        [str(k8s_tools / "kubectl"), "kustomize", f"k8s/overlays/{overlay}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    chart = subprocess.run(
+        [str(REPO / "tools" / "render-k8s"), "--print", overlay],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+
+    def by_name(text: str) -> dict[tuple[str, str], Manifest]:
+        return {(o["kind"], o["metadata"]["name"]): o for o in yaml.safe_load_all(text) if o}
+
+    assert by_name(built.stdout) == by_name(chart.stdout)
+
+
+def test_image_requirement_sets_follow_the_lock() -> None:
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "images/lock.py", "--check"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    serving = (REPO / "images" / "serving.lock").read_text()
+    for training_only in ("torch==", "sentence-transformers==", "onnx==", "optuna=="):
+        assert f"\n{training_only}" not in serving
+    for needed in ("onnxruntime==", "faiss-cpu==", "tritonclient=="):
+        assert f"\n{needed}" in serving
