@@ -60,6 +60,8 @@ class TraceTargets:
     http_endpoint: str
     sampler: str = "parentbased_always_on"
     """Locally every request is traced; production samples (the chart's ratio)."""
+    sampler_arg: str | None = None
+    """``OTEL_TRACES_SAMPLER_ARG`` (a ratio sampler's ratio)."""
     schedule_delay_ms: int | None = 200
     """How often the batch span processor exports: locally soon, so that ``magpie trace``
     finds a request at once; None keeps the SDK's default (5 s), as in production."""
@@ -75,6 +77,8 @@ class TraceTargets:
             "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
             "OTEL_TRACES_SAMPLER": self.sampler,
         }
+        if self.sampler_arg is not None:
+            env["OTEL_TRACES_SAMPLER_ARG"] = self.sampler_arg
         if self.schedule_delay_ms is not None:
             env["OTEL_BSP_SCHEDULE_DELAY"] = str(self.schedule_delay_ms)
         return env
