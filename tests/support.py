@@ -93,3 +93,19 @@ def service_process(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+def run_magpie(env: Mapping[str, str], *argv: str, timeout: float = 300) -> str:
+    """``python -m magpie.platform.cli ARGV`` as a user runs it; its stdout, or fails the
+    test with its output."""
+    done = subprocess.run(
+        [sys.executable, "-m", "magpie.platform.cli", *argv],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -28,7 +27,7 @@ from services.feedback.config import RETRAIN_CHECK_SECONDS
 from tests.integration.e2e.clients import Clients
 from tests.integration.e2e.conftest import Platform
 from tests.integration.e2e.workers import all_runs, started, wait_for, worker_env
-from tests.support import REPO, free_port
+from tests.support import free_port, run_magpie
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
@@ -63,20 +62,6 @@ def _send_events(platform: Platform, count: int) -> None:
                 feedback_pb2.RecordEventsRequest(events=events[start : start + 500]), timeout=30
             )
             assert reply.rejected == 0
-
-
-def _magpie(env: dict[str, str], *argv: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "magpie.platform.cli", *argv],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
 
 
 def _stage_started(settings: Settings, run_id: str, stage: str) -> float:
@@ -164,7 +149,7 @@ async def test_the_threshold_starts_one_run_served_and_rolled_back_without_a_bad
                     "training progress",
                     worker,
                 )
-                status = _magpie(env, "retrain", "status", run.run_id)
+                status = run_magpie(env, "retrain", "status", run.run_id)
                 done = await asyncio.to_thread(
                     wait_for,
                     settings.database_url,
@@ -177,11 +162,11 @@ async def test_the_threshold_starts_one_run_served_and_rolled_back_without_a_bad
                 await clients.answered_by(done.version)  # served: the rollout finished
                 rolled_out = time.time()
                 rollback_started = time.monotonic()
-                rolled = _magpie(env, "model", "rollback", "--reason", "test")
+                rolled = run_magpie(env, "model", "rollback", "--reason", "test")
                 await clients.answered_by(champion)
                 rollback_seconds = time.monotonic() - rollback_started
                 rolled_back = time.time()
-            history = _magpie(env, "model", "history", "--limit", "2")
+            history = run_magpie(env, "model", "history", "--limit", "2")
     finally:
         platform.local.stop("feedback")
         platform.local.up(["feedback"])
@@ -226,7 +211,7 @@ def test_a_candidate_trained_on_shuffled_events_is_rejected_and_never_served(
     served = _aliases(settings)
     repository = Path(settings.model_repository) / settings.triton_model
     with started("worker", env, tmp_path) as worker:
-        _magpie(env, "retrain", "start", "--shuffle-events")
+        run_magpie(env, "retrain", "start", "--shuffle-events")
         done = wait_for(
             settings.database_url,
             lambda r: r.run_id not in before and r.status != "running",

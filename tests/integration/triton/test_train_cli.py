@@ -7,7 +7,6 @@ the training command to what the server loads.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from magpie.modelstore import registry
 from magpie.modelstore.client import infer_inputs, pad_candidates
 from magpie.modelstore.tritonserver import TritonServer
 from magpie.modelstore.validate import validate_bundle
-from tests.support import REPO
+from tests.support import run_magpie
 
 from .conftest import MODEL, free_ports, new_repository
 
@@ -45,20 +44,6 @@ TINY = {
 }
 
 
-def _magpie(env: dict[str, str], *argv: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "magpie.platform.cli", *argv],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
-
-
 def test_trained_bundle_is_registered_published_and_served(clean_db: str, tmp_path: Path) -> None:
     config = tmp_path / "tiny.json"
     config.write_text(json.dumps(TINY))
@@ -72,14 +57,14 @@ def test_trained_bundle_is_registered_published_and_served(clean_db: str, tmp_pa
         "MAGPIE_LOG_LEVEL": "WARNING",
     }
 
-    trained = _magpie(env, "train", "--dataset", "synthetic-tiny", "--config", str(config))
+    trained = run_magpie(env, "train", "--dataset", "synthetic-tiny", "--config", str(config))
     with psycopg2.connect(clean_db) as conn:
         (candidate,) = registry.list_versions(conn, "magpie")
     conn.close()
     validate_bundle(Path(candidate.artifact_uri))
     with TritonServer.start(repository, tmp_path, free_ports()) as server:
         env["MAGPIE_TRITON_ADDR"] = server.grpc_addr
-        promoted = _magpie(env, "model", "promote", str(candidate.version))
+        promoted = run_magpie(env, "model", "promote", str(candidate.version))
         client = grpcclient.InferenceServerClient(server.grpc_addr)
         ready = client.is_model_ready(MODEL, str(candidate.version))
         history = np.zeros((1, HISTORY_LEN), dtype=np.int64)
