@@ -11,7 +11,9 @@ Recommend, a manual trigger is sent and timed until the clients are answered by 
 version; each stage's duration comes from the run's stage attempts. Failed and degraded
 answers are counted from the publish stage's start to the moment the new version served
 (the swap), and a rollback is timed until the clients are answered by the old version
-again. Writes bench-results/retrain.json.
+again. When the gate rejects the run's candidate (never servable then), the cycle ends
+with the verdict, and the swap is measured with a version trained and promoted by hand.
+Writes bench-results/retrain.json.
 """
 
 from __future__ import annotations
@@ -153,12 +155,13 @@ def _publish_started(database_url: str, run_id: str) -> float:
 
 
 def _swap(
-    settings: Any, clients: Clients, run: Any, champion: int, served: float
+    settings: Any, clients: Clients, started: float, version: int, champion: int
 ) -> dict[str, Any]:
-    """Bad answers while the new version was loaded and switched to, then a rollback."""
+    """Bad answers from ``started`` (the publish began) until ``version`` served, then during
+    a rollback to ``champion``."""
     from magpie.modelstore.lifecycle import roll_back
 
-    started = _publish_started(settings.database_url, run.run_id)
+    served = clients.wait_for(version, 120)
     failed = sum(started <= t <= served for t in clients.failed_at)
     degraded = sum(started <= t <= served for t in clients.degraded_at)
     rollback_started = time.time()
@@ -167,6 +170,7 @@ def _swap(
     failed += sum(rollback_started <= t <= rolled_back for t in clients.failed_at)
     degraded += sum(rollback_started <= t <= rolled_back for t in clients.degraded_at)
     return {
+        "swap_seconds": round(served - started, 2),
         "failed_calls_during_swap": failed,
         "degraded_calls_during_swap": degraded,
         "rollback_seconds": round(rolled_back - rollback_started, 2),
@@ -175,6 +179,7 @@ def _swap(
 
 def _cycle(name: str, redis_db: int) -> dict[str, Any]:
     from magpie.learning.train import pipeline_config
+    from magpie.modelstore.lifecycle import roll_out, train_candidate
     from magpie.platform.demo import bootstrap, settings_for_cli, wait_for_version
     from magpie.platform.local import SERVICES, LocalPlatform, isolated_layout
     from magpie.retraining import runs
@@ -232,11 +237,20 @@ def _cycle(name: str, redis_db: int) -> dict[str, Any]:
                 swap: dict[str, Any] = {}
                 if run.status == "succeeded":
                     assert run.version is not None
-                    served = clients.wait_for(run.version, 120)
-                    swap = _swap(settings, clients, run, champion, served)
-                    ended = served
+                    ended = clients.wait_for(run.version, 120)
+                    started = _publish_started(database_url, run.run_id)
+                    swap = {"swap": "promoted by the run"}
+                    swap |= _swap(settings, clients, started, run.version, champion)
                 else:  # rejected by the gate (or failed): the cycle ends with the verdict
                     ended = run.finished_at.timestamp()
+                if run.status == "rejected":
+                    # A rejected version is never servable: the swap is measured with a
+                    # version trained by hand (`magpie train` + `magpie model promote`).
+                    manual = train_candidate(settings, dataset, pipeline_config(CHAMPION_PIPELINE))
+                    started = time.time()
+                    roll_out(settings, manual.version, "manual", reason=f"{BENCH}: the swap")
+                    swap = {"swap": "a version trained by hand, promoted by hand"}
+                    swap |= _swap(settings, clients, started, manual.version, champion)
             stage_seconds = _stage_seconds(database_url, run.run_id)
         finally:
             local.down()
@@ -270,8 +284,12 @@ def main() -> None:
         "ml100k_seconds": cycles.get("ml100k", {}).get("seconds"),
         "events_1m_seconds": cycles.get("events_1m", {}).get("seconds"),
         "stage_seconds": stages,
-        "failed_calls_during_swap": sum(c["failed_calls_during_swap"] for c in swaps),
-        "degraded_calls_during_swap": sum(c["degraded_calls_during_swap"] for c in swaps),
+        "failed_calls_during_swap": (
+            sum(c["failed_calls_during_swap"] for c in swaps) if swaps else None
+        ),
+        "degraded_calls_during_swap": (
+            sum(c["degraded_calls_during_swap"] for c in swaps) if swaps else None
+        ),
         "rollback_seconds": max((c["rollback_seconds"] for c in swaps), default=None),
         "cycles": cycles,
         "run_pipeline": RUN_PIPELINE,
@@ -280,8 +298,10 @@ def main() -> None:
             "(CHAMPION_PIPELINE) rolled out, the worker started; two clients loop on "
             "Recommend (0.1 s pause each). Cycle = manual trigger sent -> first answer by the "
             "new version (or, when the gate rejects it, -> the verdict). Swap window = publish "
-            "stage start -> 10 answers by the new version, "
-            "plus rollback sent -> 10 answers by the old version."
+            "stage start (when the gate rejected the run's candidate, which is then never "
+            "servable: a version trained by hand with CHAMPION_PIPELINE, promoted as `magpie "
+            "model promote` does) -> 10 answers by the new version, plus rollback sent -> 10 "
+            "answers by the old version."
         ),
     }
     header = ("data set", "cycle s", "failed", "degraded", "rollback s")
