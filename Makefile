@@ -3,12 +3,15 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+PIP_VERSION := 26.3
+PIP_AUDIT_VERSION := 2.10.1
+AUDIT_VENV := $(VENV)/audit
 
-.PHONY: up down test unit check lint typecheck imports protos services clean
+.PHONY: up down test unit check lint typecheck imports protos services audit clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet pip==$(PIP_VERSION)
 	$(BIN)/pip install --quiet --require-hashes -r requirements.lock
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
@@ -46,6 +49,21 @@ imports: $(STAMP)
 ## Regenerate protos/gen from protos/magpie/v1.
 protos: $(STAMP)
 	PATH=$(abspath $(BIN)):$$PATH tools/gen-protos
+
+## Known vulnerabilities of every package in requirements.lock, from PyPI's advisory
+## records (--disable-pip: the lock is read as it is, nothing is installed; --strict: a
+## package that could not be checked fails the audit instead of passing unchecked).
+## These machines' package index serves no vulnerability records, so here every package
+## fails as unchecked: run it where pypi.org is reachable. pip-audit gets a venv of its own
+## under $(VENV): not in the lock, not in the services' venv, not in CI.
+audit: $(AUDIT_VENV)/.pip-audit-$(PIP_AUDIT_VERSION)
+	$(AUDIT_VENV)/bin/pip-audit --requirement requirements.lock --require-hashes --disable-pip \
+		--strict --progress-spinner off
+
+$(AUDIT_VENV)/.pip-audit-$(PIP_AUDIT_VERSION):
+	$(PYTHON) -m venv $(AUDIT_VENV)
+	$(AUDIT_VENV)/bin/pip install --quiet pip-audit==$(PIP_AUDIT_VERSION)
+	touch $@
 
 ## Start the machine's PostgreSQL, Redis and RabbitMQ when they are down (CI).
 services:

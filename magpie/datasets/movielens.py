@@ -4,11 +4,14 @@ The wheel carries the data set as RecBole atomic files (tab-separated, header
 ``field:type``). We download the wheel once with pip into a cache directory
 (``$MAGPIE_DATA_DIR`` or ``~/.cache/magpie``) and read the files straight from
 the zip; RecBole itself is never installed. The license forbids redistribution,
-so the files never enter the repository.
+so the files never enter the repository. The wheel's SHA-256 is recorded here and checked
+before anything is read out of it, cached or just downloaded: a wheel that differs (a
+tampered index or cache) is refused.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import subprocess
@@ -18,11 +21,21 @@ from pathlib import Path
 
 from magpie.datasets.schema import Dataset, EventKind, Interaction, Item, User
 
-__all__ = ["RECBOLE_VERSION", "data_dir", "load_movielens_100k", "parse_atomic", "wheel_path"]
+__all__ = [
+    "RECBOLE_SHA256",
+    "RECBOLE_VERSION",
+    "WheelHashMismatch",
+    "data_dir",
+    "load_movielens_100k",
+    "parse_atomic",
+    "wheel_path",
+]
 
 logger = logging.getLogger(__name__)
 
 RECBOLE_VERSION = "1.2.1"
+RECBOLE_SHA256 = "9c9948202011f37eb0a7c6768129313f00d6403ad221ec940d5e2d5d5f33a407"
+"""SHA-256 of recbole-1.2.1-py3-none-any.whl as PyPI serves it."""
 _MEMBER = "recbole/dataset_example/ml-100k/ml-100k.{}"
 _AGE_BANDS = ((18, "under_18"), (25, "18_24"), (35, "25_34"), (45, "35_44"), (55, "45_54"))
 _GENDERS = {"M": "male", "F": "female"}
@@ -33,8 +46,22 @@ def data_dir() -> Path:
     return Path(os.environ.get("MAGPIE_DATA_DIR") or Path.home() / ".cache" / "magpie")
 
 
+class WheelHashMismatch(RuntimeError):
+    """The RecBole wheel is not the one whose SHA-256 is recorded: nothing is read from it."""
+
+
+def _verify(wheel: Path) -> None:
+    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    if digest != RECBOLE_SHA256:
+        raise WheelHashMismatch(
+            f"{wheel} has SHA-256 {digest}, but recbole=={RECBOLE_VERSION} has "
+            f"{RECBOLE_SHA256}: refusing to read it (delete the file to download it again)"
+        )
+
+
 def wheel_path(cache_dir: Path | None = None) -> Path:
-    """The RecBole wheel in the cache, downloaded with pip when it is not there yet."""
+    """The RecBole wheel in the cache, downloaded with pip when it is not there yet, and
+    checked against :data:`RECBOLE_SHA256` (:class:`WheelHashMismatch` when it differs)."""
     directory = cache_dir or data_dir()
     wheel = directory / f"recbole-{RECBOLE_VERSION}-py3-none-any.whl"
     if not wheel.exists():
@@ -47,6 +74,7 @@ def wheel_path(cache_dir: Path | None = None) -> Path:
             ],
             check=True,
         )
+    _verify(wheel)
     return wheel
 
 
