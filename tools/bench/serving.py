@@ -34,10 +34,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from magpie.runtime.units import SECONDS_PER_DAY
+from tools.bench._load import Outcome, Recommender, open_loop, start_times
+from tools.bench._platform import cpu_seconds, trained_platform, with_descendants
 from tools.bench._report import percentiles, write_report
 
-REQUEST_TIMEOUT = 2.0
 _WARMUP = 5
 
 
@@ -53,71 +53,11 @@ async def _timed(call: Callable[[], Awaitable[Any]], repeat: int) -> float:
     return round(float(np.median(samples)), 2)
 
 
-def _stat_fields(pid: int | str) -> list[str]:
-    """The fields of /proc/PID/stat after the command name (field 3 onwards); OSError
-    when the process is gone."""
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-
-
-def _cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU seconds the processes have used so far (Linux /proc)."""
-    total = 0
-    for pid in pids:
-        try:
-            fields = _stat_fields(pid)
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
-    return total / os.sysconf("SC_CLK_TCK")
-
-
 def _machine_busy_idle() -> tuple[int, int]:
     """Busy and idle CPU ticks of the whole machine so far (/proc/stat)."""
     ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     idle = ticks[3] + ticks[4]  # idle, iowait
     return sum(ticks[:8]) - idle, idle
-
-
-def _with_descendants(pid: int) -> list[int]:
-    """``pid`` and every process below it (Triton's Python-backend stubs)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parent = int(_stat_fields(entry.name)[1])  # ppid (field 4)
-            except OSError:
-                continue
-            children.setdefault(parent, []).append(int(entry.name))
-    found, queue = [], [pid]
-    while queue:
-        current = queue.pop()
-        found.append(current)
-        queue.extend(children.get(current, []))
-    return found
-
-
-_Outcome = tuple[float | None, bool]
-"""One request under load: its latency in ms (None when it failed) and whether it was
-answered degraded."""
-
-
-@dataclasses.dataclass(frozen=True)
-class _Recommender:
-    """Issues one Recommend call and records its outcome."""
-
-    stub: Any  # ranking_pb2_grpc.RankingServiceStub
-    request: Callable[..., Any]  # ranking_pb2.RecommendRequest
-    rpc_error: type[Exception]  # grpc.aio.AioRpcError
-
-    async def __call__(self, user_id: str) -> _Outcome:
-        started = time.perf_counter()
-        try:
-            reply = await self.stub.Recommend(
-                self.request(user_id=user_id, k=10), timeout=REQUEST_TIMEOUT
-            )
-        except self.rpc_error:
-            return None, False
-        return (time.perf_counter() - started) * 1000, bool(reply.degradations)
 
 
 def _ranker_inputs(job: dict[str, Any]) -> tuple[NDArray[Any], ...]:
@@ -179,57 +119,33 @@ async def _health_baseline(
     from grpc_health.v1 import health_pb2
 
     own_pid = [os.getpid()]
-    server_cpu, client_cpu = _cpu_seconds(ranking_pids), _cpu_seconds(own_pid)
+    server_cpu, client_cpu = cpu_seconds(ranking_pids), cpu_seconds(own_pid)
     p50 = await _timed(lambda: health.Check(health_pb2.HealthCheckRequest()), repeat)
     calls = repeat + _WARMUP
     cpu_us = {
-        "server": round((_cpu_seconds(ranking_pids) - server_cpu) * 1e6 / calls),
-        "client": round((_cpu_seconds(own_pid) - client_cpu) * 1e6 / calls),
+        "server": round((cpu_seconds(ranking_pids) - server_cpu) * 1e6 / calls),
+        "client": round((cpu_seconds(own_pid) - client_cpu) * 1e6 / calls),
     }
     return p50, cpu_us
-
-
-def _start_times(rps: float, seconds: float) -> list[float]:
-    """Open-loop schedule: when each request starts, in seconds from the level's start."""
-    return [n / rps for n in range(int(rps * seconds))]
-
-
-async def _open_loop(
-    starts: list[float],
-    recommend: Callable[[str], Coroutine[Any, Any, _Outcome]],
-    pick_user: Callable[[], str],
-) -> tuple[list[_Outcome], float]:
-    """Start one request at each of ``starts`` whatever the latency; the outcomes, and the
-    seconds from the first start until the last request finished."""
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    tasks = []
-    for offset in starts:
-        delay = start + offset - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(recommend(pick_user())))
-    outcomes = await asyncio.gather(*tasks)
-    return outcomes, loop.time() - start
 
 
 async def _run_level(
     rps: float,
     seconds: float,
-    recommend: Callable[[str], Coroutine[Any, Any, _Outcome]],
+    recommend: Callable[[str], Coroutine[Any, Any, Outcome]],
     pick_user: Callable[[], str],
     processes: dict[str, list[int]],
 ) -> dict[str, Any]:
     """One offered rate for ``seconds``, with the CPU each process and the machine used."""
-    starts = _start_times(rps, seconds)
+    starts = start_times(rps, seconds)
     total = len(starts)
-    cpu_before = {name: _cpu_seconds(pids) for name, pids in processes.items()}
+    cpu_before = {name: cpu_seconds(pids) for name, pids in processes.items()}
     busy_before, idle_before = _machine_busy_idle()
-    outcomes, elapsed = await _open_loop(starts, recommend, pick_user)
+    outcomes, elapsed = await open_loop(starts, lambda: recommend(pick_user()))
     busy_after, idle_after = _machine_busy_idle()
     busy, idle = busy_after - busy_before, idle_after - idle_before
     cpu_ms = {
-        name: round((_cpu_seconds(pids) - cpu_before[name]) * 1000 / total, 2)
+        name: round((cpu_seconds(pids) - cpu_before[name]) * 1000 / total, 2)
         for name, pids in processes.items()
     }
     return _summarise_level(rps, outcomes, elapsed, cpu_ms, busy / max(busy + idle, 1))
@@ -237,7 +153,7 @@ async def _run_level(
 
 def _summarise_level(
     rps: float,
-    outcomes: list[_Outcome],
+    outcomes: list[Outcome],
     elapsed: float,
     cpu_ms: dict[str, float],
     busy_share: float,
@@ -290,7 +206,7 @@ async def _generate(job: dict[str, Any]) -> dict[str, Any]:
         job["hop_repeat"],
     )
 
-    recommend = _Recommender(ranking, ranking_pb2.RecommendRequest, grpc.aio.AioRpcError)
+    recommend = Recommender(ranking, ranking_pb2.RecommendRequest, grpc.aio.AioRpcError)
     processes: dict[str, list[int]] = {**job["processes"], "load generator": [os.getpid()]}
     levels = []
     for rps in job["levels"]:
@@ -313,62 +229,41 @@ async def _generate(job: dict[str, Any]) -> dict[str, Any]:
 
 def _platform_run(args: argparse.Namespace) -> dict[str, Any]:
     from magpie.datasets import synthetic
-    from magpie.platform.demo import DEMO_PIPELINE, bootstrap, settings_for_cli, wait_for_version
-    from magpie.platform.local import SERVICES, LocalPlatform, isolated_layout
-    from magpie.runtime import schema
+    from magpie.platform.demo import demo_world
+    from magpie.platform.local import SERVICES
 
-    admin = "postgresql://postgres@127.0.0.1:5432/postgres"
+    world = dataclasses.replace(demo_world(args.products, args.users, args.events), name="bench")
+    dataset = synthetic.generate(world)
     with (
         tempfile.TemporaryDirectory(prefix="magpie-serving-") as state,
-        # created and migrated by LocalPlatform.up, as `magpie up` does
-        schema.throwaway_database(admin, "magpie_bench", migrate=False) as database_url,
+        trained_platform(
+            Path(state), dataset, settings={"MAGPIE_LOG_LEVEL": "WARNING"}
+        ) as platform,
     ):
-        local = LocalPlatform(
-            isolated_layout(Path(state)),
-            database_url=database_url,
-            settings={"MAGPIE_LOG_LEVEL": "WARNING"},
+        local, settings, version = platform.local, platform.settings, platform.version
+        bundle = Path(settings.artifact_dir) / str(version)
+        vocab = len(json.loads((bundle / "vocab.json").read_text())["item_ids"])
+        job = {
+            "bundle": str(bundle),
+            "addresses": {n: local.layout.address(n) for n in SERVICES},
+            "triton": settings.triton_addr,
+            "triton_model": settings.triton_model,
+            "version": str(version),
+            "vocab": vocab + 2,
+            "users": [u.user_id for u in dataset.users],
+            "levels": args.levels,
+            "seconds": args.seconds,
+            "hop_repeat": args.hop_repeat,
+            "processes": {n: with_descendants(pid) for n, pid in local.running().items()},
+        }
+        generator = subprocess.run(
+            [sys.executable, "-m", "tools.bench.serving", "--generate"],
+            input=json.dumps(job),
+            capture_output=True,
+            text=True,
+            check=True,
         )
-        try:
-            local.up(list(SERVICES))
-            settings = settings_for_cli(local.service_settings())
-            end = (time.time() // SECONDS_PER_DAY) * SECONDS_PER_DAY
-            world = dataclasses.replace(
-                synthetic.PRESETS["small"],
-                n_products=args.products,
-                n_users=args.users,
-                n_events=args.events,
-                start=end - 90 * SECONDS_PER_DAY,
-                end=end,
-                name="bench",
-            )
-            dataset = synthetic.generate(world)
-            version = bootstrap(settings, dataset, DEMO_PIPELINE, progress=False)
-            wait_for_version(settings, version, timeout=60)
-            bundle = Path(settings.artifact_dir) / str(version)
-            vocab = len(json.loads((bundle / "vocab.json").read_text())["item_ids"])
-            job = {
-                "bundle": str(bundle),
-                "addresses": {n: local.layout.address(n) for n in SERVICES},
-                "triton": settings.triton_addr,
-                "triton_model": settings.triton_model,
-                "version": str(version),
-                "vocab": vocab + 2,
-                "users": [u.user_id for u in dataset.users],
-                "levels": args.levels,
-                "seconds": args.seconds,
-                "hop_repeat": args.hop_repeat,
-                "processes": {n: _with_descendants(pid) for n, pid in local.running().items()},
-            }
-            generator = subprocess.run(
-                [sys.executable, "-m", "tools.bench.serving", "--generate"],
-                input=json.dumps(job),
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            result: dict[str, Any] = json.loads(generator.stdout)
-        finally:
-            local.down()
+        result: dict[str, Any] = json.loads(generator.stdout)
     result["world"] = {"products": args.products, "users": args.users, "events": args.events}
     result["candidates"] = 500
     result["load_generator"] = "separate process, open loop, one grpc.aio channel"

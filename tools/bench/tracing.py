@@ -33,9 +33,9 @@ import numpy as np
 
 from magpie.platform.traces import TraceTargets, read_spans
 from magpie.v1 import ranking_pb2, ranking_pb2_grpc
+from tools.bench._platform import trained_platform
 from tools.bench._report import percentiles, write_report
 
-ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 CHART_SAMPLER, CHART_RATIO = "parentbased_traceidratio", 0.1
 """What the Helm chart sets (helm/magpie values telemetry.sampleRatio)."""
 WARMUP_CALLS = 50
@@ -109,71 +109,57 @@ def _receiver(out: Path) -> Iterator[TraceTargets]:
 
 def _run(args: argparse.Namespace) -> dict[str, Any]:
     from magpie.datasets import synthetic
-    from magpie.platform.demo import (
-        DEMO_PIPELINE,
-        bootstrap,
-        demo_world,
-        settings_for_cli,
-        wait_for_version,
-    )
-    from magpie.platform.local import SERVICES, LocalPlatform, isolated_layout
-    from magpie.runtime import schema
+    from magpie.platform.demo import demo_world, wait_for_version
+    from magpie.platform.local import SERVICES
 
+    world = synthetic.generate(demo_world())
     with (
         tempfile.TemporaryDirectory(prefix="magpie-tracing-") as state,
-        schema.throwaway_database(ADMIN_URL, "magpie_bench", migrate=False) as database_url,
         _receiver(Path(state) / "spans.jsonl") as targets,
-    ):
-        local = LocalPlatform(
-            isolated_layout(Path(state)),
-            database_url=database_url,
-            tracing=targets,
+        trained_platform(
+            Path(state),
+            world,
             settings={"MAGPIE_LOG_LEVEL": "WARNING", "MAGPIE_RETRAIN_EVENT_THRESHOLD": "0"},
-        )
-        try:
+            tracing=targets,
+        ) as platform,
+    ):
+        local, settings, version = platform.local, platform.settings, platform.version
+        users = [u.user_id for u in world.users]
+        _warm_caches(settings.ranking_addr, users)
+        modes = {
+            "on": targets,
+            "chart": dataclasses.replace(
+                targets, sampler=CHART_SAMPLER, sampler_arg=str(CHART_RATIO)
+            ),
+            "off": None,
+        }
+        samples: dict[str, list[float]] = {mode: [] for mode in modes}
+        traced_ids: list[str] = []
+        for block in range(args.blocks):
+            mode = list(modes)[block % len(modes)]
+            for name in SERVICES:
+                local.stop(name)
+            local.tracing = modes[mode]
             local.up(list(SERVICES))
-            settings = settings_for_cli(local.service_settings())
-            world = synthetic.generate(demo_world())
-            version = bootstrap(settings, world, DEMO_PIPELINE, progress=False)
             wait_for_version(settings, version, timeout=60)
-            users = [u.user_id for u in world.users]
-            _warm_caches(settings.ranking_addr, users)
-            modes = {
-                "on": targets,
-                "chart": dataclasses.replace(
-                    targets, sampler=CHART_SAMPLER, sampler_arg=str(CHART_RATIO)
-                ),
-                "off": None,
-            }
-            samples: dict[str, list[float]] = {mode: [] for mode in modes}
-            traced_ids: list[str] = []
-            for block in range(args.blocks):
-                mode = list(modes)[block % len(modes)]
-                for name in SERVICES:
-                    local.stop(name)
-                local.tracing = modes[mode]
-                local.up(list(SERVICES))
-                wait_for_version(settings, version, timeout=60)
-                latencies, ids = _block(settings.ranking_addr, users, args.seconds)
-                samples[mode] += latencies
-                if mode == "on":
-                    traced_ids += ids
-                print(
-                    f"block {block} tracing {mode}: {len(latencies)} calls, "
-                    f"p50 {np.median(latencies):.2f} ms",
-                    flush=True,
-                )
-            time.sleep(7.0)  # the last batches of spans (exported every 5 s)
-            spans = read_spans(Path(state) / "spans.jsonl")
-            per_trace = Counter(span.trace_id for span in spans)
-            roots = {
-                span.attributes.get("magpie.recommendation.id"): span.trace_id
-                for span in spans
-                if not span.parent_span_id
-            }
-            counts = [per_trace[roots[i]] for i in traced_ids if i in roots]
-        finally:
-            local.down()
+            latencies, ids = _block(settings.ranking_addr, users, args.seconds)
+            samples[mode] += latencies
+            if mode == "on":
+                traced_ids += ids
+            print(
+                f"block {block} tracing {mode}: {len(latencies)} calls, "
+                f"p50 {np.median(latencies):.2f} ms",
+                flush=True,
+            )
+        time.sleep(7.0)  # the last batches of spans (exported every 5 s)
+        spans = read_spans(Path(state) / "spans.jsonl")
+        per_trace = Counter(span.trace_id for span in spans)
+        roots = {
+            span.attributes.get("magpie.recommendation.id"): span.trace_id
+            for span in spans
+            if not span.parent_span_id
+        }
+        counts = [per_trace[roots[i]] for i in traced_ids if i in roots]
     on, off = percentiles(samples["on"], (50, 99)), percentiles(samples["off"], (50, 99))
     chart = percentiles(samples["chart"], (50, 99))
     return {
