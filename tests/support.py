@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -109,3 +110,35 @@ def run_magpie(env: Mapping[str, str], *argv: str, timeout: float = 300) -> str:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
+
+
+def write_tokens(path: Path, roles: Mapping[str, str]) -> dict[str, str]:
+    """Writes a tokens file accepting a caller per `roles` entry (name -> role); returns
+    each caller's token."""
+    from magpie.runtime.auth import new_token
+
+    tokens, entries = {}, {}
+    for name, role in roles.items():
+        tokens[name], entry = new_token(name, role)
+        entries.update(entry)
+    staged = path.with_suffix(".new")
+    staged.write_text(json.dumps(entries))
+    staged.replace(path)  # at once, as a Secret update
+    return tokens
+
+
+def redis_server_command(port: int, directory: Path | None = None) -> list[str]:
+    """A private ``redis-server`` on loopback, without persistence (its files, if any, in
+    `directory`)."""
+    command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1"]
+    command += ["--save", "", "--appendonly", "no"]
+    return command + (["--dir", str(directory)] if directory is not None else [])
+
+
+async def code_of(call: object) -> grpc.StatusCode:
+    """The status code a gRPC call (an awaitable) ends with."""
+    try:
+        await call  # type: ignore[misc]
+    except grpc.aio.AioRpcError as error:
+        return error.code()
+    return grpc.StatusCode.OK

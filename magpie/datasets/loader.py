@@ -21,6 +21,7 @@ import grpc
 from tqdm import tqdm
 
 from magpie.datasets.schema import Dataset, EventKind, Interaction, Item, User
+from magpie.runtime.telemetry import hashed_user
 from magpie.runtime.units import (
     MAX_MESSAGE_BYTES,
     MICROS_PER_SECOND,
@@ -193,7 +194,9 @@ class Loader:
                     profiles=[profile_from(user) for user in chunk]
                 )
                 reply = self._profiles.UpsertProfiles(request, timeout=CALL_TIMEOUT_SECONDS)
-                self._count_failures([(r.user_id, r.ok, r.error) for r in reply.results])
+                self._count_failures(  # never a raw user id in a log
+                    [(f"user {hashed_user(r.user_id)}", r.ok, r.error) for r in reply.results]
+                )
                 self.report.users += sum(r.ok for r in reply.results)
                 bar.update(len(chunk))
 

@@ -1,7 +1,9 @@
 """Reads what the platform has stored (catalog, users, events) back as a `Dataset`.
 
 This is what retraining learns from: the same rows the services serve, read
-in one pass in (user, time, arrival) order.
+in one pass in (user, time, arrival) order, less the events (and attributes) of
+users who refused analytics use of their events (magpie.v1.Consent.analytics
+false; consent not stated is no refusal).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import psycopg2
 from magpie.datasets.schema import Dataset, EventKind, Interaction, Item, User
 from magpie.runtime.units import NANOS_PER_UNIT
 
-__all__ = ["POSITIVE_KINDS", "read_dataset"]
+__all__ = ["ANALYTICS_ALLOWED", "POSITIVE_KINDS", "read_dataset"]
 
 _KIND_BY_NUMBER = {
     1: EventKind.IMPRESSION,
@@ -34,6 +36,11 @@ _AGE_BANDS = {
     7: "65_plus",
 }
 _GENDERS = {1: "female", 2: "male", 3: "other"}
+
+ANALYTICS_ALLOWED = """NOT EXISTS (
+    SELECT 1 FROM users AS refused
+    WHERE refused.user_id = events.user_id AND refused.consent_analytics IS FALSE)"""
+"""SQL condition on a row of `events`: its user has not refused analytics use of events."""
 
 POSITIVE_KINDS = frozenset(
     {EventKind.CLICK, EventKind.ADD_TO_CART, EventKind.PURCHASE, EventKind.RATING}
@@ -79,17 +86,21 @@ def read_dataset(
                 """
             )
             items = [_item(row) for row in cur.fetchall()]
-            cur.execute("SELECT user_id, age_band, gender, region, segments FROM users")
+            cur.execute(
+                "SELECT user_id, age_band, gender, region, segments FROM users"
+                " WHERE consent_analytics IS NOT FALSE"
+            )
             users = [
                 User(uid, _AGE_BANDS.get(age, ""), _GENDERS.get(gender, ""), region, tuple(seg))
                 for uid, age, gender, region, seg in cur.fetchall()
             ]
             cur.execute(
-                """
+                f"""
                 SELECT user_id, product_id, event_type, extract(epoch FROM occurred_at),
                        rating, session_id
                 FROM events
                 WHERE event_type = ANY(%s) AND (%s::bigint IS NULL OR seq <= %s::bigint)
+                  AND {ANALYTICS_ALLOWED}
                 ORDER BY user_id, occurred_at, seq
                 """,
                 (sorted(_NUMBER_BY_KIND[k] for k in kinds), through_seq, through_seq),

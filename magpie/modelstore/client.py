@@ -5,12 +5,20 @@ One call scores one user's candidates. The candidate list is padded with ``PAD_I
 multiple of ``CANDIDATE_BUCKET`` so concurrent requests share a shape and Triton's
 dynamic batcher can merge them (see :mod:`magpie.modelstore.triton_repo`); the padding
 scores are dropped before returning.
+
+Failures follow :func:`magpie.runtime.breaker.dependency_error`: Triton's own faults
+(down, overloaded, its queue timeout, longer than the client's budget, and an answer
+that is no usable score per candidate) are `DependencyDown`; the caller's deadline
+running out first is `DeadlineExceeded`. Each request also carries its time budget to
+Triton, whose queue policy (:mod:`magpie.modelstore.triton_repo`) then drops it rather
+than score it for a caller that has given up.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import grpc
 import numpy as np
 import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as aioclient
@@ -28,7 +36,7 @@ from magpie.contract.signature import (
     SCORES,
 )
 from magpie.modelstore.triton_repo import CANDIDATE_BUCKET
-from magpie.runtime.errors import DeadlineExceeded, Unavailable
+from magpie.runtime.breaker import DependencyDown, dependency_error
 from magpie.runtime.telemetry import ATTR
 
 __all__ = ["RankerClient", "infer_inputs", "pad_candidates"]
@@ -78,11 +86,37 @@ def infer_inputs(
     return inputs
 
 
+_MICROS = 1_000_000
+
+
+def _code(error: InferenceServerException) -> grpc.StatusCode | None:
+    """The gRPC status of a failed call (tritonclient keeps it as "StatusCode.NAME")."""
+    name = str(error.status() or "").removeprefix("StatusCode.")
+    return grpc.StatusCode.__members__.get(name)
+
+
+def _scores(result: Any, shape: tuple[int, ...]) -> NDArray[Any]:
+    """The answer's ``SCORES``, which must be floats of the padded candidates' ``shape``;
+    `DependencyDown` otherwise (missing, empty or misshapen: a broken model or backend)."""
+    try:
+        scores: NDArray[Any] | None = result.as_numpy(SCORES)
+    except ValueError as error:  # raw bytes that do not fill the announced shape
+        raise DependencyDown(f"ranker answered unreadable scores: {error}") from error
+    if scores is None:
+        raise DependencyDown(f"ranker answered no {SCORES!r} output")
+    if scores.shape != shape or scores.dtype.kind != "f":
+        raise DependencyDown(
+            f"ranker answered {scores.dtype} scores of shape {scores.shape}, not float {shape}"
+        )
+    return scores
+
+
 class RankerClient:
     """Async client of the ranker model on Triton's gRPC endpoint.
 
-    ``score`` raises ``DeadlineExceeded`` after ``timeout`` seconds and ``Unavailable``
-    when Triton fails; the ranking service falls back to retrieval order on either.
+    ``score`` raises ``DependencyDown`` (an ``Unavailable``) when Triton fails or takes
+    longer than ``timeout`` seconds, ``DeadlineExceeded`` when the caller's shorter
+    deadline ran out first; the ranking service falls back to retrieval order on either.
     """
 
     def __init__(self, triton_addr: str, model: str, timeout: float) -> None:
@@ -107,6 +141,7 @@ class RankerClient:
         whose vocabulary built the ids (the newest loaded when empty); ``timeout``
         shortens the client's own bound (the caller's deadline).
         """
+        budget_bound = timeout is None or self._timeout <= timeout
         timeout = self._timeout if timeout is None else min(timeout, self._timeout)
         count = candidate_ids.shape[1]
         ids, features = pad_candidates(candidate_ids, candidate_features)
@@ -125,16 +160,22 @@ class RankerClient:
                     inputs,
                     model_version=version,
                     outputs=[grpcclient.InferRequestedOutput(SCORES)],
+                    timeout=max(int(timeout * _MICROS), 1),  # then Triton's queue drops it
                     client_timeout=timeout,
                     headers=headers or None,
                 )
             except InferenceServerException as error:
-                if "Deadline" in str(error.status()):
-                    raise DeadlineExceeded(f"ranker took longer than {timeout}s") from error
-                raise Unavailable(f"ranker inference failed: {error.message()}") from error
-        scores = result.as_numpy(SCORES)
+                raise dependency_error(
+                    "ranker", _code(error), str(error.message()), budget_bound=budget_bound
+                ) from error
+        scores = _scores(result, ids.shape)[:, :count]
+        if not np.isfinite(scores).all():
+            raise DependencyDown(
+                f"ranker answered {np.count_nonzero(~np.isfinite(scores))} "
+                "scores that are NaN or infinite"
+            )
         version = str(result.get_response().model_version)
-        return scores[:, :count], version
+        return scores, version
 
     async def close(self) -> None:
         await self._client.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -24,6 +25,7 @@ from magpie.platform.local import (
 from magpie.retraining import cli as retraining_cli
 from magpie.retraining import tune as tune_cli
 from magpie.runtime import schema
+from magpie.runtime.auth import Role, new_token
 from magpie.runtime.logs import configure_logging
 from magpie.runtime.settings import ENV_PREFIX, load_settings
 
@@ -95,6 +97,14 @@ def _serve(args: argparse.Namespace) -> int:
     os.execv(sys.executable, [sys.executable, "-m", f"services.{args.service}"])
 
 
+def _token(args: argparse.Namespace) -> int:
+    """Prints a new caller token, and its entry for the services' tokens file (JSON)."""
+    token, entry = new_token(args.name, args.role)
+    print(f"token (give it to the caller, e.g. as a Secret): {token}")
+    print(f"entry (merge it into the tokens file): {json.dumps(entry)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="magpie", description=__doc__)
     parser.add_argument(
@@ -134,6 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
     trace.add_argument("id", help="a trace id, or a recommendation_id from a Recommend answer")
     trace.add_argument("--state-dir", default=".magpie")
     trace.set_defaults(handler=_trace)
+
+    token = commands.add_parser("token", help="a new caller token and its tokens-file entry")
+    token.add_argument("name", help="the caller, e.g. storefront; it scopes its event ids")
+    token.add_argument("role", choices=[r.name.lower() for r in Role])
+    token.set_defaults(handler=_token)
 
     serve = commands.add_parser("serve", help="run one service in the foreground")
     serve.add_argument("service", choices=list(SERVICES))

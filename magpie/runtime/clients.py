@@ -1,32 +1,45 @@
-"""Channels to other Magpie services, with the deadline and the trace carried on every call."""
+"""Channels to other Magpie services: the deadline, the trace and this process's token
+carried on every call, over TLS when the process has a certificate."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import grpc
 
+from magpie.runtime.auth import PresentToken
 from magpie.runtime.deadline import DeadlinePropagation
 from magpie.runtime.settings import Settings
 from magpie.runtime.telemetry import tracing_enabled
+from magpie.runtime.tls import ReloadingChannel, tls_enabled
 from magpie.runtime.units import MAX_MESSAGE_BYTES
 
 __all__ = ["open_channel"]
 
 
 def open_channel(address: str, settings: Settings) -> grpc.aio.Channel:
-    """A channel whose calls carry the incoming deadline (and, with tracing on, the trace
-    context: a client span per call, its ``traceparent`` in the metadata)."""
+    """A channel whose calls carry the incoming deadline, the process's token (with
+    ``auth_token_file``) and, with tracing on, the trace context (a client span per call,
+    its ``traceparent`` in the metadata); TLS with ``tls_cert_file``."""
     interceptors: list[Any] = [DeadlinePropagation(settings.default_deadline_seconds)]
+    if settings.auth_token_file:
+        interceptors.append(PresentToken(settings.auth_token_file))
     if tracing_enabled():
         from opentelemetry.instrumentation.grpc import aio_client_interceptors
 
         interceptors += aio_client_interceptors()  # type: ignore[no-untyped-call]
-    return grpc.aio.insecure_channel(
-        address,
-        interceptors=interceptors,
-        options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.keepalive_time_ms", 30_000),
-        ],
+    options = [
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.keepalive_time_ms", 30_000),
+    ]
+    if not tls_enabled(settings):
+        return grpc.aio.insecure_channel(address, interceptors=interceptors, options=options)
+    return cast(
+        grpc.aio.Channel,
+        ReloadingChannel(
+            settings,
+            lambda credentials: grpc.aio.secure_channel(
+                address, credentials, interceptors=interceptors, options=options
+            ),
+        ),
     )

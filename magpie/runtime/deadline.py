@@ -16,7 +16,12 @@ import grpc
 
 from magpie.runtime.errors import DeadlineExceeded
 
-__all__ = ["DeadlinePropagation", "remaining_seconds", "set_deadline_from"]
+__all__ = [
+    "CallDetailsInterceptor",
+    "DeadlinePropagation",
+    "remaining_seconds",
+    "set_deadline_from",
+]
 
 _deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
     "magpie_deadline", default=None
@@ -43,20 +48,17 @@ def _timeout_for(requested: float | None, default: float) -> float:
     return left if requested is None else min(requested, left)
 
 
-class DeadlinePropagation(
+class CallDetailsInterceptor(
     grpc.aio.UnaryUnaryClientInterceptor,
     grpc.aio.UnaryStreamClientInterceptor,
     grpc.aio.StreamUnaryClientInterceptor,
     grpc.aio.StreamStreamClientInterceptor,
 ):
-    """Client interceptor: outgoing timeout = min(asked, left of incoming, default)."""
-
-    def __init__(self, default_seconds: float) -> None:
-        self._default = default_seconds
+    """Client interceptor that rewrites each call's details (timeout, metadata) in `_details`,
+    whatever the call's kind."""
 
     def _details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
-        timeout = _timeout_for(details.timeout, self._default)
-        return details._replace(timeout=timeout)
+        raise NotImplementedError
 
     async def intercept_unary_unary(
         self, continuation: Callable[..., Any], client_call_details: Any, request: Any
@@ -77,3 +79,14 @@ class DeadlinePropagation(
         self, continuation: Callable[..., Any], client_call_details: Any, request_iterator: Any
     ) -> Any:
         return await continuation(self._details(client_call_details), request_iterator)
+
+
+class DeadlinePropagation(CallDetailsInterceptor):
+    """Client interceptor: outgoing timeout = min(asked, left of incoming, default)."""
+
+    def __init__(self, default_seconds: float) -> None:
+        self._default = default_seconds
+
+    def _details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+        timeout = _timeout_for(details.timeout, self._default)
+        return details._replace(timeout=timeout)

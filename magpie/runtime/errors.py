@@ -6,7 +6,10 @@
     ├── AlreadyExists           ALREADY_EXISTS
     ├── FailedPrecondition      FAILED_PRECONDITION
     ├── Unavailable             UNAVAILABLE (a dependency is down; retry later)
-    └── DeadlineExceeded        DEADLINE_EXCEEDED
+    ├── DeadlineExceeded        DEADLINE_EXCEEDED
+    ├── ResourceExhausted       RESOURCE_EXHAUSTED (overloaded or over a rate limit; back off)
+    ├── Unauthenticated         UNAUTHENTICATED (no valid credentials)
+    └── PermissionDenied        PERMISSION_DENIED (valid credentials, role too weak)
 
 Service code raises these; one server interceptor turns them into statuses, so
 no handler builds a status itself and no Python traceback reaches a caller.
@@ -26,6 +29,9 @@ __all__ = [
     "InvalidArgument",
     "MagpieError",
     "NotFound",
+    "PermissionDenied",
+    "ResourceExhausted",
+    "Unauthenticated",
     "Unavailable",
 ]
 
@@ -72,3 +78,15 @@ class Unavailable(MagpieError):
 
 class DeadlineExceeded(MagpieError):
     grpc_status_code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class ResourceExhausted(MagpieError):
+    grpc_status_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class Unauthenticated(MagpieError):
+    grpc_status_code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class PermissionDenied(MagpieError):
+    grpc_status_code = grpc.StatusCode.PERMISSION_DENIED

@@ -11,7 +11,7 @@ from magpie.runtime.products import (
     money_problems,
 )
 from magpie.runtime.units import NANOS_PER_UNIT
-from magpie.runtime.validation import Violations
+from magpie.runtime.validation import Violations, control_problem
 from magpie.v1 import common_pb2
 
 __all__ = [
@@ -85,6 +85,8 @@ def check_filter(v: Violations, f: common_pb2.ProductFilter, field: str = "filte
     for i, brand in enumerate(f.brands):
         if not brand.strip() or len(brand) > _MAX_BRAND:
             v.add(f"{field}.brands[{i}]", f"must be 1 to {_MAX_BRAND} characters, not blank")
+        elif (control := control_problem(brand)) is not None:
+            v.add(f"{field}.brands[{i}]", control)
     v.check_ids(f.exclude_product_ids, f"{field}.exclude_product_ids", most=MAX_FILTER_VALUES)
     for name in ("min_price", "max_price"):
         if f.HasField(name):

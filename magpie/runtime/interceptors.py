@@ -1,6 +1,8 @@
 """The server interceptor every Magpie service runs behind.
 
-For each call it records the deadline (see `deadline`), validates the request
+For each call it records the deadline (see `deadline`), authenticates and
+authorizes the caller (`auth`, when the service has a tokens file), admits the
+call or refuses it as overload (`admission`), validates the request
 (and each streamed request) with the service's validators, and maps raised
 `MagpieError`s to their gRPC status with `google.rpc` rich details. Any other
 exception is logged with its traceback and answered as a bare INTERNAL: a
@@ -10,6 +12,7 @@ times it (RED metrics, :mod:`magpie.runtime.metrics`) and keeps the in-flight ga
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -20,8 +23,10 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from magpie.runtime.admission import Admission
+from magpie.runtime.auth import ANONYMOUS, Authenticator, set_caller
 from magpie.runtime.deadline import set_deadline_from
-from magpie.runtime.errors import InvalidArgument, MagpieError
+from magpie.runtime.errors import DeadlineExceeded, InvalidArgument, MagpieError, ResourceExhausted
 from magpie.runtime.metrics import RPC_DURATION, RPC_IN_FLIGHT, RPC_REQUESTS, observe
 from magpie.runtime.validation import Validators
 
@@ -30,23 +35,44 @@ __all__ = ["ServiceInterceptor", "status_for"]
 logger = logging.getLogger(__name__)
 
 
+_MAX_VIOLATIONS = 10
+"""Field violations an INVALID_ARGUMENT carries (the first ones). A status travels in the
+trailers, which a gRPC client refuses beyond 8-16 KiB: it would then see RESOURCE_EXHAUSTED
+instead of the answer, so a status stays well under that whatever the request held."""
+_MAX_TEXT = 200
+"""Characters kept of a violation's field and description (they may echo the request)."""
+_MAX_MESSAGE = 2000
+"""Characters kept of a status message."""
+
+
+def _cut(text: str, most: int) -> str:
+    return text if len(text) <= most else f"{text[: most - 3]}..."
+
+
 def status_for(error: Exception) -> grpc.Status:
-    """The gRPC status (with rich details) that answers `error`."""
+    """The gRPC status (with rich details) that answers `error`, small enough for any client."""
     if not isinstance(error, MagpieError):
         return rpc_status.to_status(
             status_pb2.Status(code=code_pb2.INTERNAL, message="internal error")
         )
     code = error.grpc_status_code.value[0]
-    status = status_pb2.Status(code=code, message=str(error) or error.grpc_status_code.name)
+    message = str(error) or error.grpc_status_code.name
+    if isinstance(error, InvalidArgument):
+        shown = [
+            (_cut(v.field, _MAX_TEXT), _cut(v.description, _MAX_TEXT))
+            for v in error.violations[:_MAX_VIOLATIONS]
+        ]
+        message = "; ".join(f"{field}: {description}" for field, description in shown)
+        if len(error.violations) > _MAX_VIOLATIONS:
+            message += f"; and {len(error.violations) - _MAX_VIOLATIONS} more"
+    status = status_pb2.Status(code=code, message=_cut(message, _MAX_MESSAGE))
     if isinstance(error, InvalidArgument):
         detail = any_pb2.Any()
         detail.Pack(
             error_details_pb2.BadRequest(
                 field_violations=[
-                    error_details_pb2.BadRequest.FieldViolation(
-                        field=v.field, description=v.description
-                    )
-                    for v in error.violations
+                    error_details_pb2.BadRequest.FieldViolation(field=f, description=d)
+                    for f, d in shown
                 ]
             )
         )
@@ -59,9 +85,24 @@ def _code(error: Exception) -> str:
     return error.grpc_status_code.name if isinstance(error, MagpieError) else "INTERNAL"
 
 
+_UNADMITTED = "/grpc.health.v1.Health/"
+"""Calls admitted whatever the load: probes must tell overload from failure."""
+
+
 class ServiceInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, validators: Validators) -> None:
+    def __init__(
+        self,
+        validators: Validators,
+        *,
+        authenticator: Authenticator | None = None,
+        admission: Admission | None = None,
+        stream_idle_seconds: float | None = None,
+    ) -> None:
+        """``stream_idle_seconds``: a request stream silent this long is ended."""
         self._validators = validators
+        self._authenticator = authenticator
+        self._admission = admission
+        self._stream_idle = stream_idle_seconds
 
     async def intercept_service(
         self,
@@ -94,9 +135,31 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             validator(request)
 
     async def _validated(self, requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
-        async for request in requests:
+        iterator = aiter(requests)
+        while True:
+            try:
+                request = await asyncio.wait_for(anext(iterator), self._stream_idle)
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                raise DeadlineExceeded(
+                    f"no message on the stream for {self._stream_idle:g}s"
+                ) from None
             self._validate(request)
             yield request
+
+    def _admit(self, method: str, context: grpc.aio.ServicerContext) -> bool:
+        """Authorizes and admits the call (raising if refused); True when it took a slot."""
+        time_remaining = context.time_remaining()
+        set_deadline_from(time_remaining)
+        caller = ANONYMOUS
+        if self._authenticator is not None:
+            caller = self._authenticator.authorize(method, context.invocation_metadata())
+        set_caller(caller)
+        if self._admission is None or method.startswith(_UNADMITTED):
+            return False
+        self._admission.enter(method, caller.name, time_remaining)
+        return True
 
     def _checked(self, request: Any, streaming_request: bool) -> Any:
         """The request (or request stream) as the handler should see it: validated."""
@@ -110,9 +173,15 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         RPC_REQUESTS.labels(method=method, code=code).inc()
         observe(RPC_DURATION, time.perf_counter() - started, method=method)
 
+    def _leave(self, method: str, seconds: float | None) -> None:
+        assert self._admission is not None
+        self._admission.leave(method, seconds)
+
     @staticmethod
     async def _abort(context: grpc.aio.ServicerContext, method: str, error: Exception) -> None:
-        if isinstance(error, MagpieError) and type(error) is not MagpieError:
+        if isinstance(error, ResourceExhausted):
+            logger.debug("%s refused: %s", method, error)  # overload: one line per call is too many
+        elif isinstance(error, MagpieError) and type(error) is not MagpieError:
             logger.info("%s failed: %s: %s", method, type(error).__name__, error)
         else:
             logger.error("%s failed unexpectedly", method, exc_info=error)
@@ -122,11 +191,13 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         self, behaviour: Callable[..., Any], method: str, streaming_request: bool
     ) -> Callable[..., Any]:
         async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            set_deadline_from(context.time_remaining())
             started = time.perf_counter()
             RPC_IN_FLIGHT.inc()
+            admitted, took = False, None
             try:
+                admitted = self._admit(method, context)
                 reply = await behaviour(self._checked(request, streaming_request), context)
+                took = time.perf_counter() - started
                 self._count(method, "OK", started)
                 return reply
             except Exception as error:  # noqa: BLE001 - mapped to a status below
@@ -134,6 +205,8 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                 self._count(method, _code(error), started)
             finally:
                 RPC_IN_FLIGHT.dec()
+                if admitted:
+                    self._leave(method, took)
             await self._abort(context, method, failure)
 
         return handle
@@ -142,10 +215,11 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         self, behaviour: Callable[..., Any], method: str, streaming_request: bool
     ) -> Callable[..., Any]:
         async def handle(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            set_deadline_from(context.time_remaining())
             started = time.perf_counter()
             RPC_IN_FLIGHT.inc()
+            admitted = False
             try:
+                admitted = self._admit(method, context)
                 async for response in behaviour(self._checked(request, streaming_request), context):
                     yield response
                 self._count(method, "OK", started)
@@ -155,6 +229,8 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                 self._count(method, _code(error), started)
             finally:
                 RPC_IN_FLIGHT.dec()
+                if admitted:
+                    self._leave(method, None)  # a stream's length says nothing of its cost
             await self._abort(context, method, failure)
 
         return handle

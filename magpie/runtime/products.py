@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 
 from magpie.runtime.units import NANOS_PER_UNIT
+from magpie.runtime.validation import control_problem
 
 __all__ = [
     "CATEGORY_SEPARATOR",
@@ -38,7 +39,7 @@ def category_problem(level: str) -> str | None:
         return f"must not contain {CATEGORY_SEPARATOR.strip()!r} between spaces"
     if len(level) > MAX_CATEGORY_LEVEL_LENGTH:
         return f"must be at most {MAX_CATEGORY_LEVEL_LENGTH} characters"
-    return None
+    return control_problem(level)
 
 
 def money_problems(currency_code: str, units: int, nanos: int) -> list[tuple[str, str]]:

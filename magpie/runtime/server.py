@@ -22,9 +22,13 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from magpie.runtime.admission import Admission
+from magpie.runtime.auth import Authenticator
+from magpie.runtime.deadline import set_deadline_from
 from magpie.runtime.interceptors import ServiceInterceptor
 from magpie.runtime.settings import SERVICE_PORTS, Settings
 from magpie.runtime.telemetry import tracing_enabled
+from magpie.runtime.tls import server_credentials, tls_enabled
 from magpie.runtime.units import MAX_MESSAGE_BYTES
 from magpie.runtime.validation import Validators
 
@@ -56,6 +60,9 @@ class ServiceSpec:
     """Extra interceptors run after tracing and before the Magpie interceptor."""
     background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = ()
     """Work run as tasks while the server runs (e.g. an event consumer); cancelled on stop."""
+    max_request_bytes: int = 4 * 1024 * 1024
+    """Largest request accepted (larger ones are refused before they are parsed): sized
+    from the service's own batch limits."""
 
 
 class RunningServer:
@@ -68,12 +75,17 @@ class RunningServer:
         port: int,
         health_servicer: health.aio.HealthServicer,
         probe_seconds: float,
+        probe_timeout: float,
+        probe_server: grpc.aio.Server | None = None,
     ) -> None:
+        """``probe_server``: the plaintext health-only server beside a TLS one, if any."""
         self.spec = spec
         self.port = port
         self._server = server
+        self._probe_server = probe_server
         self._health = health_servicer
         self._healthy: bool | None = None
+        self._probe_timeout = probe_timeout
         self._monitor = asyncio.create_task(self._watch_dependencies(probe_seconds))
         self._background = [asyncio.create_task(work()) for work in spec.background]
 
@@ -82,13 +94,17 @@ class RunningServer:
         return f"127.0.0.1:{self.port}"
 
     async def check_dependencies(self) -> bool:
-        """Probes the dependencies once and publishes the result as health status."""
+        """Probes the dependencies once and publishes the result as health status; a probe
+        that has not answered within the probe timeout failed."""
         healthy = True
         for probe in self.spec.probes:
             try:
-                await probe()
+                await asyncio.wait_for(
+                    asyncio.create_task(_probe_by(probe, self._probe_timeout)),
+                    self._probe_timeout,
+                )
             except Exception as error:  # noqa: BLE001 - any failure means not serving
-                logger.debug("health probe failed: %s", error)
+                logger.debug("health probe failed: %r", error)
                 healthy = False
         if healthy != self._healthy:
             logger.info("%s is %s", self.spec.name, "SERVING" if healthy else "NOT_SERVING")
@@ -120,6 +136,8 @@ class RunningServer:
                 self.spec.name,
                 grace_seconds + _STOP_MARGIN_SECONDS,
             )
+        if self._probe_server is not None:
+            await self._probe_server.stop(0)
         for task in self._background:
             task.cancel()
         for task in self._background:
@@ -130,6 +148,14 @@ class RunningServer:
         logger.info("%s stopped", self.spec.name)
 
 
+async def _probe_by(probe: Probe, seconds: float) -> None:
+    """Runs `probe` as a call with a deadline `seconds` away (in a task of its own, so the
+    deadline stays there): a database call or downstream gRPC call it makes is bounded by
+    it, and cannot queue behind stuck work for longer."""
+    set_deadline_from(seconds)
+    await probe()
+
+
 async def start_server(spec: ServiceSpec, settings: Settings) -> RunningServer:
     """Builds, binds and starts the server; returns at once."""
     tracing: list[grpc.aio.ServerInterceptor] = []
@@ -137,27 +163,70 @@ async def start_server(spec: ServiceSpec, settings: Settings) -> RunningServer:
         from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
         tracing.append(aio_server_interceptor())  # type: ignore[no-untyped-call]
+    authenticator = None
+    if settings.auth_tokens_file:
+        authenticator = Authenticator(settings.auth_tokens_file)
+    else:
+        logger.warning("%s: no MAGPIE_AUTH_TOKENS_FILE: every caller may call anything", spec.name)
+    magpie = ServiceInterceptor(
+        spec.validators,
+        authenticator=authenticator,
+        admission=Admission(
+            settings.max_in_flight,
+            rate_per_caller=settings.rate_limit_per_caller,
+            burst=settings.rate_limit_burst,
+        ),
+        stream_idle_seconds=settings.stream_idle_seconds,
+    )
     server = grpc.aio.server(
-        interceptors=[*tracing, *spec.interceptors, ServiceInterceptor(spec.validators)],
+        interceptors=[*tracing, *spec.interceptors, magpie],
         options=[
             ("grpc.so_reuseport", 0),
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", spec.max_request_bytes),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ],
     )
     spec.register(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        [*spec.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
-    )
+    if settings.reflection_enabled:
+        reflection.enable_server_reflection(
+            [*spec.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+        )
     port = settings.port if settings.port is not None else SERVICE_PORTS[spec.name]
-    bound = server.add_insecure_port(f"{settings.host}:{port}")
+    address = f"{settings.host}:{port}"
+    probe_server = None
+    if tls_enabled(settings):
+        bound = server.add_secure_port(address, server_credentials(settings))
+        if settings.probe_port is not None:
+            probe_server = await _start_probe_server(health_servicer, settings)
+    else:
+        bound = server.add_insecure_port(address)
     await server.start()
-    running = RunningServer(spec, server, bound, health_servicer, settings.health_probe_seconds)
+    running = RunningServer(
+        spec,
+        server,
+        bound,
+        health_servicer,
+        settings.health_probe_seconds,
+        settings.health_probe_timeout_seconds,
+        probe_server,
+    )
     await running.check_dependencies()
     logger.info("%s listening on %s:%d", spec.name, settings.host, bound)
     return running
+
+
+async def _start_probe_server(
+    health_servicer: health.aio.HealthServicer, settings: Settings
+) -> grpc.aio.Server:
+    """A plaintext server of the health service alone, for kubelet gRPC probes (which do
+    not speak TLS); it shares the service's health status."""
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    server.add_insecure_port(f"{settings.host}:{settings.probe_port}")
+    await server.start()
+    return server
 
 
 async def serve(spec: ServiceSpec, settings: Settings) -> None:

@@ -45,6 +45,25 @@ class Settings(BaseSettings):
     """Most open connections per process."""
     db_retry_seconds: float = Field(default=2.0, ge=0)
     """How long a database call keeps retrying a lost connection before UNAVAILABLE."""
+    db_statement_timeout_ms: int = Field(default=2000, ge=0)
+    """Longest a statement may run (PostgreSQL ``statement_timeout``; 0: no limit); a call
+    whose gRPC deadline is nearer gets what is left of it instead."""
+    db_lock_timeout_ms: int = Field(default=1000, ge=0)
+    """Longest a statement waits for a lock held by another transaction (``lock_timeout``;
+    0: no limit); then the call answers UNAVAILABLE and may be retried."""
+    db_idle_in_transaction_timeout_ms: int = Field(default=10_000, ge=0)
+    """PostgreSQL ends a session idle this long inside a transaction
+    (``idle_in_transaction_session_timeout``; 0: never), releasing its locks."""
+    db_keepalives_idle_seconds: int = Field(default=5, ge=0)
+    """TCP keepalive: idle seconds before the first probe of a database connection (0: the OS
+    default); with the next two, how soon a connection to a vanished server is dropped."""
+    db_keepalives_interval_seconds: int = Field(default=2, ge=0)
+    """TCP keepalive: seconds between unanswered probes (0: the OS default)."""
+    db_keepalives_count: int = Field(default=3, ge=0)
+    """TCP keepalive: unanswered probes before the connection is dropped (0: the OS default)."""
+    cache_timeout_ms: int = Field(default=50, gt=0)
+    """Longest one Redis connect or command may take before the cache counts it as failed
+    (a miss, or a dropped write); after a few failures in a row the cache is skipped a while."""
     redis_url: str = "redis://127.0.0.1:6379/0"
     """Redis for caches; empty disables caching (reads go to PostgreSQL)."""
     cache_ttl_seconds: int = Field(default=300, ge=1)
@@ -58,6 +77,8 @@ class Settings(BaseSettings):
     """On SIGTERM, how long in-flight calls may run before they are cancelled."""
     health_probe_seconds: float = Field(default=2.0, gt=0)
     """Interval of the dependency probe that drives the health status."""
+    health_probe_timeout_seconds: float = Field(default=1.0, gt=0)
+    """A dependency probe that has not answered within this long failed: NOT_SERVING."""
     default_deadline_seconds: float = Field(default=2.0, gt=0)
     """Deadline for downstream calls when the incoming call carries none."""
 
@@ -144,7 +165,8 @@ class Settings(BaseSettings):
     log_json: bool = True
     """JSON lines on stdout; plain text for a developer's terminal when false."""
     user_hash_key: str = ""
-    """HMAC key of the hashed user ids in spans, logs and metrics (set it from a Secret);
+    """HMAC key of the hashed user ids in spans, logs and metrics, and of the deleted users
+    the platform remembers (set it from a Secret; changing it forgets those deletions);
     empty: a built-in key (pseudonymous, but guessable ids can be recomputed). Tracing
     itself is configured by the standard OTEL_* variables (magpie.runtime.telemetry)."""
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
@@ -152,6 +174,38 @@ class Settings(BaseSettings):
     51060); 0 picks a free port."""
     metrics_enabled: bool = True
     """Serve Prometheus metrics at all."""
+
+    auth_tokens_file: str = ""
+    """JSON file of the callers a service accepts, with their roles and token digests (a
+    mounted Secret; magpie.runtime.auth). Empty: no authentication, for a loopback
+    development platform only (the service warns at start)."""
+    auth_token_file: str = ""
+    """File holding the token this process presents to other Magpie services; empty: none."""
+    reflection_enabled: bool = True
+    """Serve gRPC reflection (for grpcurl); it needs a valid token when auth is on."""
+    tls_cert_file: str = ""
+    """PEM certificate chain this process presents, as a server and (mutual TLS) as a
+    client; with ``tls_key_file`` it turns TLS on. Re-read when it changes (cert-manager)."""
+    tls_key_file: str = ""
+    """PEM private key of ``tls_cert_file``."""
+    tls_ca_file: str = ""
+    """PEM CA bundle that peers' certificates must chain to: servers verify clients against
+    it (mutual TLS, see ``tls_client_auth``), clients verify servers. Empty with TLS on:
+    clients use the system roots and servers ask no client certificate."""
+    tls_client_auth: bool = True
+    """With TLS and a CA bundle, servers refuse clients without a certificate it signed."""
+    probe_port: int | None = Field(default=None, ge=0, le=65535)
+    """With TLS: a plaintext port serving only gRPC health, for kubelet probes (they do not
+    speak TLS). None: no such port."""
+    max_in_flight: int = Field(default=64, ge=1)
+    """Calls one process runs at once; more are refused with RESOURCE_EXHAUSTED at once
+    (magpie.runtime.admission)."""
+    rate_limit_per_caller: float = Field(default=0.0, ge=0)
+    """Calls per second one caller may make to one process; 0: no limit."""
+    rate_limit_burst: float = Field(default=50.0, ge=1)
+    """Calls a caller may make at once above its rate (the token bucket's size)."""
+    stream_idle_seconds: float = Field(default=60.0, gt=0)
+    """A request stream that sends nothing for this long is ended (DEADLINE_EXCEEDED)."""
 
     @property
     def cache_prefix(self) -> str:

@@ -50,6 +50,7 @@ __all__ = [
     "shutdown_tracing",
     "tracer",
     "tracing_enabled",
+    "user_digest",
 ]
 
 logger = logging.getLogger(__name__)
@@ -85,7 +86,8 @@ class ATTR:
 
 
 _enabled = False
-_user_key = b"magpie-default-user-hash-key"
+_DEFAULT_USER_KEY = b"magpie-default-user-hash-key"
+_user_key = _DEFAULT_USER_KEY
 
 
 def tracing_enabled() -> bool:
@@ -101,6 +103,14 @@ def hashed_user(user_id: str) -> str:
     """A stable pseudonym of a user id for spans and logs: HMAC-SHA256 under
     ``MAGPIE_USER_HASH_KEY``, 16 hex characters."""
     return hmac.new(_user_key, user_id.encode(), hashlib.sha256).hexdigest()[:16]
+
+
+def user_digest(user_id: str, settings: Settings) -> str:
+    """HMAC-SHA256 of a user id under ``settings.user_hash_key`` (the built-in key when
+    empty), 64 hex characters: how Magpie keeps track of a user it must not hold the id of
+    (deleted users). Spans and logs use its first 16 characters (:func:`hashed_user`)."""
+    key = settings.user_hash_key.encode() if settings.user_hash_key else _DEFAULT_USER_KEY
+    return hmac.digest(key, user_id.encode(), "sha256").hex()
 
 
 def current_trace_id() -> str:

@@ -7,14 +7,41 @@ interceptor calls it before the handler (and on every message of a stream).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence, Sized
 from typing import Any
 
-from magpie.runtime.errors import FieldViolation, InvalidArgument
+from google.protobuf.timestamp_pb2 import Timestamp
 
-__all__ = ["MAX_ID_LENGTH", "Validator", "Validators", "Violations", "id_problem"]
+from magpie.runtime.errors import FieldViolation, InvalidArgument
+from magpie.runtime.units import NANOS_PER_SECOND
+
+_MIN_TIMESTAMP_SECONDS = -62_135_596_800  # 0001-01-01T00:00:00Z
+_MAX_TIMESTAMP_SECONDS = 253_402_300_799  # 9999-12-31T23:59:59Z
+
+__all__ = [
+    "MAX_ID_LENGTH",
+    "Validator",
+    "Validators",
+    "Violations",
+    "control_problem",
+    "id_problem",
+]
 
 MAX_ID_LENGTH = 128
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_IN_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def control_problem(value: str, *, multiline: bool = False) -> str | None:
+    """Why ``value`` cannot be stored as text: it holds a C0 control character or DEL
+    (PostgreSQL text cannot hold NUL at all). ``multiline`` text (descriptions) may hold
+    tab, line feed and carriage return."""
+    found = (_CONTROL_IN_TEXT if multiline else _CONTROL).search(value)
+    if found is None:
+        return None
+    return f"must not contain control characters (U+{ord(found.group()):04X} at {found.start()})"
 
 
 def id_problem(value: str) -> str | None:
@@ -66,6 +93,15 @@ class Violations:
     def check_range(self, value: float, field: str, *, low: float, high: float) -> None:
         if not low <= value <= high:
             self.add(field, f"must be between {low:g} and {high:g}, got {value:g}")
+
+    def check_timestamp(self, ts: Timestamp, field: str) -> None:
+        """A google.protobuf.Timestamp that converts: years 1-9999, nanos in [0, 1e9)."""
+        self.check(
+            _MIN_TIMESTAMP_SECONDS <= ts.seconds <= _MAX_TIMESTAMP_SECONDS
+            and 0 <= ts.nanos < NANOS_PER_SECOND,
+            field,
+            "must be a valid timestamp between years 1 and 9999",
+        )
 
     @property
     def items(self) -> list[FieldViolation]:

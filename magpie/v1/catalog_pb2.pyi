@@ -203,7 +203,11 @@ class UpsertProductsRequest(_message.Message):
     PRODUCTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def products(self) -> _containers.RepeatedCompositeFieldContainer[Global___Product]:
-        """At most 1,000 products."""
+        """At most 1,000 products. A product_id repeated in one request: the first occurrence
+        is stored, each repeat fails with an error naming the first. Text fields must not
+        hold control characters (description and attribute values may hold tab, line feed
+        and carriage return).
+        """
 
     def __init__(
         self,

@@ -34,6 +34,10 @@ class _EventOutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EventOut
     """Already stored by an earlier request; nothing changed."""
     EVENT_OUTCOME_REJECTED: _EventOutcome.ValueType  # 3
     """Not stored; `reason` says why."""
+    EVENT_OUTCOME_CONFLICT: _EventOutcome.ValueType  # 4
+    """Not stored: this caller already used the event id for a different event (counted as
+    rejected).
+    """
 
 class EventOutcome(_EventOutcome, metaclass=_EventOutcomeEnumTypeWrapper): ...
 
@@ -44,6 +48,10 @@ EVENT_OUTCOME_DUPLICATE: EventOutcome.ValueType  # 2
 """Already stored by an earlier request; nothing changed."""
 EVENT_OUTCOME_REJECTED: EventOutcome.ValueType  # 3
 """Not stored; `reason` says why."""
+EVENT_OUTCOME_CONFLICT: EventOutcome.ValueType  # 4
+"""Not stored: this caller already used the event id for a different event (counted as
+rejected).
+"""
 Global___EventOutcome: _TypeAlias = EventOutcome  # noqa: Y015
 
 @_typing.final
@@ -64,7 +72,10 @@ class Event(_message.Message):
     SESSION_ID_FIELD_NUMBER: _builtins.int
     DEVICE_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
-    """Client-generated unique id (1-128 characters); resending it is harmless."""
+    """Client-generated id (1-128 characters), unique among the caller's events (ids are
+    scoped per authenticated caller); resending the same event is harmless, reusing the id
+    for a different event is answered EVENT_OUTCOME_CONFLICT.
+    """
     user_id: _builtins.str
     product_id: _builtins.str
     event_type: _common_pb2.EventType.ValueType

@@ -89,7 +89,10 @@ Global___FeatureWindow: _TypeAlias = FeatureWindow  # noqa: Y015
 
 @_typing.final
 class Consent(_message.Message):
-    """Next available id: 3"""
+    """Left unset in an upsert, consent is not stated, which is no objection; when set, a
+    false flag is a refusal (only both flags are stored, so set both).
+    Next available id: 3
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -98,7 +101,9 @@ class Consent(_message.Message):
     personalization: _builtins.bool
     """The user allows behaviour-based personalisation."""
     analytics: _builtins.bool
-    """The user allows analytics use of their events."""
+    """The user allows analytics use of their events; when false, their events and
+    attributes are left out of model training.
+    """
     def __init__(
         self,
         *,
@@ -127,15 +132,23 @@ class UserAttributes(_message.Message):
     SEGMENTS_FIELD_NUMBER: _builtins.int
     CONSENT_FIELD_NUMBER: _builtins.int
     age_band: Global___AgeBand.ValueType
+    """A defined AgeBand value (an unknown number fails the user)."""
     gender: Global___Gender.ValueType
+    """A defined Gender value (an unknown number fails the user)."""
     region: _builtins.str
-    """Free-form region code, for example "DE-BY" or a postal prefix."""
+    """Free-form region code, for example "DE-BY" or a postal prefix; at most 200
+    characters, no control characters.
+    """
     @_builtins.property
     def segments(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Marketing segments, for example "student"."""
+        """Marketing segments, for example "student": at most 100, each 1-200 characters
+        without control characters.
+        """
 
     @_builtins.property
-    def consent(self) -> Global___Consent: ...
+    def consent(self) -> Global___Consent:
+        """Unset on read: never stated."""
+
     def __init__(
         self,
         *,
@@ -330,7 +343,9 @@ class UpsertProfilesRequest(_message.Message):
     PROFILES_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def profiles(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProfileUpsert]:
-        """At most 1,000 users."""
+        """At most 1,000 users. A user_id repeated in one request: the first occurrence is
+        stored, each repeat fails with an error naming the first.
+        """
 
     def __init__(
         self,
@@ -353,7 +368,9 @@ class UpsertProfilesResponse(_message.Message):
 
     RESULTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProfileResult]: ...
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProfileResult]:
+        """One result per requested user, in request order."""
+
     def __init__(
         self,
         *,
@@ -381,6 +398,7 @@ class ProfileResult(_message.Message):
     user_id: _builtins.str
     ok: _builtins.bool
     error: _builtins.str
+    """Why the user was not stored, as "field: reason"; empty when ok."""
     def __init__(
         self,
         *,

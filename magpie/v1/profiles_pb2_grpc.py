@@ -62,7 +62,8 @@ class ProfileServiceServicer:
     """
 
     def UpsertProfiles(self, request, context):
-        """Creates or replaces users' static attributes; each user succeeds or fails on its own.
+        """Creates or replaces users' static attributes; each user succeeds or fails on its own
+        (a malformed user_id fails the whole request with INVALID_ARGUMENT).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -70,20 +71,25 @@ class ProfileServiceServicer:
 
     def GetProfile(self, request, context):
         """Returns one profile; an unknown user gets an empty profile (cold start), not NOT_FOUND.
+        A user who refused personalisation (consent.personalization false) gets no
+        behaviour-derived fields (recent_interactions, category_affinities,
+        purchased_product_ids, counts), so no caller personalises for them.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def BatchGetProfiles(self, request, context):
-        """Returns several profiles in request order.
+        """Returns several profiles in request order, like GetProfile.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def DeleteProfile(self, request, context):
-        """Deletes a user and everything derived from them (right to be forgotten).
+        """Deletes a user and everything derived from them (right to be forgotten). Afterwards
+        FeedbackService rejects the user's events dated before the deletion. UNAVAILABLE when
+        the cache could not be invalidated: deleting is idempotent, retry it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

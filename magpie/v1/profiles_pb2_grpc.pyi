@@ -34,13 +34,22 @@ class ProfileServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> ProfileServiceAsyncStub: ...
     UpsertProfiles: _grpc.UnaryUnaryMultiCallable[_profiles_pb2.UpsertProfilesRequest, _profiles_pb2.UpsertProfilesResponse]
-    """Creates or replaces users' static attributes; each user succeeds or fails on its own."""
+    """Creates or replaces users' static attributes; each user succeeds or fails on its own
+    (a malformed user_id fails the whole request with INVALID_ARGUMENT).
+    """
     GetProfile: _grpc.UnaryUnaryMultiCallable[_profiles_pb2.GetProfileRequest, _profiles_pb2.GetProfileResponse]
-    """Returns one profile; an unknown user gets an empty profile (cold start), not NOT_FOUND."""
+    """Returns one profile; an unknown user gets an empty profile (cold start), not NOT_FOUND.
+    A user who refused personalisation (consent.personalization false) gets no
+    behaviour-derived fields (recent_interactions, category_affinities,
+    purchased_product_ids, counts), so no caller personalises for them.
+    """
     BatchGetProfiles: _grpc.UnaryUnaryMultiCallable[_profiles_pb2.BatchGetProfilesRequest, _profiles_pb2.BatchGetProfilesResponse]
-    """Returns several profiles in request order."""
+    """Returns several profiles in request order, like GetProfile."""
     DeleteProfile: _grpc.UnaryUnaryMultiCallable[_profiles_pb2.DeleteProfileRequest, _profiles_pb2.DeleteProfileResponse]
-    """Deletes a user and everything derived from them (right to be forgotten)."""
+    """Deletes a user and everything derived from them (right to be forgotten). Afterwards
+    FeedbackService rejects the user's events dated before the deletion. UNAVAILABLE when
+    the cache could not be invalidated: deleting is idempotent, retry it.
+    """
 
 @_typing.type_check_only
 class ProfileServiceAsyncStub(ProfileServiceStub):
@@ -48,13 +57,22 @@ class ProfileServiceAsyncStub(ProfileServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     UpsertProfiles: _aio.UnaryUnaryMultiCallable[_profiles_pb2.UpsertProfilesRequest, _profiles_pb2.UpsertProfilesResponse]  # type: ignore[assignment]
-    """Creates or replaces users' static attributes; each user succeeds or fails on its own."""
+    """Creates or replaces users' static attributes; each user succeeds or fails on its own
+    (a malformed user_id fails the whole request with INVALID_ARGUMENT).
+    """
     GetProfile: _aio.UnaryUnaryMultiCallable[_profiles_pb2.GetProfileRequest, _profiles_pb2.GetProfileResponse]  # type: ignore[assignment]
-    """Returns one profile; an unknown user gets an empty profile (cold start), not NOT_FOUND."""
+    """Returns one profile; an unknown user gets an empty profile (cold start), not NOT_FOUND.
+    A user who refused personalisation (consent.personalization false) gets no
+    behaviour-derived fields (recent_interactions, category_affinities,
+    purchased_product_ids, counts), so no caller personalises for them.
+    """
     BatchGetProfiles: _aio.UnaryUnaryMultiCallable[_profiles_pb2.BatchGetProfilesRequest, _profiles_pb2.BatchGetProfilesResponse]  # type: ignore[assignment]
-    """Returns several profiles in request order."""
+    """Returns several profiles in request order, like GetProfile."""
     DeleteProfile: _aio.UnaryUnaryMultiCallable[_profiles_pb2.DeleteProfileRequest, _profiles_pb2.DeleteProfileResponse]  # type: ignore[assignment]
-    """Deletes a user and everything derived from them (right to be forgotten)."""
+    """Deletes a user and everything derived from them (right to be forgotten). Afterwards
+    FeedbackService rejects the user's events dated before the deletion. UNAVAILABLE when
+    the cache could not be invalidated: deleting is idempotent, retry it.
+    """
 
 class ProfileServiceServicer(metaclass=_abc_1.ABCMeta):
     """User profiles: static attributes and behaviour-derived features."""
@@ -65,7 +83,9 @@ class ProfileServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _profiles_pb2.UpsertProfilesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_profiles_pb2.UpsertProfilesResponse, _abc.Awaitable[_profiles_pb2.UpsertProfilesResponse]]:
-        """Creates or replaces users' static attributes; each user succeeds or fails on its own."""
+        """Creates or replaces users' static attributes; each user succeeds or fails on its own
+        (a malformed user_id fails the whole request with INVALID_ARGUMENT).
+        """
 
     @_abc_1.abstractmethod
     def GetProfile(
@@ -73,7 +93,11 @@ class ProfileServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _profiles_pb2.GetProfileRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_profiles_pb2.GetProfileResponse, _abc.Awaitable[_profiles_pb2.GetProfileResponse]]:
-        """Returns one profile; an unknown user gets an empty profile (cold start), not NOT_FOUND."""
+        """Returns one profile; an unknown user gets an empty profile (cold start), not NOT_FOUND.
+        A user who refused personalisation (consent.personalization false) gets no
+        behaviour-derived fields (recent_interactions, category_affinities,
+        purchased_product_ids, counts), so no caller personalises for them.
+        """
 
     @_abc_1.abstractmethod
     def BatchGetProfiles(
@@ -81,7 +105,7 @@ class ProfileServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _profiles_pb2.BatchGetProfilesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_profiles_pb2.BatchGetProfilesResponse, _abc.Awaitable[_profiles_pb2.BatchGetProfilesResponse]]:
-        """Returns several profiles in request order."""
+        """Returns several profiles in request order, like GetProfile."""
 
     @_abc_1.abstractmethod
     def DeleteProfile(
@@ -89,6 +113,9 @@ class ProfileServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _profiles_pb2.DeleteProfileRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_profiles_pb2.DeleteProfileResponse, _abc.Awaitable[_profiles_pb2.DeleteProfileResponse]]:
-        """Deletes a user and everything derived from them (right to be forgotten)."""
+        """Deletes a user and everything derived from them (right to be forgotten). Afterwards
+        FeedbackService rejects the user's events dated before the deletion. UNAVAILABLE when
+        the cache could not be invalidated: deleting is idempotent, retry it.
+        """
 
 def add_ProfileServiceServicer_to_server(servicer: ProfileServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

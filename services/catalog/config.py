@@ -19,3 +19,7 @@ MAX_ATTRIBUTE_VALUE_LENGTH = 2000
 STATS_CACHE_SECONDS = 30
 """Lifetime of cached behaviour statistics (bounds staleness the consumer's invalidation misses)."""
 POPULARITY_HALF_LIFE_DAYS = 7.0
+
+MAX_REQUEST_BYTES = 32 * 1024 * 1024
+"""Largest request: an UpsertProducts batch of 1,000 products with long descriptions
+(20,000 characters each) is about 20 MiB; larger catalogs are sent in more batches."""

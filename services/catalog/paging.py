@@ -13,6 +13,8 @@ import base64
 import binascii
 import json
 
+from magpie.runtime.validation import id_problem
+
 __all__ = ["TOKEN_VERSION", "InvalidPageToken", "decode_page_token", "encode_page_token"]
 
 TOKEN_VERSION = 1
@@ -37,7 +39,7 @@ def decode_page_token(token: str, fingerprint: str) -> str:
     if not isinstance(payload, dict) or payload.get("v") != TOKEN_VERSION:
         raise InvalidPageToken("is not a token returned by this version of ListProducts")
     after = payload.get("after")
-    if not isinstance(after, str) or not after:
+    if not isinstance(after, str) or id_problem(after) is not None:
         raise InvalidPageToken("is not a token returned by ListProducts")
     if payload.get("f") != fingerprint:
         raise InvalidPageToken("was issued for a different filter; start again without a token")

@@ -23,7 +23,7 @@ SERVICE_NAME = catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_na
 
 
 def build_spec(settings: Settings) -> ServiceSpec:
-    db = Database.from_settings(settings)
+    db = Database.from_settings(settings, name=NAME)
     products_cache = Cache.from_settings(settings, "catalog")
     stats_cache = Cache.from_settings(settings, PRODUCT_STATS, config.STATS_CACHE_SECONDS)
     service = CatalogService(CatalogStore(db), products_cache, stats_cache)
@@ -38,6 +38,7 @@ def build_spec(settings: Settings) -> ServiceSpec:
 
     return ServiceSpec(
         name=NAME,
+        max_request_bytes=config.MAX_REQUEST_BYTES,
         service_names=[SERVICE_NAME],
         register=register,
         validators=VALIDATORS,

@@ -34,13 +34,13 @@ import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from magpie.runtime.errors import FieldViolation, InvalidArgument
 from magpie.runtime.filters import ProductFilter
 from magpie.runtime.products import category_problem, money_problems
 from magpie.runtime.units import NANOS_PER_UNIT, SECONDS_PER_DAY
-from magpie.runtime.validation import id_problem
+from magpie.runtime.validation import control_problem, id_problem
 from magpie.v1 import catalog_pb2 as pb
 from services.catalog import config
 from services.catalog.paging import InvalidPageToken, decode_page_token, encode_page_token
@@ -56,6 +56,8 @@ __all__ = [
     "ProductQuery",
     "product_problem",
 ]
+
+V = TypeVar("V")
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +144,10 @@ class ByteCache(Protocol):
     """The part of `magpie.runtime.cache.Cache` the catalog uses."""
 
     async def get_many(self, keys: Sequence[str]) -> dict[str, bytes]: ...
+    async def get_decoded(
+        self, keys: Sequence[str], decode: Callable[[bytes], V]
+    ) -> dict[str, V]: ...
+    async def set_markers(self, items: Mapping[str, bytes]) -> None: ...
     async def set_many(self, items: Mapping[str, bytes]) -> None: ...
     async def set_many_guarded(
         self, items: Mapping[str, bytes], guards: Mapping[str, tuple[str, bytes | None]]
@@ -161,8 +167,10 @@ def _first_problem(checks: Iterable[tuple[str, str | None]]) -> str | None:
     return None
 
 
-def _too_long(value: str, most: int) -> str | None:
-    return f"must be at most {most} characters" if len(value) > most else None
+def _text_problem(value: str, most: int, *, multiline: bool = False) -> str | None:
+    if len(value) > most:
+        return f"must be at most {most} characters"
+    return control_problem(value, multiline=multiline)
 
 
 def _tags_problem(tags: Sequence[str]) -> str | None:
@@ -171,6 +179,8 @@ def _tags_problem(tags: Sequence[str]) -> str | None:
     for i, tag in enumerate(tags):
         if not tag or len(tag) > config.MAX_TEXT_LENGTH:
             return f"[{i}] must be 1-{config.MAX_TEXT_LENGTH} characters"
+        if (problem := control_problem(tag)) is not None:
+            return f"[{i}] {problem}"
     return None
 
 
@@ -180,8 +190,11 @@ def _attributes_problem(attributes: Mapping[str, str]) -> str | None:
     for key, value in attributes.items():
         if not key or len(key) > config.MAX_TEXT_LENGTH:
             return f"keys must be 1-{config.MAX_TEXT_LENGTH} characters, got {key!r}"
-        if len(value) > config.MAX_ATTRIBUTE_VALUE_LENGTH:
-            return f"[{key!r}] must be at most {config.MAX_ATTRIBUTE_VALUE_LENGTH} characters"
+        if (problem := control_problem(key)) is not None:
+            return f"key {key!r} {problem}"
+        problem = _text_problem(value, config.MAX_ATTRIBUTE_VALUE_LENGTH, multiline=True)
+        if problem is not None:
+            return f"[{key!r}] {problem}"
     return None
 
 
@@ -201,11 +214,14 @@ def product_problem(draft: ProductDraft) -> str | None:
         [
             ("product_id", id_problem(draft.product_id)),
             ("title", "must not be blank" if not draft.title.strip() else None),
-            ("title", _too_long(draft.title, config.MAX_TITLE_LENGTH)),
-            ("description", _too_long(draft.description, config.MAX_DESCRIPTION_LENGTH)),
+            ("title", _text_problem(draft.title, config.MAX_TITLE_LENGTH)),
+            (
+                "description",
+                _text_problem(draft.description, config.MAX_DESCRIPTION_LENGTH, multiline=True),
+            ),
             ("category_path", _category_path_problem(draft.category_path)),
             ("tags", _tags_problem(draft.tags)),
-            ("brand", _too_long(draft.brand, config.MAX_TEXT_LENGTH)),
+            ("brand", _text_problem(draft.brand, config.MAX_TEXT_LENGTH)),
             ("price", None if draft.price is None else _price_problem(draft.price)),
             ("rating", None if 0 <= draft.rating <= 5 else "must be between 0 and 5"),
             ("stock", None if draft.stock >= 0 else "must not be negative"),
@@ -307,22 +323,21 @@ class CatalogService:
     async def _invalidate(self, product_ids: Sequence[str]) -> None:
         """After a commit: new write markers first, then drop the cached products."""
         marker = os.urandom(8)
-        await self._products_cache.set_many({_marker_key(i): marker for i in product_ids})
+        await self._products_cache.set_markers({_marker_key(i): marker for i in product_ids})
         await self._products_cache.delete([_product_key(i) for i in product_ids])
 
     async def _read_through(
         self, product_ids: Sequence[str], with_stats: bool = True
     ) -> tuple[dict[str, pb.Product], dict[str, pb.ProductStats]]:
-        cached, cached_stats = await asyncio.gather(
-            self._products_cache.get_many([_product_key(i) for i in product_ids]),
-            self._stats_cache.get_many(product_ids if with_stats else []),
+        cached, stats = await asyncio.gather(
+            self._products_cache.get_decoded(
+                [_product_key(i) for i in product_ids], pb.Product.FromString
+            ),
+            self._stats_cache.get_decoded(
+                product_ids if with_stats else [], pb.ProductStats.FromString
+            ),
         )
-        products = {
-            i: pb.Product.FromString(cached[_product_key(i)])
-            for i in product_ids
-            if _product_key(i) in cached
-        }
-        stats = {i: pb.ProductStats.FromString(v) for i, v in cached_stats.items()}
+        products = {i: cached[_product_key(i)] for i in product_ids if _product_key(i) in cached}
         need_products = [i for i in product_ids if i not in products]
         need_stats = [i for i in product_ids if i not in stats] if with_stats else []
         if not need_products and not need_stats:

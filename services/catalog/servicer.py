@@ -15,7 +15,6 @@ from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from magpie.runtime.filters import check_filter, filter_from_proto
-from magpie.runtime.units import NANOS_PER_SECOND
 from magpie.runtime.validation import Validators, Violations
 from magpie.v1 import catalog_pb2 as pb
 from magpie.v1 import catalog_pb2_grpc, common_pb2
@@ -30,22 +29,11 @@ from services.catalog.service import (
 
 __all__ = ["VALIDATORS", "CatalogServicer"]
 
-_MIN_TIMESTAMP_SECONDS = -62_135_596_800  # 0001-01-01T00:00:00Z
-_MAX_TIMESTAMP_SECONDS = 253_402_300_799  # 9999-12-31T23:59:59Z
 _SETTABLE_STATUSES = (
     pb.PRODUCT_STATUS_ACTIVE,
     pb.PRODUCT_STATUS_HIDDEN,
     pb.PRODUCT_STATUS_WITHDRAWN,
 )
-
-
-def _check_timestamp(v: Violations, ts: Timestamp, field: str) -> None:
-    v.check(
-        _MIN_TIMESTAMP_SECONDS <= ts.seconds <= _MAX_TIMESTAMP_SECONDS
-        and 0 <= ts.nanos < NANOS_PER_SECOND,
-        field,
-        "must be a valid timestamp between years 1 and 9999",
-    )
 
 
 def _price(money: common_pb2.Money) -> Price:
@@ -57,7 +45,7 @@ def _validate_upsert(request: pb.UpsertProductsRequest) -> None:
     v.check_count(request.products, "products", least=1, most=config.MAX_UPSERT_BATCH)
     for i, product in enumerate(request.products):
         if product.HasField("created_at"):
-            _check_timestamp(v, product.created_at, f"products[{i}].created_at")
+            v.check_timestamp(product.created_at, f"products[{i}].created_at")
     v.raise_if_any()
 
 
@@ -77,7 +65,7 @@ def _validate_list(request: pb.ListProductsRequest) -> None:
     v.check_range(request.page_size, "page_size", low=0, high=config.MAX_PAGE_SIZE)
     check_filter(v, request.filter)
     if request.HasField("updated_since"):
-        _check_timestamp(v, request.updated_since, "updated_since")
+        v.check_timestamp(request.updated_since, "updated_since")
     v.raise_if_any()
 
 

@@ -19,3 +19,7 @@ CONSUMER_IDLE_SECONDS = 0.2
 RETRAIN_CHECK_SECONDS = 5.0
 """How often, while events arrive, the new-event count is checked against the retraining
 threshold (MAGPIE_RETRAIN_EVENT_THRESHOLD)."""
+
+MAX_REQUEST_BYTES = 8 * 1024 * 1024
+"""Largest request: 5,000 events with every text field at its 128-character limit are
+about 4 MiB."""

@@ -1,6 +1,7 @@
 """The event consumer: folds committed events, in commit order, into derived features.
 
-Each fold is one transaction that takes the event-fold advisory lock, reads
+Each fold is one transaction that takes the event-fold advisory lock (or, when another
+replica holds it, leaves the fold to that replica), reads
 the checkpoint, takes the next events in `(xid, seq)` order among those whose
 inserting transaction has ended (`xid < pg_snapshot_xmin(pg_current_snapshot())`,
 see migration 0002), adds them to `product_daily_counts`,
@@ -124,7 +125,10 @@ class Fold:
 def fold_once(conn: Connection, consumer: str = config.CONSUMER_NAME) -> Fold:
     """Folds the next batch of committed events; run inside one transaction (`Database.run`)."""
     with conn.cursor() as cur:
-        cur.execute("SELECT pg_advisory_xact_lock(%s)", (EVENT_FOLD_LOCK,))
+        # Another replica folding now: nothing to do (waiting would only hit lock_timeout).
+        cur.execute("SELECT pg_try_advisory_xact_lock(%s)", (EVENT_FOLD_LOCK,))
+        if not cur.fetchone()[0]:  # type: ignore[index]
+            return Fold()
         cur.execute(
             "INSERT INTO consumer_checkpoints (consumer) VALUES (%s) ON CONFLICT DO NOTHING",
             (consumer,),

@@ -3,19 +3,22 @@ the retraining threshold trigger."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import grpc
 
 from magpie.runtime.cache import PRODUCT_STATS, PROFILES, Cache
 from magpie.runtime.db import Database
 from magpie.runtime.server import ServiceSpec
 from magpie.runtime.settings import Settings
+from magpie.runtime.telemetry import user_digest
 from magpie.v1 import feedback_pb2, feedback_pb2_grpc
 from services.feedback import config
 from services.feedback.consumer import EventConsumer
 from services.feedback.retrain import RetrainTrigger
 from services.feedback.service import FeedbackService, KnownProducts
 from services.feedback.servicer import VALIDATORS, FeedbackServicer
-from services.feedback.storage import EventStore
+from services.feedback.storage import DeletedUserStore, EventStore
 
 __all__ = ["NAME", "build_spec"]
 
@@ -24,10 +27,13 @@ SERVICE_NAME = feedback_pb2.DESCRIPTOR.services_by_name["FeedbackService"].full_
 
 
 def build_spec(settings: Settings) -> ServiceSpec:
-    db = Database.from_settings(settings)
+    db = Database.from_settings(settings, name=NAME)
     known = KnownProducts(config.PRODUCT_CACHE_SECONDS, config.PRODUCT_CACHE_MAX)
     trigger = RetrainTrigger(settings, db)
-    servicer = FeedbackServicer(FeedbackService(EventStore(db), known, trigger.stored))
+    deleted = DeletedUserStore(db, partial(user_digest, settings=settings))
+    servicer = FeedbackServicer(
+        FeedbackService(EventStore(db), known, trigger.stored, deleted=deleted)
+    )
     caches = [Cache.from_settings(settings, namespace) for namespace in (PROFILES, PRODUCT_STATS)]
     consumer = EventConsumer(db, *caches)
 
@@ -41,6 +47,7 @@ def build_spec(settings: Settings) -> ServiceSpec:
 
     return ServiceSpec(
         name=NAME,
+        max_request_bytes=config.MAX_REQUEST_BYTES,
         service_names=[SERVICE_NAME],
         register=register,
         validators=VALIDATORS,

@@ -1,4 +1,5 @@
-"""Feedback logic: per-event checks, product existence, in-batch duplicates, stream pipelining.
+"""Feedback logic: per-event checks, product existence, deleted users, in-batch duplicates,
+stream pipelining.
 
 Events travel as plain tuples (`EventRow`) rather than objects: ingestion
 handles tens of thousands of events a second and per-event Python work is
@@ -22,12 +23,14 @@ from services.feedback import config
 
 __all__ = [
     "BatchResult",
+    "DeletedUsers",
     "EventRow",
     "EventStorage",
     "EventType",
     "FeedbackService",
     "KnownProducts",
     "Outcome",
+    "Stored",
     "event_problem",
 ]
 
@@ -35,8 +38,8 @@ EventRow = tuple[str, str, str, int, int | None, float, str, str, int, str, int]
 """(event_id, user_id, product_id, event_type, occurred_at in Unix microseconds or None
 for "now", rating, recommendation_id, model_version, position, session_id, device)."""
 
-_OCCURRED = 4
 _MAX_DEVICE = 4  # magpie.v1.Device
+_CONFLICT = "event_id already used by this caller for a different event"
 
 
 class EventType(IntEnum):
@@ -55,6 +58,7 @@ class Outcome(IntEnum):
     ACCEPTED = 1
     DUPLICATE = 2
     REJECTED = 3
+    CONFLICT = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,13 +70,32 @@ class BatchResult:
     rejected: int
 
 
+@dataclass(frozen=True, slots=True)
+class Stored:
+    new: set[str]
+    """Event ids stored now."""
+    conflicts: set[str]
+    """Event ids the caller had already used for a different event: not stored."""
+
+
+class DeletedUsers(Protocol):
+    async def deleted_at(self, user_ids: Collection[str]) -> dict[str, int]:
+        """When each of the users that DeleteProfile deleted was deleted (the latest time,
+        Unix microseconds)."""
+        ...
+
+
+_DELETED_USER = "user_id was deleted; events from before the deletion are not stored"
+
+
 class EventStorage(Protocol):
     async def existing_products(self, product_ids: Collection[str]) -> set[str]:
         """The subset of `product_ids` present in the catalog."""
         ...
 
-    async def insert(self, rows: Sequence[EventRow]) -> set[str]:
-        """Durably stores rows whose event_id is new; returns those event ids."""
+    async def insert(self, rows: Sequence[EventRow], source: str, now_us: int) -> Stored:
+        """Durably stores the rows whose event_id is new to `source` (the caller: event ids
+        are scoped per caller); an occurred_at of None is stored as `now_us`."""
         ...
 
 
@@ -154,20 +177,27 @@ class KnownProducts:
         self._expiry.update(dict.fromkeys(product_ids, expiry))
 
 
+_NONE = Stored(set(), set())
+
+
 class FeedbackService:
     def __init__(
         self,
         storage: EventStorage,
         products: KnownProducts,
         on_stored: Callable[[int], None] | None = None,
+        deleted: DeletedUsers | None = None,
     ) -> None:
-        """``on_stored`` learns how many new events each batch stored (after the commit)."""
+        """``on_stored`` learns how many new events each batch stored (after the commit);
+        an event of a user in ``deleted`` dated before the deletion is rejected."""
         self._storage = storage
         self._products = products
         self._on_stored = on_stored
+        self._deleted = deleted
 
-    async def record(self, rows: Sequence[EventRow]) -> BatchResult:
-        """Stores the batch's good, new events; says what happened to each event."""
+    async def record(self, rows: Sequence[EventRow], source: str = "") -> BatchResult:
+        """Stores the batch's good, new events; says what happened to each event.
+        `source` (the authenticated caller) scopes the event ids."""
         now = time.time()
         now_us = int(now * MICROS_PER_SECOND)
         latest_us = now_us + int(config.MAX_FUTURE_SECONDS * MICROS_PER_SECOND)
@@ -175,6 +205,7 @@ class FeedbackService:
         missing = await self._missing_products(
             {row[2] for row, problem in zip(rows, problems, strict=True) if problem is None}, now
         )
+        deleted = await self._deleted_users(rows, problems)
         results: list[tuple[str, Outcome, str]] = []
         to_store: list[EventRow] = []
         stored_at: list[int] = []  # index in results of each row of to_store
@@ -183,6 +214,8 @@ class FeedbackService:
             event_id = row[0]
             if problem is None and row[2] in missing:
                 problem = "unknown product_id"
+            if problem is None and row[4] is not None and row[4] <= deleted.get(row[1], -1):
+                problem = _DELETED_USER
             if problem is not None:
                 results.append((event_id, Outcome.REJECTED, problem))
             elif event_id in seen:
@@ -191,15 +224,19 @@ class FeedbackService:
                 seen.add(event_id)
                 stored_at.append(len(results))
                 results.append((event_id, Outcome.ACCEPTED, ""))
-                to_store.append(row if row[_OCCURRED] is not None else _at(row, now_us))
-        stored = await self._storage.insert(to_store) if to_store else set()
+                to_store.append(row)
+        written = await self._storage.insert(to_store, source, now_us) if to_store else _NONE
+        stored = written.new
         if stored and self._on_stored is not None:
             self._on_stored(len(stored))
         if len(stored) < len(to_store):
             for i in stored_at:
-                if results[i][0] not in stored:
-                    results[i] = (results[i][0], Outcome.DUPLICATE, "")
-        rejected = sum(1 for _, outcome, _ in results if outcome is Outcome.REJECTED)
+                event_id = results[i][0]
+                if event_id in written.conflicts:
+                    results[i] = (event_id, Outcome.CONFLICT, _CONFLICT)
+                elif event_id not in stored:
+                    results[i] = (event_id, Outcome.DUPLICATE, "")
+        rejected = sum(1 for _, o, _ in results if o in (Outcome.REJECTED, Outcome.CONFLICT))
         duplicates = len(results) - len(stored) - rejected
         for outcome, count in (
             ("accepted", len(stored)),
@@ -208,6 +245,22 @@ class FeedbackService:
         ):
             FEEDBACK_EVENTS.labels(outcome=outcome).inc(count)
         return BatchResult(results, len(stored), duplicates, rejected)
+
+    async def _deleted_users(
+        self, rows: Sequence[EventRow], problems: Sequence[str | None]
+    ) -> dict[str, int]:
+        """Deletion times of the deleted users among those of good, dated events (an event
+        without occurred_at happens now, after any deletion). Read before the insert, in a
+        transaction of its own: an event checked just before a deletion commits and
+        stored just after it outlives the deletion (a window of milliseconds)."""
+        users = {
+            row[1]
+            for row, problem in zip(rows, problems, strict=True)
+            if problem is None and row[4] is not None
+        }
+        if self._deleted is None or not users:
+            return {}
+        return await self._deleted.deleted_at(users)
 
     async def _missing_products(self, product_ids: set[str], now: float) -> set[str]:
         unknown = self._products.unknown(product_ids, now)
@@ -218,7 +271,7 @@ class FeedbackService:
         return unknown - found
 
     async def record_stream(
-        self, batches: AsyncIterator[tuple[int, Sequence[EventRow]]]
+        self, batches: AsyncIterator[tuple[int, Sequence[EventRow]]], source: str = ""
     ) -> AsyncIterator[tuple[int, BatchResult]]:
         """Records numbered batches, up to STREAM_PIPELINE_DEPTH at once.
 
@@ -229,7 +282,7 @@ class FeedbackService:
         queue: asyncio.Queue[asyncio.Task[tuple[int, BatchResult]] | None] = asyncio.Queue()
 
         async def numbered(sequence: int, rows: Sequence[EventRow]) -> tuple[int, BatchResult]:
-            return sequence, await self.record(rows)
+            return sequence, await self.record(rows, source)
 
         async def read() -> None:
             try:
@@ -250,7 +303,3 @@ class FeedbackService:
             while not queue.empty():
                 if (left := queue.get_nowait()) is not None:
                     left.cancel()
-
-
-def _at(row: EventRow, occurred_us: int) -> EventRow:
-    return (*row[:_OCCURRED], occurred_us, *row[_OCCURRED + 1 :])  # type: ignore[return-value]

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Iterable
 
 import grpc
 
+from magpie.runtime.auth import current_caller
 from magpie.runtime.units import MICROS_PER_SECOND
 from magpie.runtime.validation import Validators, Violations
 from magpie.v1 import feedback_pb2 as pb
@@ -74,7 +75,7 @@ class FeedbackServicer(feedback_pb2_grpc.FeedbackServiceServicer):
     async def RecordEvents(
         self, request: pb.RecordEventsRequest, context: grpc.aio.ServicerContext
     ) -> pb.RecordEventsResponse:
-        return _response(await self._service.record(_rows(request.events)))
+        return _response(await self._service.record(_rows(request.events), current_caller().name))
 
     async def StreamEvents(
         self,
@@ -85,5 +86,5 @@ class FeedbackServicer(feedback_pb2_grpc.FeedbackServiceServicer):
             async for request in request_iterator:
                 yield request.sequence, _rows(request.events)
 
-        async for sequence, result in self._service.record_stream(batches()):
+        async for sequence, result in self._service.record_stream(batches(), current_caller().name):
             yield pb.StreamEventsResponse(sequence=sequence, result=_response(result))

@@ -1,43 +1,59 @@
 """PostgreSQL storage of events: COPY into a session staging table, then one idempotent insert.
 
 Per batch the rows travel as one COPY text stream into a temporary table and
-move into `events` with a single `INSERT ... SELECT ... ON CONFLICT (event_id)
-DO NOTHING RETURNING event_id`, which also tells new events from duplicates.
-The transaction commits (synchronous_commit on) before the caller learns the
-outcome, so an acknowledged event is durable.
+move into `events` with a single `INSERT ... SELECT ... ON CONFLICT (source,
+event_id) DO NOTHING RETURNING event_id`, which also tells new events from
+duplicates. Event ids are scoped by `source`, the authenticated caller, so one
+caller cannot squat another's ids. Each row keeps a digest of its payload (as
+the client sent it: a server-set occurred_at is left out); an id the caller
+reuses for a different payload is a conflict, not a duplicate. The transaction
+commits (synchronous_commit on) before the caller learns the outcome, so an
+acknowledged event is durable.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 from magpie.runtime.db import Connection, Database
-from services.feedback.service import EventRow
+from services.feedback.service import EventRow, Stored
 
-__all__ = ["EventStore", "copy_text"]
+__all__ = ["DeletedUserStore", "EventStore", "copy_text"]
 
 _STAGING = """
     CREATE TEMP TABLE IF NOT EXISTS feedback_events_in (
         event_id text, user_id text, product_id text, event_type smallint,
         occurred_us bigint, rating real, recommendation_id text, model_version text,
-        position integer, session_id text, device smallint
+        position integer, session_id text, device smallint, occurred_given boolean
     ) ON COMMIT DELETE ROWS
 """
 _COPY = "COPY feedback_events_in FROM STDIN"
-_MOVE = """
-    INSERT INTO events (event_id, user_id, product_id, event_type, occurred_at, rating,
-                        recommendation_id, model_version, position, session_id, device)
-    SELECT event_id, user_id, product_id, event_type,
-           TIMESTAMPTZ 'epoch' + occurred_us * INTERVAL '1 microsecond', rating,
-           recommendation_id, model_version, position, session_id, device
-    FROM feedback_events_in
-    ON CONFLICT (event_id) DO NOTHING
+_PAYLOAD_SHA256 = """sha256(convert_to(concat_ws(E'\\t', i.user_id, i.product_id, i.event_type,
+    CASE WHEN i.occurred_given THEN i.occurred_us END, i.rating, i.recommendation_id,
+    i.model_version, i.position, i.session_id, i.device), 'UTF8'))"""
+"""What identifies an event's payload (text fields hold no tab, so the join is unambiguous)."""
+_MOVE = f"""
+    INSERT INTO events (source, event_id, user_id, product_id, event_type, occurred_at, rating,
+                        recommendation_id, model_version, position, session_id, device,
+                        payload_sha256)
+    SELECT %(source)s, i.event_id, i.user_id, i.product_id, i.event_type,
+           TIMESTAMPTZ 'epoch' + i.occurred_us * INTERVAL '1 microsecond', i.rating,
+           i.recommendation_id, i.model_version, i.position, i.session_id, i.device,
+           {_PAYLOAD_SHA256}
+    FROM feedback_events_in i
+    ON CONFLICT (source, event_id) DO NOTHING
     RETURNING event_id
 """
+_CONFLICTS = f"""
+    SELECT i.event_id FROM feedback_events_in i
+    JOIN events e ON e.source = %(source)s AND e.event_id = i.event_id
+    WHERE e.payload_sha256 <> {_PAYLOAD_SHA256}
+"""
+"""Ids of the batch stored earlier with another payload (rows from before digests: none)."""
 
 
-def copy_text(rows: Sequence[EventRow]) -> bytes:
+def copy_text(rows: Sequence[tuple[object, ...]]) -> bytes:
     """Rows in PostgreSQL's COPY text format.
 
     Text fields are printable (checked before), so tab, newline and carriage
@@ -63,14 +79,47 @@ class EventStore:
 
         return await self._db.run(read)
 
-    async def insert(self, rows: Sequence[EventRow]) -> set[str]:
-        data = copy_text(rows)
+    async def insert(self, rows: Sequence[EventRow], source: str, now_us: int) -> Stored:
+        data = copy_text(
+            [
+                (*row[:4], now_us, *row[5:], False) if row[4] is None else (*row, True)
+                for row in rows
+            ]
+        )
+        names = {"source": source}
 
-        def write(conn: Connection) -> set[str]:
+        def write(conn: Connection) -> Stored:
             with conn.cursor() as cur:
                 cur.execute(_STAGING)
                 cur.copy_expert(_COPY, io.BytesIO(data))
-                cur.execute(_MOVE)
-                return {row[0] for row in cur.fetchall()}
+                cur.execute(_MOVE, names)
+                new = {row[0] for row in cur.fetchall()}
+                conflicts: set[str] = set()
+                if len(new) < len(rows):
+                    cur.execute(_CONFLICTS, names)
+                    conflicts = {row[0] for row in cur.fetchall()}
+                return Stored(new, conflicts)
 
         return await self._db.run(write)
+
+
+class DeletedUserStore:
+    """The users DeleteProfile deleted (`deleted_users`, by keyed hash of the id)."""
+
+    def __init__(self, db: Database, user_hash: Callable[[str], str]) -> None:
+        self._db = db
+        self._user_hash = user_hash
+
+    async def deleted_at(self, user_ids: Collection[str]) -> dict[str, int]:
+        users = {self._user_hash(user_id): user_id for user_id in user_ids}
+
+        def read(conn: Connection) -> dict[str, int]:
+            with conn.cursor() as cur:
+                cur.execute(  # one text parameter: parsed ~5x faster than an ARRAY[...]
+                    "SELECT user_hash, (extract(epoch FROM deleted_at) * 1000000)::bigint"
+                    " FROM deleted_users WHERE user_hash = ANY(string_to_array(%s, ','))",
+                    (",".join(users),),
+                )
+                return {users[user_hash]: at for user_hash, at in cur.fetchall()}
+
+        return await self._db.run(read)

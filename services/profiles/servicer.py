@@ -1,4 +1,9 @@
-"""gRPC surface of the profile service: validation and protobuf <-> domain only."""
+"""gRPC surface of the profile service: validation and protobuf <-> domain only.
+
+Validators reject what is malformed about a request as a whole (batch sizes, user ids);
+attributes that cannot be stored are the service's per-user concern, answered in each
+user's `ProfileResult`.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from magpie.runtime.validation import Validators, Violations
 from magpie.v1 import profiles_pb2 as pb
 from magpie.v1 import profiles_pb2_grpc
 from services.profiles import config
-from services.profiles.service import Attributes, ProfileService, StoredProfile
+from services.profiles.service import Attributes, ProfileService, StoredProfile, UpsertOutcome
 
 __all__ = ["VALIDATORS", "ProfileServicer"]
 
@@ -54,14 +59,27 @@ VALIDATORS: Validators = {
 
 
 def _attributes_from_proto(a: pb.UserAttributes) -> Attributes:
+    stated = a.HasField("consent")
     return Attributes(
         age_band=a.age_band,
         gender=a.gender,
         region=a.region,
         segments=tuple(a.segments),
-        consent_personalization=a.consent.personalization,
-        consent_analytics=a.consent.analytics,
+        consent_personalization=a.consent.personalization if stated else None,
+        consent_analytics=a.consent.analytics if stated else None,
     )
+
+
+def _consent_to_proto(a: Attributes) -> pb.Consent | None:
+    if a.consent_personalization is None and a.consent_analytics is None:
+        return None
+    return pb.Consent(
+        personalization=bool(a.consent_personalization), analytics=bool(a.consent_analytics)
+    )
+
+
+def _results(outcomes: list[UpsertOutcome]) -> list[pb.ProfileResult]:
+    return [pb.ProfileResult(user_id=o.user_id, ok=not o.error, error=o.error) for o in outcomes]
 
 
 def _profile_to_proto(p: StoredProfile) -> pb.Profile:
@@ -75,9 +93,7 @@ def _profile_to_proto(p: StoredProfile) -> pb.Profile:
             gender=a.gender,  # type: ignore[arg-type]
             region=a.region,
             segments=a.segments,
-            consent=pb.Consent(
-                personalization=a.consent_personalization, analytics=a.consent_analytics
-            ),
+            consent=_consent_to_proto(a),
         ),
         category_affinities=[
             pb.CategoryAffinity(category=f.category, window=f.window, score=f.score)  # type: ignore[arg-type]
@@ -110,10 +126,7 @@ class ProfileServicer(profiles_pb2_grpc.ProfileServiceServicer):
         self, request: pb.UpsertProfilesRequest, context: grpc.aio.ServicerContext
     ) -> pb.UpsertProfilesResponse:
         users = [(p.user_id, _attributes_from_proto(p.attributes)) for p in request.profiles]
-        await self._service.upsert(users)
-        return pb.UpsertProfilesResponse(
-            results=[pb.ProfileResult(user_id=u, ok=True) for u, _ in users]
-        )
+        return pb.UpsertProfilesResponse(results=_results(await self._service.upsert(users)))
 
     async def GetProfile(
         self, request: pb.GetProfileRequest, context: grpc.aio.ServicerContext

@@ -4,15 +4,21 @@ Static attributes come from `users`; recent interactions and purchases are
 read from `events` through its (user_id, occurred_at) and purchase indexes;
 counts and category weights from the consumer's `user_counts` and
 `user_category_daily`. Deleting a user takes the event-fold advisory lock, so
-the consumer cannot re-create derived rows from events being deleted.
+the consumer cannot re-create derived rows from events being deleted, and records
+the keyed hash of the id in `deleted_users` (migration 0005) in the same transaction.
 Product-level counters (`product_daily_counts`, `product_popularity`) are
 anonymous aggregates and stay.
+
+The cache holds profiles by user id in the `PROFILES` namespace (which the feedback
+consumer invalidates too) and each user's write marker, keyed by the hashed id, in
+`WRITE_MARKERS` (see services.profiles.service for the protocol).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -33,7 +39,10 @@ from services.profiles.service import (
     category_affinities,
 )
 
-__all__ = ["CachedProfiles", "ProfileStore"]
+__all__ = ["WRITE_MARKERS", "CachedProfiles", "ProfileStore"]
+
+WRITE_MARKERS = "profile-writes"
+"""Cache namespace of the profiles' write markers."""
 
 _USERS = """
     SELECT user_id, age_band, gender, region, segments,
@@ -70,6 +79,11 @@ _CATEGORIES = """
     GROUP BY user_id, category
 """
 _USER_TABLES = ("events", "user_counts", "user_category_daily", "users")
+_RECORD_DELETION = """
+    INSERT INTO deleted_users (user_hash, deleted_at) VALUES (%s, now())
+    ON CONFLICT (user_hash) DO UPDATE
+        SET deleted_at = greatest(deleted_users.deleted_at, EXCLUDED.deleted_at)
+"""
 
 
 class ProfileStore:
@@ -152,8 +166,9 @@ class ProfileStore:
 
         return await self._db.run(read)
 
-    async def delete(self, user_id: str) -> tuple[bool, int]:
-        """Deletes the user and every row about them; returns (existed, events deleted)."""
+    async def delete(self, user_id: str, user_hash: str) -> tuple[bool, int]:
+        """Deletes the user and every row about them and records `user_hash` as deleted
+        now; returns (existed, events deleted)."""
 
         def remove(conn: Connection) -> tuple[bool, int]:
             deleted = {}
@@ -165,6 +180,7 @@ class ProfileStore:
                         (user_id,),
                     )
                     deleted[table] = cur.rowcount
+                cur.execute(_RECORD_DELETION, (user_hash,))
             return any(deleted.values()), deleted["events"]
 
         return await self._db.run(remove)
@@ -182,20 +198,36 @@ def _attributes(row: tuple[Any, ...]) -> Attributes:
 
 
 class CachedProfiles:
-    """Profiles in the Redis cache as JSON, keyed by user id."""
+    """Profiles in the Redis cache as JSON, keyed by user id, guarded by write markers."""
 
-    def __init__(self, cache: Cache) -> None:
-        self._cache = cache
+    def __init__(self, profiles: Cache, markers: Cache, user_hash: Callable[[str], str]) -> None:
+        """`markers`: the `WRITE_MARKERS` namespace; `user_hash` names a user's marker."""
+        self._profiles = profiles
+        self._markers = markers
+        self._user_hash = user_hash
 
     async def get_many(self, user_ids: Sequence[str]) -> dict[str, StoredProfile]:
-        found = await self._cache.get_many(user_ids)
-        return {user_id: _decode(value) for user_id, value in found.items()}
+        return await self._profiles.get_decoded(user_ids, _decode)
 
-    async def set_many(self, profiles: Sequence[StoredProfile]) -> None:
-        await self._cache.set_many({p.user_id: _encode(p) for p in profiles})
+    async def markers(self, user_ids: Sequence[str]) -> dict[str, bytes]:
+        keys = {user_id: self._user_hash(user_id) for user_id in user_ids}
+        found = await self._markers.get_many(list(keys.values()))
+        return {user_id: found[key] for user_id, key in keys.items() if key in found}
 
-    async def delete(self, user_ids: Sequence[str]) -> None:
-        await self._cache.delete(user_ids)
+    async def set_many(
+        self, profiles: Sequence[StoredProfile], markers: Mapping[str, bytes]
+    ) -> None:
+        guards = {p.user_id: (self._user_hash(p.user_id), markers.get(p.user_id)) for p in profiles}
+        await self._profiles.set_many_guarded(
+            {p.user_id: _encode(p) for p in profiles}, guards, guard_cache=self._markers
+        )
+
+    async def invalidate(self, user_ids: Sequence[str], *, strict: bool) -> None:
+        marker = os.urandom(8)
+        await self._markers.set_markers(
+            {self._user_hash(user_id): marker for user_id in user_ids}, strict=strict
+        )
+        await self._profiles.delete(user_ids, strict=strict)
 
 
 def _time(value: datetime | None) -> str | None:

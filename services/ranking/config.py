@@ -24,3 +24,6 @@ RULES_POOL_PER_ITEM = 4
 candidates first (business rules need it only there), more only if too few pass."""
 FALLBACK_POPULAR = 500
 """Size of the last-known popular list kept for when retrieval is down."""
+
+MAX_REQUEST_BYTES = 1024 * 1024
+"""Largest request: a Rank of 2,000 product ids of up to 128 characters is 256 KiB."""

@@ -3,6 +3,12 @@
 Each adapter converts protobuf to the ranking domain, bounds its hop with a time
 budget (the incoming deadline shortens it further, see magpie.runtime.deadline)
 and sits behind a circuit breaker so a dependency that is down costs nothing.
+
+The breakers are shared by every caller, so they count only the dependency's own
+faults (:func:`magpie.runtime.breaker.dependency_error`): a request it refuses as
+invalid, a caller's deadline shorter than the hop's budget and a caller hanging up
+count nothing, and what ranking forwards is kept within the dependency's limits, so
+no caller can open a breaker for the others.
 """
 
 from __future__ import annotations
@@ -14,12 +20,18 @@ from typing import Any
 import grpc
 from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.message import Message
+from google.rpc import error_details_pb2, status_pb2
 
 from magpie.modelstore.client import RankerClient
-from magpie.runtime.breaker import CircuitBreaker
+from magpie.runtime.breaker import (
+    CircuitBreaker,
+    DependencyDown,
+    dependency_error,
+    is_dependency_down,
+)
 from magpie.runtime.deadline import remaining_seconds
-from magpie.runtime.errors import DeadlineExceeded, Unavailable
-from magpie.runtime.filters import ProductFilter, filter_to_proto
+from magpie.runtime.errors import DeadlineExceeded, FieldViolation, InvalidArgument, MagpieError
+from magpie.runtime.filters import MAX_FILTER_VALUES, ProductFilter, filter_to_proto
 from magpie.runtime.metrics import timed_hop
 from magpie.runtime.units import NANOS_PER_UNIT
 from magpie.v1 import (
@@ -53,23 +65,73 @@ _SOURCES = {int(s): s for s in Source}
 """Wire number -> Source: a dict lookup is cheaper than ``Source(n)`` for 500 candidates."""
 
 
+_STATUS_DETAILS = "grpc-status-details-bin"
+
+
 def _breaker(name: str) -> CircuitBreaker:
     return CircuitBreaker(
-        name, failure_threshold=config.BREAKER_FAILURES, reset_seconds=config.BREAKER_RESET_SECONDS
+        name,
+        failure_threshold=config.BREAKER_FAILURES,
+        reset_seconds=config.BREAKER_RESET_SECONDS,
+        counts=is_dependency_down,
     )
 
 
+def _under(field: str, roots: Sequence[str]) -> bool:
+    return any(field == r or field.startswith((f"{r}.", f"{r}[")) for r in roots)
+
+
+def _refused(name: str, error: grpc.aio.AioRpcError, caller_fields: Sequence[str]) -> MagpieError:
+    """The error for a dependency's INVALID_ARGUMENT.
+
+    When every field it names is one the caller sent as is (same path in the caller's
+    request), the caller gets its own `InvalidArgument` with those violations. Otherwise
+    ranking built a request the dependency refuses: a plain `Unavailable` that degrades
+    the answer. Neither counts toward the breaker.
+    """
+    violations: list[FieldViolation] = []
+    raw = dict(error.trailing_metadata() or ()).get(_STATUS_DETAILS)
+    if isinstance(raw, bytes):
+        for detail in status_pb2.Status.FromString(raw).details:
+            bad = error_details_pb2.BadRequest()
+            if detail.Unpack(bad):
+                violations += [FieldViolation(v.field, v.description) for v in bad.field_violations]
+    if violations and all(_under(v.field, caller_fields) for v in violations):
+        return InvalidArgument(violations)
+    return dependency_error(name, error.code(), error.details() or "", budget_bound=False)
+
+
 async def _call(
-    breaker: CircuitBreaker, method: Callable[..., Any], request: Message, timeout: float
+    breaker: CircuitBreaker,
+    method: Callable[..., Any],
+    request: Message,
+    budget: float,
+    caller_fields: Sequence[str] = (),
 ) -> Any:
-    """One unary call through the breaker; gRPC failures become `Unavailable`."""
+    """One unary call through the breaker within the hop's ``budget`` seconds (the channel
+    cuts it to what is left of the caller's deadline).
+
+    A failed call raises what :func:`~magpie.runtime.breaker.dependency_error` says, so
+    only `DependencyDown` (the dependency's fault) counts: a DEADLINE_EXCEEDED counts only
+    when the hop's budget, not the caller's deadline, was the tighter bound. An
+    INVALID_ARGUMENT is :func:`_refused`; ``caller_fields`` are the request's fields that
+    carry the caller's own values under the caller's field names.
+    """
+    left = remaining_seconds()
+    budget_bound = left is None or budget <= left
 
     async def attempt() -> Any:
         try:
             with timed_hop(breaker.name):
-                return await method(request, timeout=timeout)
+                return await method(request, timeout=budget)
         except grpc.aio.AioRpcError as error:
-            raise Unavailable(f"{breaker.name}: {error.code().name}: {error.details()}") from error
+            code = error.code()
+            if code is grpc.StatusCode.INVALID_ARGUMENT:
+                raise _refused(breaker.name, error, caller_fields) from error
+            details = error.details() or ""
+            raise dependency_error(
+                breaker.name, code, details, budget_bound=budget_bound
+            ) from error
 
     return await breaker.call(attempt)
 
@@ -85,7 +147,11 @@ class ProfileClient:
         )
 
         reply: profiles_pb2.GetProfileResponse = await _call(
-            self._breaker, self._stub.GetProfile, request, config.PROFILE_TIMEOUT_SECONDS
+            self._breaker,
+            self._stub.GetProfile,
+            request,
+            config.PROFILE_TIMEOUT_SECONDS,
+            caller_fields=("user_id",),
         )
         profile = reply.profile
         recent = profile.recent_interactions
@@ -113,18 +179,18 @@ class RetrievalClient:
         request = retrieval_pb2.RetrieveRequest(
             user_id=user.user_id,
             limit=limit,
-            # Purchased products would only be dropped later: spare their candidate slots.
             filter=filter_to_proto(
-                replace(
-                    request_filter,
-                    exclude_product_ids=(*request_filter.exclude_product_ids, *user.purchased),
-                )
+                replace(request_filter, exclude_product_ids=_excluded(user, request_filter))
             ),
             recent_product_ids=user.recent_product_ids,
         )
 
         reply: retrieval_pb2.RetrieveResponse = await _call(
-            self._breaker, self._stub.Retrieve, request, config.RETRIEVAL_TIMEOUT_SECONDS
+            self._breaker,
+            self._stub.Retrieve,
+            request,
+            config.RETRIEVAL_TIMEOUT_SECONDS,
+            caller_fields=("user_id", "filter"),
         )
         source = _SOURCES.get
         candidates = [
@@ -134,6 +200,15 @@ class RetrievalClient:
             for c in reply.candidates
         ]
         return candidates, reply.model_version
+
+
+def _excluded(user: UserState, request_filter: ProductFilter) -> tuple[str, ...]:
+    """The exclusions sent to retrieval: the caller's, then the user's purchases (they would
+    only be dropped later: this spares their candidate slots), at most the
+    ``MAX_FILTER_VALUES`` retrieval accepts. The caller's fit (the servicer checks them
+    against the same limit); purchases left out are still dropped by the business rules."""
+    wanted = dict.fromkeys((*request_filter.exclude_product_ids, *sorted(user.purchased)))
+    return tuple(wanted)[:MAX_FILTER_VALUES]
 
 
 def _product(p: catalog_pb2.Product) -> Product:
@@ -169,7 +244,12 @@ class CatalogClient:
 
 
 class GuardedRanker:
-    """The Triton ranker behind a breaker, bounded by what is left of the deadline."""
+    """The Triton ranker behind a breaker, bounded by what is left of the deadline.
+
+    The client raises `DependencyDown` for Triton's faults, an answer that is not one
+    finite score per candidate included, so a broken model degrades Recommend to
+    retrieval order (and opens the breaker) instead of failing it.
+    """
 
     def __init__(self, client: RankerClient) -> None:
         self._client = client
@@ -188,7 +268,7 @@ class GuardedRanker:
                     history, candidates, context, features, version=model.version_name, timeout=left
                 )
             if version != model.version_name:
-                raise Unavailable(f"ranker answered with version {version}")
+                raise DependencyDown(f"ranker answered with version {version}")
             row: Floats = scores[0]
             return row
 

@@ -11,6 +11,7 @@ from magpie.runtime.db import Database
 from magpie.runtime.server import ServiceSpec
 from magpie.runtime.settings import Settings
 from magpie.v1 import ranking_pb2, ranking_pb2_grpc
+from services.ranking import config
 from services.ranking.downstream import CatalogClient, GuardedRanker, ProfileClient, RetrievalClient
 from services.ranking.model import load_serving_model
 from services.ranking.service import RankingService
@@ -28,7 +29,7 @@ def build_spec(settings: Settings) -> ServiceSpec:
         for address in (settings.profiles_addr, settings.retrieval_addr, settings.catalog_addr)
     ]
     profiles_channel, retrieval_channel, catalog_channel = channels
-    db = Database.from_settings(settings, pool_size=2)
+    db = Database.from_settings(settings, name=NAME, pool_size=2)
 
     models = registry_watcher(NAME, db, settings, load_serving_model)
     ranker = RankerClient(
@@ -54,6 +55,7 @@ def build_spec(settings: Settings) -> ServiceSpec:
 
     return ServiceSpec(
         name=NAME,
+        max_request_bytes=config.MAX_REQUEST_BYTES,
         service_names=[SERVICE_NAME],
         register=register,
         validators=VALIDATORS,

@@ -17,7 +17,7 @@ from typing import Protocol
 import numpy as np
 from opentelemetry import trace
 
-from magpie.runtime.errors import MagpieError
+from magpie.runtime.errors import DeadlineExceeded, Unavailable
 from magpie.runtime.filters import ProductFilter
 from magpie.runtime.metrics import ANSWERS, DEGRADED
 from magpie.runtime.telemetry import ATTR, hashed_user
@@ -49,7 +49,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_DEPENDENCY_ERRORS = (MagpieError, TimeoutError, OSError)
+_DEPENDENCY_ERRORS = (Unavailable, DeadlineExceeded, TimeoutError, OSError)
+"""What a failing dependency raises: replaced by a fallback and recorded. Anything else
+propagates, e.g. the `InvalidArgument` a dependency found in the caller's own fields."""
 
 
 class ProfileSource(Protocol):

@@ -28,6 +28,7 @@ def _validate_recommend(request: ranking_pb2.RecommendRequest) -> None:
     v.check_range(request.diversity, "diversity", low=0.0, high=1.0)
     v.check(request.max_per_category >= 0, "max_per_category", "must not be negative")
     check_filter(v, request.filter)
+    v.check_timestamp(request.context.request_time, "context.request_time")
     v.raise_if_any()
 
 
@@ -35,6 +36,7 @@ def _validate_rank(request: ranking_pb2.RankRequest) -> None:
     v = Violations()
     v.check_id(request.user_id, "user_id")
     v.check_ids(request.product_ids, "product_ids", least=1, most=config.MAX_RANK_IDS)
+    v.check_timestamp(request.context.request_time, "context.request_time")
     v.raise_if_any()
 
 

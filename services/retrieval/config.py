@@ -56,3 +56,6 @@ FREEZE_AFTER_PRODUCT_ROWS = 1000
 collector's scans (magpie.runtime.heap)."""
 FAISS_THREADS = 1
 """Threads per FAISS search: one query is tiny; requests in parallel use the cores."""
+
+MAX_REQUEST_BYTES = 1024 * 1024
+"""Largest request: 2,000 excluded and 200 recent ids of up to 128 characters."""

@@ -13,6 +13,7 @@ from magpie.runtime.errors import Unavailable
 from magpie.runtime.server import ServiceSpec
 from magpie.runtime.settings import Settings
 from magpie.v1 import retrieval_pb2, retrieval_pb2_grpc
+from services.retrieval import config
 from services.retrieval.model import ServingModel, load_bundle
 from services.retrieval.profiles import GrpcProfiles
 from services.retrieval.service import RetrievalService
@@ -26,7 +27,7 @@ SERVICE_NAME = retrieval_pb2.DESCRIPTOR.services_by_name["RetrievalService"].ful
 
 
 def build_spec(settings: Settings) -> ServiceSpec:
-    db = Database.from_settings(settings)
+    db = Database.from_settings(settings, name=NAME)
     store = RetrievalStore(db, settings.model_name)
     models: ModelWatcher[ServingModel] = registry_watcher(NAME, db, settings, load_bundle)
     profiles = GrpcProfiles(partial(open_channel, settings.profiles_addr, settings))
@@ -48,6 +49,7 @@ def build_spec(settings: Settings) -> ServiceSpec:
 
     return ServiceSpec(
         name=NAME,
+        max_request_bytes=config.MAX_REQUEST_BYTES,
         service_names=[SERVICE_NAME],
         register=register,
         validators=VALIDATORS,

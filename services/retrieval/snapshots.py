@@ -4,6 +4,7 @@ its time to live, served stale while one background load replaces it."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -40,7 +41,9 @@ class Refreshed(Generic[T]):
 
     def _start(self) -> asyncio.Task[T]:
         if self._pending is None:
-            self._pending = asyncio.create_task(self._reload())
+            # A fresh context: the load serves every later caller, so the deadline of the
+            # call that happened to start it must not cut it short.
+            self._pending = asyncio.create_task(self._reload(), context=contextvars.Context())
             # A failed background refresh is logged in _reload; mark it retrieved.
             self._pending.add_done_callback(lambda task: task.cancelled() or task.exception())
         return self._pending

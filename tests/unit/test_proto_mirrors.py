@@ -15,7 +15,7 @@ from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 
 from magpie.v1 import common_pb2, feedback_pb2, profiles_pb2, ranking_pb2
 from services.feedback.service import EventType, Outcome
-from services.profiles.service import Window
+from services.profiles.service import AgeBand, Gender, Window
 from services.ranking.domain import Degradation, ReasonType, Source
 
 
@@ -30,6 +30,8 @@ MIRRORS: list[tuple[type[IntEnum], EnumTypeWrapper, str, Callable[[str], str]]] 
     (EventType, common_pb2.EventType, "EVENT_TYPE_", _same),
     (Outcome, feedback_pb2.EventOutcome, "EVENT_OUTCOME_", _same),
     (Window, profiles_pb2.FeatureWindow, "FEATURE_WINDOW_", lambda n: n.removeprefix("LAST_")),
+    (AgeBand, profiles_pb2.AgeBand, "AGE_BAND_", lambda n: n.removeprefix("AGE_")),
+    (Gender, profiles_pb2.Gender, "GENDER_", _same),
 ]
 
 

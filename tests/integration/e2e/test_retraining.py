@@ -27,7 +27,7 @@ from services.feedback.config import RETRAIN_CHECK_SECONDS
 from tests.integration.e2e.clients import Clients
 from tests.integration.e2e.conftest import Platform
 from tests.integration.e2e.workers import all_runs, started, wait_for, worker_env
-from tests.support import free_port, run_magpie
+from tests.support import free_port, redis_server_command, run_magpie
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
@@ -236,19 +236,7 @@ def test_a_candidate_trained_on_shuffled_events_is_rejected_and_never_served(
 def _private_redis(tmp_path: Path) -> Iterator[tuple[str, object]]:
     """A Redis of this test's own (no persistence), and a function that restarts it."""
     port = free_port()
-    command = [
-        "redis-server",
-        "--port",
-        str(port),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--dir",
-        str(tmp_path),
-    ]
+    command = redis_server_command(port, tmp_path)
     process = [subprocess.Popen(command, stdout=subprocess.DEVNULL)]
 
     def restart() -> None:

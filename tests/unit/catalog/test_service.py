@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from magpie.v1 import catalog_pb2 as pb
 from services.catalog.service import CatalogService, ProductDraft, ProductQuery
 
 Hook = Callable[[], Awaitable[None]]
+V = TypeVar("V")
 
 
 class FakeCache:
@@ -19,11 +21,17 @@ class FakeCache:
     async def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
         return {k: self.values[k] for k in keys if k in self.values}
 
+    async def get_decoded(self, keys: Sequence[str], decode: Callable[[bytes], V]) -> dict[str, V]:
+        return {k: decode(v) for k, v in (await self.get_many(keys)).items()}
+
     async def set_many(self, items: Mapping[str, bytes]) -> None:
         self.values.update(items)
         hook, self.after_set = self.after_set, None
         if hook is not None:
             await hook()
+
+    async def set_markers(self, items: Mapping[str, bytes]) -> None:
+        await self.set_many(items)
 
     async def set_many_guarded(
         self, items: Mapping[str, bytes], guards: Mapping[str, tuple[str, bytes | None]]

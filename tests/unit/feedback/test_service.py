@@ -13,6 +13,7 @@ from services.feedback.service import (
     FeedbackService,
     KnownProducts,
     Outcome,
+    Stored,
     event_problem,
 )
 from services.feedback.storage import copy_text
@@ -49,12 +50,19 @@ class FakeStorage:
         self.product_queries.append(set(product_ids))
         return self.products & set(product_ids)
 
-    async def insert(self, rows: Sequence[EventRow]) -> set[str]:
+    async def insert(self, rows: Sequence[EventRow], source: str, now_us: int) -> Stored:
+        """Like EventStore, with ids scoped by source (a key ``source/event_id``)."""
         await asyncio.sleep(self.delays.get(rows[0][0], 0.0))
-        new = {r[0] for r in rows if r[0] not in self.events}
-        self.events.update({r[0]: r for r in rows if r[0] in new})
+        new, conflicts = set(), set()
+        for r in rows:
+            key = f"{source}/{r[0]}" if source else r[0]
+            if key not in self.events:
+                new.add(r[0])
+                self.events[key] = r if r[4] is not None else (*r[:4], now_us, *r[5:])  # type: ignore[assignment]
+            elif self.events[key][1:4] + self.events[key][5:] != r[1:4] + r[5:]:
+                conflicts.add(r[0])
         self.commits.append(rows[0][0])
-        return new
+        return Stored(new, conflicts)
 
 
 def service(storage: FakeStorage) -> FeedbackService:

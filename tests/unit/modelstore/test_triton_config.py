@@ -59,7 +59,8 @@ def test_cpu_config_round_trip() -> None:
     assert config == model_config(TRITON_RANKER, "cpu")
     assert (config.name, config.backend, config.platform) == (TRITON_RANKER, "python", "")
     assert config.max_batch_size == TARGETS["cpu"].max_batch_size == 0
-    assert not config.HasField("dynamic_batching")  # per-request INT8 scales: no batching
+    # Per-request INT8 scales: the batcher, there for its queue policy, merges nothing.
+    assert not config.dynamic_batching.preferred_batch_size
     assert [(g.kind, g.count) for g in config.instance_group] == [
         (mc.ModelInstanceGroup.KIND_CPU, 2)
     ]
@@ -88,6 +89,20 @@ def test_gpu_config_round_trip_via_cli(tmp_path: Path) -> None:
     assert config.dynamic_batching.max_queue_delay_microseconds == 500
     _check_shapes(config, [])
     assert not (tmp_path / "r" / MODEL_PY).exists()
+
+
+@pytest.mark.parametrize("target", sorted(TARGETS))
+def test_a_request_queued_past_its_time_is_rejected(target: Target, tmp_path: Path) -> None:
+    """Written and parsed back: Triton drops what waited too long or finds the queue full,
+    rather than score it for a caller that gave up (UNAVAILABLE: the ranking degrades)."""
+    config = read_config(write_model_dir(tmp_path, TRITON_RANKER, target) / CONFIG_FILE)
+
+    queue = config.dynamic_batching.default_queue_policy
+    assert queue.timeout_action == mc.ModelQueuePolicy.REJECT
+    assert queue.default_timeout_microseconds == 1_000_000
+    assert queue.allow_timeout_override  # each request shortens it to its own budget
+    assert queue.max_queue_size == TARGETS[target].max_queue_size > 0
+    assert config == model_config(TRITON_RANKER, target)
 
 
 def test_candidates_and_their_features_are_padded_to_the_bucket() -> None:

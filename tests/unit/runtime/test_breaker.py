@@ -1,7 +1,15 @@
+import asyncio
+
+import grpc
 import pytest
 
-from magpie.runtime.breaker import CircuitBreaker
-from magpie.runtime.errors import Unavailable
+from magpie.runtime.breaker import (
+    CircuitBreaker,
+    DependencyDown,
+    dependency_error,
+    is_dependency_down,
+)
+from magpie.runtime.errors import DeadlineExceeded, Unavailable
 
 
 class Clock:
@@ -66,3 +74,70 @@ async def test_success_resets_the_failure_count() -> None:
         await breaker.call(_fail)
 
     assert breaker.state == "closed"
+
+
+async def test_a_cancelled_call_counts_for_nothing() -> None:
+    """The caller went away: the dependency told us nothing about its health."""
+    breaker = CircuitBreaker("dep", failure_threshold=1, clock=Clock())
+
+    async def cancelled() -> None:
+        raise asyncio.CancelledError
+
+    with pytest.raises(asyncio.CancelledError):
+        await breaker.call(cancelled)
+
+    assert breaker.state == "closed"
+
+
+async def test_only_what_counts_opens_it_and_a_neutral_trial_stays_half_open() -> None:
+    clock = Clock()
+    breaker = CircuitBreaker(
+        "dep", failure_threshold=2, clock=clock, counts=lambda e: isinstance(e, OSError)
+    )
+
+    async def refused() -> None:
+        raise ValueError("the caller's request")
+
+    for _ in range(3):
+        with pytest.raises(ValueError):
+            await breaker.call(refused)
+    assert breaker.state == "closed"
+    for _ in range(2):
+        with pytest.raises(OSError):
+            await breaker.call(_fail)
+    assert breaker.state == "open"
+
+    clock.now = 2.5
+    with pytest.raises(ValueError):
+        await breaker.call(refused)
+    assert breaker.state == "half-open"  # the next call is the trial
+    assert await breaker.call(_ok) == "ok"
+    assert breaker.state == "closed"
+
+
+_CODE = grpc.StatusCode
+
+
+@pytest.mark.parametrize(
+    ("code", "budget_bound", "expected"),
+    [
+        (_CODE.UNAVAILABLE, False, DependencyDown),
+        (_CODE.RESOURCE_EXHAUSTED, True, DependencyDown),  # overloaded or limiting us
+        (_CODE.RESOURCE_EXHAUSTED, False, Unavailable),  # or a deadline it refused
+        (_CODE.INTERNAL, False, DependencyDown),
+        (_CODE.UNKNOWN, False, DependencyDown),
+        (_CODE.DEADLINE_EXCEEDED, True, DependencyDown),  # slower than the hop's budget
+        (_CODE.DEADLINE_EXCEEDED, False, DeadlineExceeded),  # the caller's deadline ran out
+        (_CODE.CANCELLED, True, Unavailable),
+        (_CODE.NOT_FOUND, True, Unavailable),
+        (_CODE.INVALID_ARGUMENT, True, Unavailable),
+        (None, True, Unavailable),
+    ],
+)
+def test_only_the_dependencys_own_faults_count(
+    code: grpc.StatusCode | None, budget_bound: bool, expected: type[Exception]
+) -> None:
+    error = dependency_error("dep", code, "details", budget_bound=budget_bound)
+
+    assert type(error) is expected
+    assert is_dependency_down(error) is (expected is DependencyDown)

@@ -38,6 +38,7 @@ async def test_a_stuck_grpc_shutdown_still_releases_the_service(monkeypatch) -> 
         0,
         health.aio.HealthServicer(),
         probe_seconds=60.0,
+        probe_timeout=1.0,
     )
     started = time.monotonic()
     await asyncio.wait_for(running.stop(0.1), timeout=5)
