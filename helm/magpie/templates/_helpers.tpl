@@ -61,6 +61,65 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace 
 {{- end -}}
 
 {{- define "magpie.artifactDir" -}}/var/lib/magpie/artifacts{{- end -}}
+{{- define "magpie.authDir" -}}/var/run/magpie/auth{{- end -}}
+{{- define "magpie.tlsDir" -}}/var/run/magpie/tls{{- end -}}
+
+{{/* The plaintext health-only port of a service with TLS, for kubelet probes (no TLS). */}}
+{{- define "magpie.probePort" -}}{{ add . 2000 }}{{- end -}}
+
+{{/* Authentication and TLS of a gRPC server (one of the five services, "server" true) or
+of a client (the helm test pod): its environment, volume mounts and volumes, from the
+Secrets of .Values.security, each mounted whole (a subPath mount never sees the Secret's
+updates) and readable by the pod's group alone. A client gets only the token it presents.
+(dict "root" $ "server" BOOL) */}}
+{{- define "magpie.securityEnv" -}}
+{{- $sec := .root.Values.security -}}
+{{- if $sec.auth.enabled }}
+{{- if .server }}
+- {name: MAGPIE_AUTH_TOKENS_FILE, value: {{ include "magpie.authDir" . }}/callers.json}
+{{- end }}
+- {name: MAGPIE_AUTH_TOKEN_FILE, value: {{ include "magpie.authDir" . }}/service-token}
+{{- end }}
+{{- if $sec.tls.enabled }}
+- {name: MAGPIE_TLS_CERT_FILE, value: {{ include "magpie.tlsDir" . }}/tls.crt}
+- {name: MAGPIE_TLS_KEY_FILE, value: {{ include "magpie.tlsDir" . }}/tls.key}
+- {name: MAGPIE_TLS_CA_FILE, value: {{ include "magpie.tlsDir" . }}/ca.crt}
+{{- if .server }}
+- {name: MAGPIE_TLS_CLIENT_AUTH, value: {{ $sec.tls.clientAuth | quote }}}
+{{- end }}
+{{- end }}
+{{- if .server }}
+- {name: MAGPIE_REFLECTION_ENABLED, value: {{ $sec.reflection | quote }}}
+{{- end }}
+{{- end -}}
+
+{{- define "magpie.securityMounts" -}}
+{{- if .root.Values.security.auth.enabled }}
+- {name: auth, mountPath: {{ include "magpie.authDir" . }}, readOnly: true}
+{{- end }}
+{{- if .root.Values.security.tls.enabled }}
+- {name: tls, mountPath: {{ include "magpie.tlsDir" . }}, readOnly: true}
+{{- end }}
+{{- end -}}
+
+{{- define "magpie.securityVolumes" -}}
+{{- $sec := .root.Values.security -}}
+{{- if $sec.auth.enabled }}
+- name: auth
+  secret:
+    secretName: {{ $sec.auth.secretName }}
+    defaultMode: 288 # 0440
+    {{- if not .server }}
+    items: [{key: service-token, path: service-token}]
+    {{- end }}
+{{- end }}
+{{- if $sec.tls.enabled }}
+- name: tls
+  secret:
+    secretName: {{ $sec.tls.secretName }}
+    defaultMode: 288 # 0440
+{{- end }}
+{{- end -}}
 {{- define "magpie.modelRepository" -}}/var/lib/magpie/artifacts/triton/models{{- end -}}
 
 {{/* The restricted pod security context (Pod Security Standards "restricted"). */}}

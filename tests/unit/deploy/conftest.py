@@ -17,8 +17,8 @@ from tests.support import REPO
 CHART = REPO / "helm" / "magpie"
 CI_VALUES = CHART / "ci"
 TOOLS = REPO / ".tools" / "bin"
-CRD_APIS = ("monitoring.coreos.com/v1", "keda.sh/v1alpha1")
-"""API groups the chart renders only where their CRDs exist (both passed to helm here)."""
+CRD_APIS = ("monitoring.coreos.com/v1", "keda.sh/v1alpha1", "cert-manager.io/v1")
+"""API groups the chart renders only where their CRDs exist (all passed to helm here)."""
 
 Manifest = dict[str, Any]
 

@@ -32,8 +32,9 @@ MATRIX: dict[str, tuple[str, ...]] = {
     "autoscaling-off": ("no-autoscaling-values.yaml",),
     "existing-secrets": ("existing-secrets-values.yaml",),
     "object-storage": ("object-storage-values.yaml",),
+    "secure": ("secure-values.yaml",),
 }
-CRD_GROUPS = {"keda.sh", "monitoring.coreos.com"}
+CRD_GROUPS = {"cert-manager.io", "keda.sh", "monitoring.coreos.com"}
 """Custom resources: kubernetes-validate has no schema for them (allow-listed by group)."""
 VERSIONS = ("1.29.0", kubernetes_validate.latest_version())
 SERVICES = {
@@ -43,6 +44,8 @@ SERVICES = {
     "ranking": 50054,
     "feedback": 50055,
 }
+PROBE_PORT_OFFSET = 2000
+"""With TLS, kubelet probes go to a plaintext health-only port: the gRPC port + this."""
 COMPONENT = "app.kubernetes.io/component"
 DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
 
@@ -129,11 +132,18 @@ def test_long_running_containers_have_all_three_probes(objects: list[Manifest]) 
                 assert probe in container, f"{obj['metadata']['name']}:{container['name']}"
 
 
+def _env(container: dict[str, Any]) -> dict[str, str | None]:
+    return {e["name"]: e.get("value") for e in container.get("env", [])}
+
+
 def test_services_use_native_grpc_probes(objects: list[Manifest]) -> None:
+    """On the gRPC port, or with TLS on the plaintext probe port (kubelet speaks no TLS)."""
     for obj in objects:
         if obj["kind"] == "Deployment" and _component(obj) in SERVICES:
             (container,) = obj["spec"]["template"]["spec"]["containers"]
             port = SERVICES[_component(obj)]
+            if "MAGPIE_TLS_CERT_FILE" in _env(container):
+                port += PROBE_PORT_OFFSET
             assert container["startupProbe"]["grpc"] == {"port": port}
             assert container["readinessProbe"]["grpc"] == {"port": port}
 
@@ -280,12 +290,31 @@ def test_the_deprecated_key_is_announced(k8s_tools: Path) -> None:
         "images.serving.tag=latest",
         "images.serving.digest=sha256:abc",
         "networkPolicy.postgresql.to[0].podselector.a=b",
+        "security.auth.enabled=true",  # without the Secret's name
+        "security.tls.enabled=true",
+        "security.auth.enabeld=true",
+        "security.tls.certManager.issureRef.name=ca",
+        "security.tls.certManager.duration=90days",
+        "config.maxInFlight=0",
+        "config.rateLimitPerCaller=-1",
+        "config.rateLimitBurst=0.5",
+        "config.streamIdleSeconds=0",
     ],
 )
 def test_the_schema_refuses_misspelled_keys_and_bad_values(k8s_tools: Path, setting: str) -> None:
     done = run_helm(k8s_tools, "template", "magpie", str(CHART), "--set", setting, check=False)
     assert done.returncode != 0, setting
     assert "schema" in done.stderr or "values don't meet" in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("switch", ["auth", "tls"])
+def test_the_schema_wants_the_secret_of_a_security_switch_turned_on(
+    k8s_tools: Path, switch: str
+) -> None:
+    on = ["template", "magpie", str(CHART), "--set", f"security.{switch}.enabled=true"]
+    done = run_helm(k8s_tools, *on, check=False)
+    assert done.returncode != 0 and f"/security/{switch}/secretName" in done.stderr, done.stderr
+    run_helm(k8s_tools, *on, "--set", f"security.{switch}.secretName=magpie-{switch}")
 
 
 def test_the_schema_is_self_contained() -> None:
@@ -370,6 +399,156 @@ def test_artifacts_are_shared_read_write_many(objects: list[Manifest], case: str
     if case == "object-storage":
         (volume,) = [o for o in objects if o["kind"] == "PersistentVolume"]
         assert volume["spec"]["csi"]["volumeHandle"] == "magpie-models/prod"
+
+
+# --- Authentication, TLS and overload limits of the five services -------------------------
+
+AUTH_DIR = "/var/run/magpie/auth"
+TLS_DIR = "/var/run/magpie/tls"
+TLS_FILES = {
+    "MAGPIE_TLS_CERT_FILE": f"{TLS_DIR}/tls.crt",
+    "MAGPIE_TLS_KEY_FILE": f"{TLS_DIR}/tls.key",
+    "MAGPIE_TLS_CA_FILE": f"{TLS_DIR}/ca.crt",
+}
+"""The keys of a kubernetes.io/tls Secret (cert-manager's, with the CA), as mounted."""
+SECRET_MODE = 0o440
+
+
+def _service_containers(objects: list[Manifest]) -> dict[str, tuple[dict[str, Any], Any]]:
+    """component -> (its container, its pod spec), for the five services."""
+    found = {}
+    for obj in objects:
+        if obj["kind"] == "Deployment" and _component(obj) in SERVICES:
+            spec = obj["spec"]["template"]["spec"]
+            (container,) = spec["containers"]
+            found[_component(obj)] = (container, spec)
+    assert set(found) == set(SERVICES)
+    return found
+
+
+def _secret_mount(container: dict[str, Any], spec: dict[str, Any], path: str) -> str:
+    """The Secret a file is read from: mounted whole (a subPath mount would never see the
+    Secret's updates), read-only, group-readable only."""
+    directory = path.rsplit("/", 1)[0]
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == directory]
+    assert mount.get("readOnly") is True and "subPath" not in mount, mount
+    (volume,) = [v for v in spec["volumes"] if v["name"] == mount["name"]]
+    assert volume["secret"]["defaultMode"] == SECRET_MODE, volume
+    return str(volume["secret"]["secretName"])
+
+
+def test_secure_values_turn_on_auth_and_mutual_tls_in_every_service(render: Render) -> None:
+    values = yaml.safe_load((CHART / "ci" / "secure-values.yaml").read_text())["security"]
+    for name, (container, spec) in _service_containers(render("secure-values.yaml")).items():
+        env = _env(container)
+        secrets = {
+            _secret_mount(container, spec, str(env[variable]))
+            for variable in ("MAGPIE_AUTH_TOKENS_FILE", "MAGPIE_AUTH_TOKEN_FILE")
+        }
+        assert secrets == {values["auth"]["secretName"]}, name
+        assert env["MAGPIE_AUTH_TOKENS_FILE"] == f"{AUTH_DIR}/callers.json"
+        assert env["MAGPIE_AUTH_TOKEN_FILE"] == f"{AUTH_DIR}/service-token"
+        assert {k: env[k] for k in TLS_FILES} == TLS_FILES, name
+        assert {_secret_mount(container, spec, path) for path in TLS_FILES.values()} == {
+            values["tls"]["secretName"]
+        }
+        assert env["MAGPIE_TLS_CLIENT_AUTH"] == "true"
+        assert env["MAGPIE_REFLECTION_ENABLED"] == "false"
+        probe = SERVICES[name] + PROBE_PORT_OFFSET
+        assert env["MAGPIE_PROBE_PORT"] == str(probe)
+        assert {"name": "probe", "containerPort": probe, "protocol": "TCP"} in container["ports"]
+        assert container["livenessProbe"]["tcpSocket"] == {"port": "probe"}
+
+
+def test_without_security_values_the_services_run_open_and_probe_the_grpc_port(
+    render: Render,
+) -> None:
+    for name, (container, spec) in _service_containers(render()).items():
+        env = _env(container)
+        assert not {k for k in env if k.startswith(("MAGPIE_AUTH_", "MAGPIE_TLS_"))}, name
+        assert "MAGPIE_PROBE_PORT" not in env
+        assert env["MAGPIE_REFLECTION_ENABLED"] == "true"
+        assert not [v for v in spec["volumes"] if "secret" in v]
+        assert container["livenessProbe"]["tcpSocket"] == {"port": "grpc"}
+
+
+def test_production_authenticates_callers_and_serves_no_reflection(render: Render) -> None:
+    for container, _spec in _service_containers(render("prod-values.yaml")).values():
+        env = _env(container)
+        assert env["MAGPIE_AUTH_TOKENS_FILE"] and env["MAGPIE_AUTH_TOKEN_FILE"]
+        assert env["MAGPIE_REFLECTION_ENABLED"] == "false"
+
+
+def test_the_helm_test_pod_presents_the_service_token_and_certificate(render: Render) -> None:
+    """It calls Recommend (a reader's method) over mutual TLS; it gets the token alone, not
+    the tokens file of the services."""
+    (pod,) = [o for o in render("secure-values.yaml") if o["kind"] == "Pod"]
+    spec = pod["spec"]
+    (container,) = spec["containers"]
+    env = _env(container)
+    assert "MAGPIE_AUTH_TOKENS_FILE" not in env
+    for variable in ("MAGPIE_AUTH_TOKEN_FILE", *TLS_FILES):
+        _secret_mount(container, spec, str(env[variable]))
+    (auth,) = [v for v in spec["volumes"] if v["name"] == "auth"]
+    assert auth["secret"]["items"] == [{"key": "service-token", "path": "service-token"}]
+    script = container["command"][2]
+    assert "MAGPIE_AUTH_TOKEN_FILE" in script and "MAGPIE_TLS_CERT_FILE" in script
+
+
+def test_cert_manager_certifies_every_service_name_for_server_and_client(
+    render: Render,
+) -> None:
+    values = yaml.safe_load((CHART / "ci" / "secure-values.yaml").read_text())["security"]
+    (certificate,) = [o for o in render("secure-values.yaml") if o["kind"] == "Certificate"]
+    spec = certificate["spec"]
+    assert spec["secretName"] == values["tls"]["secretName"]
+    assert spec["issuerRef"]["name"] == values["tls"]["certManager"]["issuerRef"]["name"]
+    names = {f"magpie-{s}" for s in SERVICES} | {f"magpie-{s}.magpie.svc" for s in SERVICES}
+    assert names <= set(spec["dnsNames"])
+    assert {"server auth", "client auth"} <= set(spec["usages"])
+    assert spec["privateKey"]["rotationPolicy"] == "Always"
+    kinds = {o["kind"] for o in render("secure-values.yaml", crds=False)}
+    assert "Certificate" not in kinds  # only where cert-manager's CRDs are served
+
+
+def test_probe_ports_are_open_to_no_pod(render: Render) -> None:
+    """Kubelet probes come from the node, which NetworkPolicies do not govern; no policy
+    lets another pod reach the plaintext probe port."""
+    probes = {p + PROBE_PORT_OFFSET for p in SERVICES.values()}
+    for policy in (o for o in render("secure-values.yaml") if o["kind"] == "NetworkPolicy"):
+        for rule in policy["spec"].get("ingress", []):
+            assert not {p["port"] for p in rule["ports"]} & probes, policy["metadata"]["name"]
+
+
+def test_overload_limits_reach_the_processes_as_settings(render: Render) -> None:
+    (config,) = [
+        o
+        for o in render("secure-values.yaml")
+        if o["kind"] == "ConfigMap" and _component(o) == "config"
+    ]
+    data = config["data"]
+    values = yaml.safe_load((CHART / "ci" / "secure-values.yaml").read_text())["config"]
+    assert data["MAGPIE_MAX_IN_FLIGHT"] == str(values["maxInFlight"])
+    assert data["MAGPIE_RATE_LIMIT_PER_CALLER"] == str(values["rateLimitPerCaller"])
+    assert data["MAGPIE_RATE_LIMIT_BURST"] == str(values["rateLimitBurst"])
+    assert data["MAGPIE_STREAM_IDLE_SECONDS"] == str(values["streamIdleSeconds"])
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())["config"]
+    settings = Settings.model_fields
+    assert defaults["maxInFlight"] == settings["max_in_flight"].default
+    assert defaults["rateLimitPerCaller"] == settings["rate_limit_per_caller"].default
+    assert defaults["rateLimitBurst"] == settings["rate_limit_burst"].default
+    assert defaults["streamIdleSeconds"] == settings["stream_idle_seconds"].default
+
+
+@pytest.mark.parametrize("values", [(), ("secure-values.yaml",)])
+def test_notes_warn_loudly_when_callers_are_not_authenticated(
+    k8s_tools: Path, values: tuple[str, ...]
+) -> None:
+    args = ["install", "magpie", str(CHART), "--dry-run=client", "--namespace", "magpie"]
+    for path in values:
+        args += ["--values", str(CHART / "ci" / path)]
+    notes = run_helm(k8s_tools, *args).stdout.split("NOTES:", 1)[1]
+    assert ("WARNING: AUTHENTICATION IS OFF" in notes) == (not values), notes
 
 
 # --- NetworkPolicies: default deny, then exactly the architecture's edges ------------------
