@@ -16,6 +16,7 @@ than score it for a caller that has given up.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -37,7 +38,9 @@ from magpie.contract.signature import (
 )
 from magpie.modelstore.triton_repo import CANDIDATE_BUCKET
 from magpie.runtime.breaker import DependencyDown, dependency_error
+from magpie.runtime.settings import Settings
 from magpie.runtime.telemetry import ATTR
+from magpie.runtime.tls import Renewed
 
 __all__ = ["RankerClient", "infer_inputs", "pad_candidates"]
 
@@ -119,8 +122,20 @@ class RankerClient:
     deadline ran out first; the ranking service falls back to retrieval order on either.
     """
 
-    def __init__(self, triton_addr: str, model: str, timeout: float) -> None:
-        self._client = aioclient.InferenceServerClient(triton_addr)
+    def __init__(
+        self, triton_addr: str, model: str, timeout: float, *, tls: Settings | None = None
+    ) -> None:
+        """``tls``: settings whose certificate files the client presents to Triton (mutual
+        TLS), followed when they are renewed; None: plaintext."""
+        if tls is None:
+            client = aioclient.InferenceServerClient(triton_addr)
+            self._client: Callable[[], aioclient.InferenceServerClient] = lambda: client
+        else:
+            self._client = Renewed(
+                tls,
+                lambda credentials: aioclient.InferenceServerClient(triton_addr, creds=credentials),
+                lambda client: client.close(),
+            ).current
         self._model = model
         self._timeout = timeout
 
@@ -155,7 +170,7 @@ class RankerClient:
             headers: dict[str, str] = {}
             propagate.inject(headers)  # Triton's own spans join this trace (W3C traceparent)
             try:
-                result = await self._client.infer(
+                result = await self._client().infer(
                     self._model,
                     inputs,
                     model_version=version,
@@ -178,4 +193,4 @@ class RankerClient:
         return scores, version
 
     async def close(self) -> None:
-        await self._client.close()
+        await self._client().close()

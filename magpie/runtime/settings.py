@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     """Name of the ranker in the Triton model repository."""
     triton_timeout_seconds: float = Field(default=0.2, gt=0)
     """Most time one ranker inference may take before Recommend falls back."""
+    triton_tls: bool = False
+    """Reach Triton over mutual TLS with this process's certificate (``tls_*`` files); Triton
+    then runs with ``--grpc-use-ssl`` and ``--grpc-use-ssl-mutual``."""
     model_poll_seconds: float = Field(default=1.0, gt=0)
     """How often retrieval and ranking read the registry's aliases and report the versions
     they hold (a promotion or rollback takes effect within about this long)."""

@@ -18,17 +18,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Callable, Sequence
-from typing import Any, cast
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Generic, TypeVar, cast
 
 import grpc
 
 from magpie.runtime.files import WatchedFiles
 from magpie.runtime.settings import Settings
 
-__all__ = ["ReloadingChannel", "server_credentials", "tls_enabled"]
+__all__ = ["ReloadingChannel", "Renewed", "server_credentials", "tls_enabled"]
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 _OLD_CHANNEL_GRACE_SECONDS = 30.0
 """How long a replaced client channel lives on for the calls it carries."""
@@ -86,6 +88,41 @@ def server_credentials(settings: Settings) -> grpc.ServerCredentials:
     )
 
 
+class Renewed(Generic[T]):
+    """What `make` builds from this process's client credentials (a channel, a Triton
+    client), built again when the certificate files change; the one replaced is closed
+    a grace period later, so calls it carries finish."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        make: Callable[[grpc.ChannelCredentials], T],
+        close: Callable[[T], Awaitable[None]],
+    ) -> None:
+        self._files = _files(settings)
+        self._make = make
+        self._close = close
+        self._generation = self._files.generation
+        self._value = make(self._credentials())
+
+    def _credentials(self) -> grpc.ChannelCredentials:
+        key, chain, ca = self._files.current()
+        return grpc.ssl_channel_credentials(
+            root_certificates=ca, private_key=key, certificate_chain=chain
+        )
+
+    def current(self) -> T:
+        credentials = self._credentials()
+        if self._files.generation != self._generation:
+            old, self._generation = self._value, self._files.generation
+            self._value = self._make(credentials)
+            logger.info("client TLS certificate renewed; new calls use a new connection")
+            asyncio.get_running_loop().call_later(
+                _OLD_CHANNEL_GRACE_SECONDS, lambda: asyncio.ensure_future(self._close(old))
+            )
+        return self._value
+
+
 class ReloadingChannel:
     """A grpc.aio channel (to stubs) whose TLS credentials follow their files: when they
     change, the next call opens a new channel with the new credentials."""
@@ -93,28 +130,8 @@ class ReloadingChannel:
     def __init__(
         self, settings: Settings, connect: Callable[[grpc.ChannelCredentials], grpc.aio.Channel]
     ) -> None:
-        self._files = _files(settings)
-        self._connect = connect
-        self._generation = -1
-        self._channel = self._current()
-
-    def _current(self) -> grpc.aio.Channel:
-        key, chain, ca = self._files.current()
-        if self._files.generation != self._generation:
-            old = getattr(self, "_channel", None)
-            self._generation = self._files.generation
-            self._channel = self._connect(
-                grpc.ssl_channel_credentials(
-                    root_certificates=ca, private_key=key, certificate_chain=chain
-                )
-            )
-            if old is not None:
-                logger.info("client TLS certificate renewed; new calls use a new channel")
-                asyncio.get_running_loop().call_later(
-                    _OLD_CHANNEL_GRACE_SECONDS,
-                    lambda: asyncio.ensure_future(old.close(grace=None)),
-                )
-        return self._channel
+        self._channels = Renewed(settings, connect, lambda channel: channel.close(grace=None))
+        self._current = self._channels.current
 
     def _multicallable(self, kind: str, args: Any, kwargs: Any) -> Any:
         def call(*call_args: Any, **call_kwargs: Any) -> Any:
@@ -142,7 +159,7 @@ class ReloadingChannel:
         return self._current().get_state(try_to_connect)
 
     async def close(self, grace: float | None = None) -> None:
-        await self._channel.close(grace)
+        await self._current().close(grace)
 
     async def __aenter__(self) -> grpc.aio.Channel:
         return cast(grpc.aio.Channel, self)

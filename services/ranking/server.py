@@ -33,7 +33,10 @@ def build_spec(settings: Settings) -> ServiceSpec:
 
     models = registry_watcher(NAME, db, settings, load_serving_model)
     ranker = RankerClient(
-        settings.triton_addr, settings.triton_model, settings.triton_timeout_seconds
+        settings.triton_addr,
+        settings.triton_model,
+        settings.triton_timeout_seconds,
+        tls=settings if settings.triton_tls else None,
     )
     service = RankingService(
         ProfileClient(profiles_channel),

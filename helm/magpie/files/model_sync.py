@@ -18,7 +18,21 @@ repository = Path(os.environ["MODEL_SYNC_REPOSITORY"])
 model = os.environ["MODEL_SYNC_MODEL"]
 interval = float(os.environ.get("MODEL_SYNC_INTERVAL", "2"))
 heartbeat = Path(os.environ.get("MODEL_SYNC_HEARTBEAT", "/tmp/model-sync.alive"))
-client = grpcclient.InferenceServerClient(os.environ.get("MODEL_SYNC_TRITON", "127.0.0.1:8001"))
+TLS_DIR = os.environ.get("MODEL_SYNC_TLS_DIR", "")
+"""With Triton's gRPC on mutual TLS: the pod's certificate, key and CA, and the name its
+certificate carries (the sidecar dials 127.0.0.1)."""
+tls = {}
+if TLS_DIR:
+    tls = {
+        "ssl": True,
+        "root_certificates": f"{TLS_DIR}/ca.crt",
+        "private_key": f"{TLS_DIR}/tls.key",
+        "certificate_chain": f"{TLS_DIR}/tls.crt",
+        "channel_args": [("grpc.ssl_target_name_override", os.environ["MODEL_SYNC_TLS_NAME"])],
+    }
+client = grpcclient.InferenceServerClient(
+    os.environ.get("MODEL_SYNC_TRITON", "127.0.0.1:8001"), **tls
+)
 
 
 def versions() -> list[str]:

@@ -511,6 +511,29 @@ def test_cert_manager_certifies_every_service_name_for_server_and_client(
     assert "Certificate" not in kinds  # only where cert-manager's CRDs are served
 
 
+def test_triton_serves_grpc_on_mutual_tls_to_ranking_and_its_sidecar(render: Render) -> None:
+    objects = render("secure-values.yaml")
+    (triton,) = [
+        o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "magpie-triton"
+    ]
+    pod = triton["spec"]["template"]["spec"]
+    containers = {c["name"]: c for c in pod["containers"]}
+    script = containers["triton"]["args"][0]
+    for flag in ("--grpc-use-ssl=true", "--grpc-use-ssl-mutual=true", "--grpc-root-cert="):
+        assert flag in script
+    sync_env = _env(containers["model-sync"])
+    assert sync_env["MODEL_SYNC_TLS_NAME"] == "magpie-triton"
+    for name in ("triton", "model-sync"):
+        mounts = {m["name"]: m for m in containers[name]["volumeMounts"]}
+        assert mounts["tls"]["mountPath"] == sync_env["MODEL_SYNC_TLS_DIR"]
+    (config,) = [o for o in objects if o["kind"] == "ConfigMap" and "MAGPIE_HOST" in o["data"]]
+    assert config["data"]["MAGPIE_TRITON_TLS"] == "true"
+    (certificate,) = [o for o in objects if o["kind"] == "Certificate"]
+    assert "magpie-triton" in certificate["spec"]["dnsNames"]
+    plain = [o for o in render() if o["kind"] == "ConfigMap" and "MAGPIE_HOST" in o["data"]]
+    assert "MAGPIE_TRITON_TLS" not in plain[0]["data"]
+
+
 def test_probe_ports_are_open_to_no_pod(render: Render) -> None:
     """Kubelet probes come from the node, which NetworkPolicies do not govern; no policy
     lets another pod reach the plaintext probe port."""
