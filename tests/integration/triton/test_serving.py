@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -138,6 +139,11 @@ def test_new_version_and_rollback_swap_without_a_failed_call(
         both_ready = _ready(triton, "1") and _ready(triton, "2")
         client = grpcclient.InferenceServerClient(triton.server.grpc_addr)
         upgraded = client.infer(MODEL, infer_inputs(*loop.request)).as_numpy(SCORES)
+        # The loop must have been answered by version 2 before it goes: on a busy machine
+        # its thread may not have made a call in the few milliseconds since the load.
+        give_up = time.monotonic() + 10
+        while loop.versions[-1:] != ["2"] and time.monotonic() < give_up:
+            time.sleep(0.01)
         publish(bundle, 1, triton.repository, MODEL, triton.server.grpc_addr)
         rolled_back = client.infer(MODEL, infer_inputs(*loop.request))
         client.close()
