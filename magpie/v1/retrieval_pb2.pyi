@@ -102,7 +102,10 @@ class Candidate(_message.Message):
     """Source-specific score, higher is better; comparable within a source only."""
     source: _common_pb2.CandidateSource.ValueType
     anchor_product_id: _builtins.str
-    """For co-visitation and content: the user's product that led here."""
+    """For co-visitation and content: the user's product that led here. Also set on
+    a candidate an earlier source (ANN) kept when co-visitation or content proposed
+    it too, from the first of those.
+    """
     def __init__(
         self,
         *,

@@ -1,7 +1,9 @@
 """Merging ranked candidate lists from several sources under per-source quotas.
 
 Lists arrive in priority order (``config.SOURCE_ORDER``). A product proposed by more
-than one source stays with the first; products not in ``allowed`` are dropped; each
+than one source stays with the first, with the anchor of the first that has one (an ANN
+product co-visitation also proposed is still explained by the user's product that led
+there); products not in ``allowed`` are dropped; each
 source then keeps its best ``quota`` products. The result interleaves sources by the
 share of their quota used (rank / quota), so a ``limit`` below the sum of the quotas
 cuts every source proportionally.
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -70,7 +73,8 @@ def proposed_ids(lists: Sequence[Candidates]) -> list[str]:
 def merge(
     lists: Sequence[Candidates], quotas: Mapping[int, int], limit: int, allowed: Sequence[str]
 ) -> Candidates:
-    """Dedupe (first list wins), keep ``allowed`` products, apply quotas, interleave, cut."""
+    """Dedupe (first list wins, first anchor kept), keep ``allowed`` products, apply quotas,
+    interleave, cut."""
     lists = [c for c in lists if len(c)]
     if not lists or limit <= 0:
         return Candidates.of(0, np.empty(0, object), np.empty(0, np.float32))
@@ -78,7 +82,8 @@ def merge(
     sources = np.concatenate([c.sources for c in lists])
     allowed_set = set(allowed)  # np.isin on object arrays sorts them: far slower
     keep = np.fromiter((p in allowed_set for p in ids), dtype=bool, count=len(ids))
-    keep &= first_occurrences(ids)
+    first = first_occurrences(ids)
+    keep &= first
 
     segment = np.repeat(np.arange(len(lists)), [len(c) for c in lists])
     starts: NDArray[np.int64] = np.cumsum(keep) - keep  # kept entries before each position
@@ -93,5 +98,21 @@ def merge(
         ids[order],
         np.concatenate([c.scores for c in lists])[order],
         sources[order],
-        np.concatenate([c.anchors for c in lists])[order],
+        _first_anchors(ids, np.concatenate([c.anchors for c in lists]), ~first, order),
     )
+
+
+def _first_anchors(
+    ids: NDArray[Any], anchors: NDArray[Any], repeated: NDArray[np.bool_], order: NDArray[Any]
+) -> NDArray[Any]:
+    """The anchors of the entries at ``order``; one without (ANN) takes the anchor of the
+    first ``repeated`` entry (a later source's proposal of the same product) that has one.
+    ``dict(zip())`` and ``map`` loop in C: tens of microseconds for hundreds of entries."""
+    chosen: NDArray[Any] = anchors[order]
+    missing = np.flatnonzero(chosen == "")
+    proposals = np.flatnonzero(repeated)
+    anchored = proposals[anchors[proposals] != ""][::-1]  # reversed: the first wins
+    if len(missing) and len(anchored):
+        first = dict(zip(ids[anchored].tolist(), anchors[anchored].tolist(), strict=True))
+        chosen[missing] = list(map(first.get, ids[order[missing]].tolist(), repeat("")))
+    return chosen

@@ -125,3 +125,27 @@ async def test_rollout_and_rollback_fail_and_degrade_no_call(platform: Platform)
     assert clients.versions[str(version)] >= 20
     assert clients.versions[str(served)] >= 40
     assert rollback_seconds < 10  # an alias change the replicas follow within a poll
+
+
+def test_users_with_a_clear_history_get_reasons_anchored_on_their_items(platform: Platform) -> None:
+    """Issue 19: "Because you viewed X" names a product of the user's own history, and
+    "Picked for you" is left for the few items nothing more specific explains."""
+    seen: dict[str, set[str]] = {}
+    for i in platform.world.loaded.interactions:
+        seen.setdefault(i.user_id, set()).add(i.item_id)
+    users = list(platform.world.held_out)[:20]
+    replies = {user_id: _recommend(platform, user_id, k=K) for user_id in users}
+    items = [(u, item) for u, reply in replies.items() for item in reply.items]
+    kinds = Counter(ranking_pb2.ReasonType.Name(item.reason.type) for _, item in items)
+    picked_for_you = sum(item.reason.text == "Picked for you" for _, item in items)
+
+    assert all(replies[u].items for u in users)
+    assert kinds["REASON_TYPE_RELATED_TO_ITEM"] >= len(items) / 2, kinds
+    assert picked_for_you <= len(items) / 10, (picked_for_you, kinds)
+    anchored = [(u, item) for u, item in items if item.reason.anchor_product_id]
+    titles = _products(platform, sorted({item.reason.anchor_product_id for _, item in anchored}))
+    for user_id, item in anchored:
+        anchor = item.reason.anchor_product_id
+        assert item.reason.type == ranking_pb2.REASON_TYPE_RELATED_TO_ITEM
+        assert anchor in seen[user_id], (user_id, anchor)
+        assert item.reason.text == f"Because you viewed {titles[anchor].title}"

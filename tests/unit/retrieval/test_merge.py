@@ -18,7 +18,7 @@ from services.retrieval.service import (
     UserHistory,
 )
 
-ANN, COVIS, POPULAR = config.ANN, config.COVISITATION, config.POPULAR
+ANN, COVIS, POPULAR, CONTENT = config.ANN, config.COVISITATION, config.POPULAR, config.CONTENT
 
 
 def _list(source: int, ids: str, anchor: str = "") -> Candidates:
@@ -45,6 +45,17 @@ def test_first_source_keeps_a_shared_product() -> None:
         "d": COVIS,
     }
     assert merged.anchors[list(merged.product_ids).index("d")] == "x"
+
+
+def test_a_shared_product_keeps_the_anchor_of_the_first_anchored_source() -> None:
+    # Issue 19: the anchor explains the item ("Because you viewed x") whichever source keeps it.
+    lists = [_list(ANN, "a b c"), _list(COVIS, "b c", anchor="x"), _list(CONTENT, "c", "y")]
+
+    merged = merge(lists, {ANN: 10, COVIS: 10, CONTENT: 10}, 10, allowed=proposed_ids(lists))
+
+    assert list(merged.product_ids) == ["a", "b", "c"]
+    assert list(merged.sources) == [ANN] * 3
+    assert list(merged.anchors) == ["", "x", "x"]
 
 
 def test_disallowed_products_are_dropped_before_quotas() -> None:
