@@ -3,7 +3,8 @@
 This is what retraining learns from: the same rows the services serve, read
 in one pass in (user, time, arrival) order, less the events (and attributes) of
 users who refused analytics use of their events (magpie.v1.Consent.analytics
-false; consent not stated is no refusal).
+false; consent not stated is no refusal). A like is read as a click (interest in the
+product; the models do not weigh kinds); dislikes and comments are never read.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import psycopg2
 from magpie.datasets.schema import Dataset, EventKind, Interaction, Item, User
 from magpie.runtime.units import NANOS_PER_UNIT
 
-__all__ = ["ANALYTICS_ALLOWED", "POSITIVE_KINDS", "read_dataset"]
+__all__ = ["ANALYTICS_ALLOWED", "POSITIVE_EVENT_TYPES", "POSITIVE_KINDS", "read_dataset"]
 
 _KIND_BY_NUMBER = {
     1: EventKind.IMPRESSION,
@@ -24,8 +25,9 @@ _KIND_BY_NUMBER = {
     3: EventKind.ADD_TO_CART,
     4: EventKind.PURCHASE,
     5: EventKind.RATING,
+    6: EventKind.CLICK,  # magpie.v1.EVENT_TYPE_LIKE
 }
-_NUMBER_BY_KIND = {kind: number for number, kind in _KIND_BY_NUMBER.items()}
+"""The kind each magpie.v1.EventType number becomes; numbers not listed are never read."""
 _AGE_BANDS = {
     1: "under_18",
     2: "18_24",
@@ -46,6 +48,9 @@ POSITIVE_KINDS = frozenset(
     {EventKind.CLICK, EventKind.ADD_TO_CART, EventKind.PURCHASE, EventKind.RATING}
 )
 """Interactions that express interest; impressions alone do not."""
+POSITIVE_EVENT_TYPES = tuple(sorted(n for n, k in _KIND_BY_NUMBER.items() if k in POSITIVE_KINDS))
+"""The magpie.v1.EventType numbers read as POSITIVE_KINDS (a like is a click; dislikes and
+comments are not interest)."""
 
 
 def _item(row: tuple[Any, ...]) -> Item:
@@ -103,7 +108,11 @@ def read_dataset(
                   AND {ANALYTICS_ALLOWED}
                 ORDER BY user_id, occurred_at, seq
                 """,
-                (sorted(_NUMBER_BY_KIND[k] for k in kinds), through_seq, through_seq),
+                (
+                    sorted(n for n, kind in _KIND_BY_NUMBER.items() if kind in kinds),
+                    through_seq,
+                    through_seq,
+                ),
             )
             interactions = [
                 Interaction(uid, pid, _KIND_BY_NUMBER[kind], float(ts), rating, session)

@@ -26,7 +26,7 @@ import psycopg2
 from opentelemetry import trace
 
 from magpie.datasets.schema import Dataset
-from magpie.datasets.warehouse import ANALYTICS_ALLOWED, read_dataset
+from magpie.datasets.warehouse import ANALYTICS_ALLOWED, POSITIVE_EVENT_TYPES, read_dataset
 from magpie.modelstore import registry
 from magpie.modelstore.lifecycle import (
     bundle_path,
@@ -92,16 +92,17 @@ def snapshot(ctx: StageContext) -> dict[str, Any]:
     with connection(settings) as conn, conn.cursor() as cur:
         cur.execute(
             "SELECT coalesce(max(seq), 0), extract(epoch FROM max(occurred_at)), count(*)"
-            f" FROM events WHERE event_type <> 1 AND {ANALYTICS_ALLOWED}"
+            f" FROM events WHERE event_type = ANY(%s) AND {ANALYTICS_ALLOWED}",
+            (list(POSITIVE_EVENT_TYPES),),
         )
         through_seq, newest, positives = cur.fetchone()  # type: ignore[misc]
         if newest is None:
             raise Unavailable("no events stored yet")
         cutoff = float(newest) - settings.retrain_holdout_days * SECONDS_PER_DAY
         cur.execute(
-            f"SELECT count(*) FROM events WHERE event_type <> 1 AND {ANALYTICS_ALLOWED}"
+            f"SELECT count(*) FROM events WHERE event_type = ANY(%s) AND {ANALYTICS_ALLOWED}"
             " AND seq <= %s AND occurred_at < to_timestamp(%s)",
-            (through_seq, cutoff),
+            (list(POSITIVE_EVENT_TYPES), through_seq, cutoff),
         )
         (before,) = cur.fetchone()  # type: ignore[misc]
         reserved = registry.reserve_version(

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16magpie/v1/common.proto\x12\tmagpie.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"<\n\x05Money\x12\x15\n\rcurrency_code\x18\x01 \x01(\t\x12\r\n\x05units\x18\x02 \x01(\x03\x12\r\n\x05nanos\x18\x03 \x01(\x05\"\x86\x01\n\x0eRequestContext\x12!\n\x06\x64\x65vice\x18\x01 \x01(\x0e\x32\x11.magpie.v1.Device\x12\x30\n\x0crequest_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07surface\x18\x03 \x01(\t\x12\x0e\n\x06locale\x18\x04 \x01(\t\"\xa1\x01\n\rProductFilter\x12\x19\n\x11\x63\x61tegory_prefixes\x18\x01 \x03(\t\x12#\n\tmin_price\x18\x02 \x01(\x0b\x32\x10.magpie.v1.Money\x12#\n\tmax_price\x18\x03 \x01(\x0b\x32\x10.magpie.v1.Money\x12\x1b\n\x13\x65xclude_product_ids\x18\x04 \x03(\t\x12\x0e\n\x06\x62rands\x18\x05 \x03(\t*\xa4\x01\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x19\n\x15\x45VENT_TYPE_IMPRESSION\x10\x01\x12\x14\n\x10\x45VENT_TYPE_CLICK\x10\x02\x12\x1a\n\x16\x45VENT_TYPE_ADD_TO_CART\x10\x03\x12\x17\n\x13\x45VENT_TYPE_PURCHASE\x10\x04\x12\x15\n\x11\x45VENT_TYPE_RATING\x10\x05*j\n\x06\x44\x65vice\x12\x16\n\x12\x44\x45VICE_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x44\x45VICE_DESKTOP\x10\x01\x12\x11\n\rDEVICE_MOBILE\x10\x02\x12\x11\n\rDEVICE_TABLET\x10\x03\x12\x0e\n\nDEVICE_APP\x10\x04*\xc9\x01\n\x0f\x43\x61ndidateSource\x12 \n\x1c\x43\x41NDIDATE_SOURCE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43\x41NDIDATE_SOURCE_ANN\x10\x01\x12!\n\x1d\x43\x41NDIDATE_SOURCE_COVISITATION\x10\x02\x12\x1c\n\x18\x43\x41NDIDATE_SOURCE_POPULAR\x10\x03\x12\x1c\n\x18\x43\x41NDIDATE_SOURCE_CONTENT\x10\x04\x12\x1b\n\x17\x43\x41NDIDATE_SOURCE_CALLER\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16magpie/v1/common.proto\x12\tmagpie.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"<\n\x05Money\x12\x15\n\rcurrency_code\x18\x01 \x01(\t\x12\r\n\x05units\x18\x02 \x01(\x03\x12\r\n\x05nanos\x18\x03 \x01(\x05\"\x86\x01\n\x0eRequestContext\x12!\n\x06\x64\x65vice\x18\x01 \x01(\x0e\x32\x11.magpie.v1.Device\x12\x30\n\x0crequest_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07surface\x18\x03 \x01(\t\x12\x0e\n\x06locale\x18\x04 \x01(\t\"\xa1\x01\n\rProductFilter\x12\x19\n\x11\x63\x61tegory_prefixes\x18\x01 \x03(\t\x12#\n\tmin_price\x18\x02 \x01(\x0b\x32\x10.magpie.v1.Money\x12#\n\tmax_price\x18\x03 \x01(\x0b\x32\x10.magpie.v1.Money\x12\x1b\n\x13\x65xclude_product_ids\x18\x04 \x03(\t\x12\x0e\n\x06\x62rands\x18\x05 \x03(\t*\xe9\x01\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x19\n\x15\x45VENT_TYPE_IMPRESSION\x10\x01\x12\x14\n\x10\x45VENT_TYPE_CLICK\x10\x02\x12\x1a\n\x16\x45VENT_TYPE_ADD_TO_CART\x10\x03\x12\x17\n\x13\x45VENT_TYPE_PURCHASE\x10\x04\x12\x15\n\x11\x45VENT_TYPE_RATING\x10\x05\x12\x13\n\x0f\x45VENT_TYPE_LIKE\x10\x06\x12\x16\n\x12\x45VENT_TYPE_DISLIKE\x10\x07\x12\x16\n\x12\x45VENT_TYPE_COMMENT\x10\x08*j\n\x06\x44\x65vice\x12\x16\n\x12\x44\x45VICE_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x44\x45VICE_DESKTOP\x10\x01\x12\x11\n\rDEVICE_MOBILE\x10\x02\x12\x11\n\rDEVICE_TABLET\x10\x03\x12\x0e\n\nDEVICE_APP\x10\x04*\xc9\x01\n\x0f\x43\x61ndidateSource\x12 \n\x1c\x43\x41NDIDATE_SOURCE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43\x41NDIDATE_SOURCE_ANN\x10\x01\x12!\n\x1d\x43\x41NDIDATE_SOURCE_COVISITATION\x10\x02\x12\x1c\n\x18\x43\x41NDIDATE_SOURCE_POPULAR\x10\x03\x12\x1c\n\x18\x43\x41NDIDATE_SOURCE_CONTENT\x10\x04\x12\x1b\n\x17\x43\x41NDIDATE_SOURCE_CALLER\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,11 +33,11 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'magpie.v1.common_pb2', _glo
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_EVENTTYPE']._serialized_start=434
-  _globals['_EVENTTYPE']._serialized_end=598
-  _globals['_DEVICE']._serialized_start=600
-  _globals['_DEVICE']._serialized_end=706
-  _globals['_CANDIDATESOURCE']._serialized_start=709
-  _globals['_CANDIDATESOURCE']._serialized_end=910
+  _globals['_EVENTTYPE']._serialized_end=667
+  _globals['_DEVICE']._serialized_start=669
+  _globals['_DEVICE']._serialized_end=775
+  _globals['_CANDIDATESOURCE']._serialized_start=778
+  _globals['_CANDIDATESOURCE']._serialized_end=979
   _globals['_MONEY']._serialized_start=70
   _globals['_MONEY']._serialized_end=130
   _globals['_REQUESTCONTEXT']._serialized_start=133

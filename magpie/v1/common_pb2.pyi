@@ -35,6 +35,14 @@ class _EventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EventType.V
     EVENT_TYPE_PURCHASE: _EventType.ValueType  # 4
     EVENT_TYPE_RATING: _EventType.ValueType  # 5
     """An explicit rating; the event's `rating` field carries the value."""
+    EVENT_TYPE_LIKE: _EventType.ValueType  # 6
+    """The user said they like the product: a positive interaction, stronger than a click."""
+    EVENT_TYPE_DISLIKE: _EventType.ValueType  # 7
+    """The user said they do not like the product: it is not recommended to them again
+    (until a later EVENT_TYPE_LIKE of the same product).
+    """
+    EVENT_TYPE_COMMENT: _EventType.ValueType  # 8
+    """The user wrote a short comment on the product; the event's `comment` field carries it."""
 
 class EventType(_EventType, metaclass=_EventTypeEnumTypeWrapper):
     """What a user did with a product."""
@@ -48,6 +56,14 @@ EVENT_TYPE_ADD_TO_CART: EventType.ValueType  # 3
 EVENT_TYPE_PURCHASE: EventType.ValueType  # 4
 EVENT_TYPE_RATING: EventType.ValueType  # 5
 """An explicit rating; the event's `rating` field carries the value."""
+EVENT_TYPE_LIKE: EventType.ValueType  # 6
+"""The user said they like the product: a positive interaction, stronger than a click."""
+EVENT_TYPE_DISLIKE: EventType.ValueType  # 7
+"""The user said they do not like the product: it is not recommended to them again
+(until a later EVENT_TYPE_LIKE of the same product).
+"""
+EVENT_TYPE_COMMENT: EventType.ValueType  # 8
+"""The user wrote a short comment on the product; the event's `comment` field carries it."""
 Global___EventType: _TypeAlias = EventType  # noqa: Y015
 
 class _Device:

@@ -26,27 +26,27 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from magpie.v1 import common_pb2 as magpie_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18magpie/v1/feedback.proto\x12\tmagpie.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16magpie/v1/common.proto\"\xa4\x02\n\x05\x45vent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x12\n\nproduct_id\x18\x03 \x01(\t\x12(\n\nevent_type\x18\x04 \x01(\x0e\x32\x14.magpie.v1.EventType\x12/\n\x0boccurred_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06rating\x18\x06 \x01(\x02\x12\x19\n\x11recommendation_id\x18\x07 \x01(\t\x12\x15\n\rmodel_version\x18\x08 \x01(\t\x12\x10\n\x08position\x18\t \x01(\x05\x12\x12\n\nsession_id\x18\n \x01(\t\x12!\n\x06\x64\x65vice\x18\x0b \x01(\x0e\x32\x11.magpie.v1.Device\"7\n\x13RecordEventsRequest\x12 \n\x06\x65vents\x18\x01 \x03(\x0b\x32\x10.magpie.v1.Event\"Y\n\x0b\x45ventResult\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12(\n\x07outcome\x18\x02 \x01(\x0e\x32\x17.magpie.v1.EventOutcome\x12\x0e\n\x06reason\x18\x03 \x01(\t\"w\n\x14RecordEventsResponse\x12\'\n\x07results\x18\x01 \x03(\x0b\x32\x16.magpie.v1.EventResult\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x05\x12\x12\n\nduplicates\x18\x03 \x01(\x05\x12\x10\n\x08rejected\x18\x04 \x01(\x05\"I\n\x13StreamEventsRequest\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12 \n\x06\x65vents\x18\x02 \x03(\x0b\x32\x10.magpie.v1.Event\"Y\n\x14StreamEventsResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12/\n\x06result\x18\x02 \x01(\x0b\x32\x1f.magpie.v1.RecordEventsResponse*\x9e\x01\n\x0c\x45ventOutcome\x12\x1d\n\x19\x45VENT_OUTCOME_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x45VENT_OUTCOME_ACCEPTED\x10\x01\x12\x1b\n\x17\x45VENT_OUTCOME_DUPLICATE\x10\x02\x12\x1a\n\x16\x45VENT_OUTCOME_REJECTED\x10\x03\x12\x1a\n\x16\x45VENT_OUTCOME_CONFLICT\x10\x04\x32\xb7\x01\n\x0f\x46\x65\x65\x64\x62\x61\x63kService\x12O\n\x0cRecordEvents\x12\x1e.magpie.v1.RecordEventsRequest\x1a\x1f.magpie.v1.RecordEventsResponse\x12S\n\x0cStreamEvents\x12\x1e.magpie.v1.StreamEventsRequest\x1a\x1f.magpie.v1.StreamEventsResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18magpie/v1/feedback.proto\x12\tmagpie.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16magpie/v1/common.proto\"\xb5\x02\n\x05\x45vent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x12\n\nproduct_id\x18\x03 \x01(\t\x12(\n\nevent_type\x18\x04 \x01(\x0e\x32\x14.magpie.v1.EventType\x12/\n\x0boccurred_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06rating\x18\x06 \x01(\x02\x12\x19\n\x11recommendation_id\x18\x07 \x01(\t\x12\x15\n\rmodel_version\x18\x08 \x01(\t\x12\x10\n\x08position\x18\t \x01(\x05\x12\x12\n\nsession_id\x18\n \x01(\t\x12!\n\x06\x64\x65vice\x18\x0b \x01(\x0e\x32\x11.magpie.v1.Device\x12\x0f\n\x07\x63omment\x18\x0c \x01(\t\"7\n\x13RecordEventsRequest\x12 \n\x06\x65vents\x18\x01 \x03(\x0b\x32\x10.magpie.v1.Event\"Y\n\x0b\x45ventResult\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12(\n\x07outcome\x18\x02 \x01(\x0e\x32\x17.magpie.v1.EventOutcome\x12\x0e\n\x06reason\x18\x03 \x01(\t\"w\n\x14RecordEventsResponse\x12\'\n\x07results\x18\x01 \x03(\x0b\x32\x16.magpie.v1.EventResult\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x05\x12\x12\n\nduplicates\x18\x03 \x01(\x05\x12\x10\n\x08rejected\x18\x04 \x01(\x05\"I\n\x13StreamEventsRequest\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12 \n\x06\x65vents\x18\x02 \x03(\x0b\x32\x10.magpie.v1.Event\"Y\n\x14StreamEventsResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12/\n\x06result\x18\x02 \x01(\x0b\x32\x1f.magpie.v1.RecordEventsResponse*\x9e\x01\n\x0c\x45ventOutcome\x12\x1d\n\x19\x45VENT_OUTCOME_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x45VENT_OUTCOME_ACCEPTED\x10\x01\x12\x1b\n\x17\x45VENT_OUTCOME_DUPLICATE\x10\x02\x12\x1a\n\x16\x45VENT_OUTCOME_REJECTED\x10\x03\x12\x1a\n\x16\x45VENT_OUTCOME_CONFLICT\x10\x04\x32\xb7\x01\n\x0f\x46\x65\x65\x64\x62\x61\x63kService\x12O\n\x0cRecordEvents\x12\x1e.magpie.v1.RecordEventsRequest\x1a\x1f.magpie.v1.RecordEventsResponse\x12S\n\x0cStreamEvents\x12\x1e.magpie.v1.StreamEventsRequest\x1a\x1f.magpie.v1.StreamEventsResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'magpie.v1.feedback_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_EVENTOUTCOME']._serialized_start=827
-  _globals['_EVENTOUTCOME']._serialized_end=985
+  _globals['_EVENTOUTCOME']._serialized_start=844
+  _globals['_EVENTOUTCOME']._serialized_end=1002
   _globals['_EVENT']._serialized_start=97
-  _globals['_EVENT']._serialized_end=389
-  _globals['_RECORDEVENTSREQUEST']._serialized_start=391
-  _globals['_RECORDEVENTSREQUEST']._serialized_end=446
-  _globals['_EVENTRESULT']._serialized_start=448
-  _globals['_EVENTRESULT']._serialized_end=537
-  _globals['_RECORDEVENTSRESPONSE']._serialized_start=539
-  _globals['_RECORDEVENTSRESPONSE']._serialized_end=658
-  _globals['_STREAMEVENTSREQUEST']._serialized_start=660
-  _globals['_STREAMEVENTSREQUEST']._serialized_end=733
-  _globals['_STREAMEVENTSRESPONSE']._serialized_start=735
-  _globals['_STREAMEVENTSRESPONSE']._serialized_end=824
-  _globals['_FEEDBACKSERVICE']._serialized_start=988
-  _globals['_FEEDBACKSERVICE']._serialized_end=1171
+  _globals['_EVENT']._serialized_end=406
+  _globals['_RECORDEVENTSREQUEST']._serialized_start=408
+  _globals['_RECORDEVENTSREQUEST']._serialized_end=463
+  _globals['_EVENTRESULT']._serialized_start=465
+  _globals['_EVENTRESULT']._serialized_end=554
+  _globals['_RECORDEVENTSRESPONSE']._serialized_start=556
+  _globals['_RECORDEVENTSRESPONSE']._serialized_end=675
+  _globals['_STREAMEVENTSREQUEST']._serialized_start=677
+  _globals['_STREAMEVENTSREQUEST']._serialized_end=750
+  _globals['_STREAMEVENTSRESPONSE']._serialized_start=752
+  _globals['_STREAMEVENTSRESPONSE']._serialized_end=841
+  _globals['_FEEDBACKSERVICE']._serialized_start=1005
+  _globals['_FEEDBACKSERVICE']._serialized_end=1188
 # @@protoc_insertion_point(module_scope)

@@ -56,7 +56,7 @@ Global___EventOutcome: _TypeAlias = EventOutcome  # noqa: Y015
 
 @_typing.final
 class Event(_message.Message):
-    """Next available id: 12"""
+    """Next available id: 13"""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -71,6 +71,7 @@ class Event(_message.Message):
     POSITION_FIELD_NUMBER: _builtins.int
     SESSION_ID_FIELD_NUMBER: _builtins.int
     DEVICE_FIELD_NUMBER: _builtins.int
+    COMMENT_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     """Client-generated id (1-128 characters), unique among the caller's events (ids are
     scoped per authenticated caller); resending the same event is harmless, reusing the id
@@ -89,6 +90,11 @@ class Event(_message.Message):
     """1-based position at which the product was shown; 0 when unknown."""
     session_id: _builtins.str
     device: _common_pb2.Device.ValueType
+    comment: _builtins.str
+    """The text of an EVENT_TYPE_COMMENT event: required there (1-500 characters, not only
+    white space, no control characters except line feed), must be empty on any other
+    event type, like `rating`. A like or dislike with a remark is two events.
+    """
     @_builtins.property
     def occurred_at(self) -> _timestamp_pb2.Timestamp:
         """When it happened; the server's clock when unset."""
@@ -107,10 +113,11 @@ class Event(_message.Message):
         position: _builtins.int = ...,
         session_id: _builtins.str = ...,
         device: _common_pb2.Device.ValueType = ...,
+        comment: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["device", b"device", "event_id", b"event_id", "event_type", b"event_type", "model_version", b"model_version", "occurred_at", b"occurred_at", "position", b"position", "product_id", b"product_id", "rating", b"rating", "recommendation_id", b"recommendation_id", "session_id", b"session_id", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["comment", b"comment", "device", b"device", "event_id", b"event_id", "event_type", b"event_type", "model_version", b"model_version", "occurred_at", b"occurred_at", "position", b"position", "product_id", b"product_id", "rating", b"rating", "recommendation_id", b"recommendation_id", "session_id", b"session_id", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -26,19 +26,19 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from magpie.v1 import common_pb2 as magpie_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18magpie/v1/profiles.proto\x12\tmagpie.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16magpie/v1/common.proto\"5\n\x07\x43onsent\x12\x17\n\x0fpersonalization\x18\x01 \x01(\x08\x12\x11\n\tanalytics\x18\x02 \x01(\x08\"\xa0\x01\n\x0eUserAttributes\x12$\n\x08\x61ge_band\x18\x01 \x01(\x0e\x32\x12.magpie.v1.AgeBand\x12!\n\x06gender\x18\x02 \x01(\x0e\x32\x11.magpie.v1.Gender\x12\x0e\n\x06region\x18\x03 \x01(\t\x12\x10\n\x08segments\x18\x04 \x03(\t\x12#\n\x07\x63onsent\x18\x05 \x01(\x0b\x32\x12.magpie.v1.Consent\"|\n\x0bInteraction\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12(\n\nevent_type\x18\x02 \x01(\x0e\x32\x14.magpie.v1.EventType\x12/\n\x0boccurred_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"]\n\x10\x43\x61tegoryAffinity\x12\x10\n\x08\x63\x61tegory\x18\x01 \x01(\t\x12(\n\x06window\x18\x02 \x01(\x0e\x32\x18.magpie.v1.FeatureWindow\x12\r\n\x05score\x18\x03 \x01(\x01\"a\n\x11InteractionCounts\x12\x13\n\x0bimpressions\x18\x01 \x01(\x03\x12\x0e\n\x06\x63licks\x18\x02 \x01(\x03\x12\x14\n\x0c\x61\x64\x64_to_carts\x18\x03 \x01(\x03\x12\x11\n\tpurchases\x18\x04 \x01(\x03\"\xc4\x02\n\x07Profile\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05known\x18\x02 \x01(\x08\x12-\n\nattributes\x18\x03 \x01(\x0b\x32\x19.magpie.v1.UserAttributes\x12\x33\n\x13recent_interactions\x18\x04 \x03(\x0b\x32\x16.magpie.v1.Interaction\x12\x38\n\x13\x63\x61tegory_affinities\x18\x05 \x03(\x0b\x32\x1b.magpie.v1.CategoryAffinity\x12\x1d\n\x15purchased_product_ids\x18\x06 \x03(\t\x12,\n\x06\x63ounts\x18\x07 \x01(\x0b\x32\x1c.magpie.v1.InteractionCounts\x12.\n\nupdated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"O\n\rProfileUpsert\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12-\n\nattributes\x18\x02 \x01(\x0b\x32\x19.magpie.v1.UserAttributes\"C\n\x15UpsertProfilesRequest\x12*\n\x08profiles\x18\x01 \x03(\x0b\x32\x18.magpie.v1.ProfileUpsert\"C\n\x16UpsertProfilesResponse\x12)\n\x07results\x18\x01 \x03(\x0b\x32\x18.magpie.v1.ProfileResult\";\n\rProfileResult\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\n\n\x02ok\x18\x02 \x01(\x08\x12\r\n\x05\x65rror\x18\x03 \x01(\t\";\n\x11GetProfileRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x15\n\rhistory_limit\x18\x02 \x01(\x05\"9\n\x12GetProfileResponse\x12#\n\x07profile\x18\x01 \x01(\x0b\x32\x12.magpie.v1.Profile\"B\n\x17\x42\x61tchGetProfilesRequest\x12\x10\n\x08user_ids\x18\x01 \x03(\t\x12\x15\n\rhistory_limit\x18\x02 \x01(\x05\"@\n\x18\x42\x61tchGetProfilesResponse\x12$\n\x08profiles\x18\x01 \x03(\x0b\x32\x12.magpie.v1.Profile\"\'\n\x14\x44\x65leteProfileRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"@\n\x15\x44\x65leteProfileResponse\x12\x16\n\x0e\x64\x65leted_events\x18\x01 \x01(\x03\x12\x0f\n\x07\x65xisted\x18\x02 \x01(\x08*\xb4\x01\n\x07\x41geBand\x12\x18\n\x14\x41GE_BAND_UNSPECIFIED\x10\x00\x12\x15\n\x11\x41GE_BAND_UNDER_18\x10\x01\x12\x12\n\x0e\x41GE_BAND_18_24\x10\x02\x12\x12\n\x0e\x41GE_BAND_25_34\x10\x03\x12\x12\n\x0e\x41GE_BAND_35_44\x10\x04\x12\x12\n\x0e\x41GE_BAND_45_54\x10\x05\x12\x12\n\x0e\x41GE_BAND_55_64\x10\x06\x12\x14\n\x10\x41GE_BAND_65_PLUS\x10\x07*V\n\x06Gender\x12\x16\n\x12GENDER_UNSPECIFIED\x10\x00\x12\x11\n\rGENDER_FEMALE\x10\x01\x12\x0f\n\x0bGENDER_MALE\x10\x02\x12\x10\n\x0cGENDER_OTHER\x10\x03*{\n\rFeatureWindow\x12\x1e\n\x1a\x46\x45\x41TURE_WINDOW_UNSPECIFIED\x10\x00\x12\x15\n\x11\x46\x45\x41TURE_WINDOW_7D\x10\x01\x12\x16\n\x12\x46\x45\x41TURE_WINDOW_30D\x10\x02\x12\x1b\n\x17\x46\x45\x41TURE_WINDOW_ALL_TIME\x10\x03\x32\xe3\x02\n\x0eProfileService\x12U\n\x0eUpsertProfiles\x12 .magpie.v1.UpsertProfilesRequest\x1a!.magpie.v1.UpsertProfilesResponse\x12I\n\nGetProfile\x12\x1c.magpie.v1.GetProfileRequest\x1a\x1d.magpie.v1.GetProfileResponse\x12[\n\x10\x42\x61tchGetProfiles\x12\".magpie.v1.BatchGetProfilesRequest\x1a#.magpie.v1.BatchGetProfilesResponse\x12R\n\rDeleteProfile\x12\x1f.magpie.v1.DeleteProfileRequest\x1a .magpie.v1.DeleteProfileResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18magpie/v1/profiles.proto\x12\tmagpie.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16magpie/v1/common.proto\"5\n\x07\x43onsent\x12\x17\n\x0fpersonalization\x18\x01 \x01(\x08\x12\x11\n\tanalytics\x18\x02 \x01(\x08\"\xa0\x01\n\x0eUserAttributes\x12$\n\x08\x61ge_band\x18\x01 \x01(\x0e\x32\x12.magpie.v1.AgeBand\x12!\n\x06gender\x18\x02 \x01(\x0e\x32\x11.magpie.v1.Gender\x12\x0e\n\x06region\x18\x03 \x01(\t\x12\x10\n\x08segments\x18\x04 \x03(\t\x12#\n\x07\x63onsent\x18\x05 \x01(\x0b\x32\x12.magpie.v1.Consent\"|\n\x0bInteraction\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12(\n\nevent_type\x18\x02 \x01(\x0e\x32\x14.magpie.v1.EventType\x12/\n\x0boccurred_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"]\n\x10\x43\x61tegoryAffinity\x12\x10\n\x08\x63\x61tegory\x18\x01 \x01(\t\x12(\n\x06window\x18\x02 \x01(\x0e\x32\x18.magpie.v1.FeatureWindow\x12\r\n\x05score\x18\x03 \x01(\x01\"a\n\x11InteractionCounts\x12\x13\n\x0bimpressions\x18\x01 \x01(\x03\x12\x0e\n\x06\x63licks\x18\x02 \x01(\x03\x12\x14\n\x0c\x61\x64\x64_to_carts\x18\x03 \x01(\x03\x12\x11\n\tpurchases\x18\x04 \x01(\x03\"\xe2\x02\n\x07Profile\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05known\x18\x02 \x01(\x08\x12-\n\nattributes\x18\x03 \x01(\x0b\x32\x19.magpie.v1.UserAttributes\x12\x33\n\x13recent_interactions\x18\x04 \x03(\x0b\x32\x16.magpie.v1.Interaction\x12\x38\n\x13\x63\x61tegory_affinities\x18\x05 \x03(\x0b\x32\x1b.magpie.v1.CategoryAffinity\x12\x1d\n\x15purchased_product_ids\x18\x06 \x03(\t\x12,\n\x06\x63ounts\x18\x07 \x01(\x0b\x32\x1c.magpie.v1.InteractionCounts\x12.\n\nupdated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1c\n\x14\x64isliked_product_ids\x18\t \x03(\t\"O\n\rProfileUpsert\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12-\n\nattributes\x18\x02 \x01(\x0b\x32\x19.magpie.v1.UserAttributes\"C\n\x15UpsertProfilesRequest\x12*\n\x08profiles\x18\x01 \x03(\x0b\x32\x18.magpie.v1.ProfileUpsert\"C\n\x16UpsertProfilesResponse\x12)\n\x07results\x18\x01 \x03(\x0b\x32\x18.magpie.v1.ProfileResult\";\n\rProfileResult\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\n\n\x02ok\x18\x02 \x01(\x08\x12\r\n\x05\x65rror\x18\x03 \x01(\t\";\n\x11GetProfileRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x15\n\rhistory_limit\x18\x02 \x01(\x05\"9\n\x12GetProfileResponse\x12#\n\x07profile\x18\x01 \x01(\x0b\x32\x12.magpie.v1.Profile\"B\n\x17\x42\x61tchGetProfilesRequest\x12\x10\n\x08user_ids\x18\x01 \x03(\t\x12\x15\n\rhistory_limit\x18\x02 \x01(\x05\"@\n\x18\x42\x61tchGetProfilesResponse\x12$\n\x08profiles\x18\x01 \x03(\x0b\x32\x12.magpie.v1.Profile\"\'\n\x14\x44\x65leteProfileRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"@\n\x15\x44\x65leteProfileResponse\x12\x16\n\x0e\x64\x65leted_events\x18\x01 \x01(\x03\x12\x0f\n\x07\x65xisted\x18\x02 \x01(\x08*\xb4\x01\n\x07\x41geBand\x12\x18\n\x14\x41GE_BAND_UNSPECIFIED\x10\x00\x12\x15\n\x11\x41GE_BAND_UNDER_18\x10\x01\x12\x12\n\x0e\x41GE_BAND_18_24\x10\x02\x12\x12\n\x0e\x41GE_BAND_25_34\x10\x03\x12\x12\n\x0e\x41GE_BAND_35_44\x10\x04\x12\x12\n\x0e\x41GE_BAND_45_54\x10\x05\x12\x12\n\x0e\x41GE_BAND_55_64\x10\x06\x12\x14\n\x10\x41GE_BAND_65_PLUS\x10\x07*V\n\x06Gender\x12\x16\n\x12GENDER_UNSPECIFIED\x10\x00\x12\x11\n\rGENDER_FEMALE\x10\x01\x12\x0f\n\x0bGENDER_MALE\x10\x02\x12\x10\n\x0cGENDER_OTHER\x10\x03*{\n\rFeatureWindow\x12\x1e\n\x1a\x46\x45\x41TURE_WINDOW_UNSPECIFIED\x10\x00\x12\x15\n\x11\x46\x45\x41TURE_WINDOW_7D\x10\x01\x12\x16\n\x12\x46\x45\x41TURE_WINDOW_30D\x10\x02\x12\x1b\n\x17\x46\x45\x41TURE_WINDOW_ALL_TIME\x10\x03\x32\xe3\x02\n\x0eProfileService\x12U\n\x0eUpsertProfiles\x12 .magpie.v1.UpsertProfilesRequest\x1a!.magpie.v1.UpsertProfilesResponse\x12I\n\nGetProfile\x12\x1c.magpie.v1.GetProfileRequest\x1a\x1d.magpie.v1.GetProfileResponse\x12[\n\x10\x42\x61tchGetProfiles\x12\".magpie.v1.BatchGetProfilesRequest\x1a#.magpie.v1.BatchGetProfilesResponse\x12R\n\rDeleteProfile\x12\x1f.magpie.v1.DeleteProfileRequest\x1a .magpie.v1.DeleteProfileResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'magpie.v1.profiles_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_AGEBAND']._serialized_start=1603
-  _globals['_AGEBAND']._serialized_end=1783
-  _globals['_GENDER']._serialized_start=1785
-  _globals['_GENDER']._serialized_end=1871
-  _globals['_FEATUREWINDOW']._serialized_start=1873
-  _globals['_FEATUREWINDOW']._serialized_end=1996
+  _globals['_AGEBAND']._serialized_start=1633
+  _globals['_AGEBAND']._serialized_end=1813
+  _globals['_GENDER']._serialized_start=1815
+  _globals['_GENDER']._serialized_end=1901
+  _globals['_FEATUREWINDOW']._serialized_start=1903
+  _globals['_FEATUREWINDOW']._serialized_end=2026
   _globals['_CONSENT']._serialized_start=96
   _globals['_CONSENT']._serialized_end=149
   _globals['_USERATTRIBUTES']._serialized_start=152
@@ -50,27 +50,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_INTERACTIONCOUNTS']._serialized_start=535
   _globals['_INTERACTIONCOUNTS']._serialized_end=632
   _globals['_PROFILE']._serialized_start=635
-  _globals['_PROFILE']._serialized_end=959
-  _globals['_PROFILEUPSERT']._serialized_start=961
-  _globals['_PROFILEUPSERT']._serialized_end=1040
-  _globals['_UPSERTPROFILESREQUEST']._serialized_start=1042
-  _globals['_UPSERTPROFILESREQUEST']._serialized_end=1109
-  _globals['_UPSERTPROFILESRESPONSE']._serialized_start=1111
-  _globals['_UPSERTPROFILESRESPONSE']._serialized_end=1178
-  _globals['_PROFILERESULT']._serialized_start=1180
-  _globals['_PROFILERESULT']._serialized_end=1239
-  _globals['_GETPROFILEREQUEST']._serialized_start=1241
-  _globals['_GETPROFILEREQUEST']._serialized_end=1300
-  _globals['_GETPROFILERESPONSE']._serialized_start=1302
-  _globals['_GETPROFILERESPONSE']._serialized_end=1359
-  _globals['_BATCHGETPROFILESREQUEST']._serialized_start=1361
-  _globals['_BATCHGETPROFILESREQUEST']._serialized_end=1427
-  _globals['_BATCHGETPROFILESRESPONSE']._serialized_start=1429
-  _globals['_BATCHGETPROFILESRESPONSE']._serialized_end=1493
-  _globals['_DELETEPROFILEREQUEST']._serialized_start=1495
-  _globals['_DELETEPROFILEREQUEST']._serialized_end=1534
-  _globals['_DELETEPROFILERESPONSE']._serialized_start=1536
-  _globals['_DELETEPROFILERESPONSE']._serialized_end=1600
-  _globals['_PROFILESERVICE']._serialized_start=1999
-  _globals['_PROFILESERVICE']._serialized_end=2354
+  _globals['_PROFILE']._serialized_end=989
+  _globals['_PROFILEUPSERT']._serialized_start=991
+  _globals['_PROFILEUPSERT']._serialized_end=1070
+  _globals['_UPSERTPROFILESREQUEST']._serialized_start=1072
+  _globals['_UPSERTPROFILESREQUEST']._serialized_end=1139
+  _globals['_UPSERTPROFILESRESPONSE']._serialized_start=1141
+  _globals['_UPSERTPROFILESRESPONSE']._serialized_end=1208
+  _globals['_PROFILERESULT']._serialized_start=1210
+  _globals['_PROFILERESULT']._serialized_end=1269
+  _globals['_GETPROFILEREQUEST']._serialized_start=1271
+  _globals['_GETPROFILEREQUEST']._serialized_end=1330
+  _globals['_GETPROFILERESPONSE']._serialized_start=1332
+  _globals['_GETPROFILERESPONSE']._serialized_end=1389
+  _globals['_BATCHGETPROFILESREQUEST']._serialized_start=1391
+  _globals['_BATCHGETPROFILESREQUEST']._serialized_end=1457
+  _globals['_BATCHGETPROFILESRESPONSE']._serialized_start=1459
+  _globals['_BATCHGETPROFILESRESPONSE']._serialized_end=1523
+  _globals['_DELETEPROFILEREQUEST']._serialized_start=1525
+  _globals['_DELETEPROFILEREQUEST']._serialized_end=1564
+  _globals['_DELETEPROFILERESPONSE']._serialized_start=1566
+  _globals['_DELETEPROFILERESPONSE']._serialized_end=1630
+  _globals['_PROFILESERVICE']._serialized_start=2029
+  _globals['_PROFILESERVICE']._serialized_end=2384
 # @@protoc_insertion_point(module_scope)

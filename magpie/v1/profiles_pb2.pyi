@@ -258,7 +258,7 @@ Global___InteractionCounts: _TypeAlias = InteractionCounts  # noqa: Y015
 
 @_typing.final
 class Profile(_message.Message):
-    """Next available id: 9"""
+    """Next available id: 10"""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -270,6 +270,7 @@ class Profile(_message.Message):
     PURCHASED_PRODUCT_IDS_FIELD_NUMBER: _builtins.int
     COUNTS_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
+    DISLIKED_PRODUCT_IDS_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     known: _builtins.bool
     """False for a user Magpie has never seen (cold start)."""
@@ -277,7 +278,7 @@ class Profile(_message.Message):
     def attributes(self) -> Global___UserAttributes: ...
     @_builtins.property
     def recent_interactions(self) -> _containers.RepeatedCompositeFieldContainer[Global___Interaction]:
-        """Most recent interactions, newest first."""
+        """Most recent interactions (dislikes left out), newest first."""
 
     @_builtins.property
     def category_affinities(self) -> _containers.RepeatedCompositeFieldContainer[Global___CategoryAffinity]: ...
@@ -289,6 +290,12 @@ class Profile(_message.Message):
     def counts(self) -> Global___InteractionCounts: ...
     @_builtins.property
     def updated_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def disliked_product_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Products whose latest like or dislike by the user is a dislike, most recent first
+        (at most 1,000); never recommended to the user.
+        """
+
     def __init__(
         self,
         *,
@@ -300,10 +307,11 @@ class Profile(_message.Message):
         purchased_product_ids: _abc.Iterable[_builtins.str] | None = ...,
         counts: Global___InteractionCounts | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
+        disliked_product_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["attributes", b"attributes", "counts", b"counts", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attributes", b"attributes", "category_affinities", b"category_affinities", "counts", b"counts", "known", b"known", "purchased_product_ids", b"purchased_product_ids", "recent_interactions", b"recent_interactions", "updated_at", b"updated_at", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attributes", b"attributes", "category_affinities", b"category_affinities", "counts", b"counts", "disliked_product_ids", b"disliked_product_ids", "known", b"known", "purchased_product_ids", b"purchased_product_ids", "recent_interactions", b"recent_interactions", "updated_at", b"updated_at", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

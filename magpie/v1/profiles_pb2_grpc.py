@@ -73,7 +73,8 @@ class ProfileServiceServicer:
         """Returns one profile; an unknown user gets an empty profile (cold start), not NOT_FOUND.
         A user who refused personalisation (consent.personalization false) gets no
         behaviour-derived fields (recent_interactions, category_affinities,
-        purchased_product_ids, counts), so no caller personalises for them.
+        purchased_product_ids, disliked_product_ids, counts), so no caller personalises for
+        them.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -41,7 +41,8 @@ class ProfileServiceStub:
     """Returns one profile; an unknown user gets an empty profile (cold start), not NOT_FOUND.
     A user who refused personalisation (consent.personalization false) gets no
     behaviour-derived fields (recent_interactions, category_affinities,
-    purchased_product_ids, counts), so no caller personalises for them.
+    purchased_product_ids, disliked_product_ids, counts), so no caller personalises for
+    them.
     """
     BatchGetProfiles: _grpc.UnaryUnaryMultiCallable[_profiles_pb2.BatchGetProfilesRequest, _profiles_pb2.BatchGetProfilesResponse]
     """Returns several profiles in request order, like GetProfile."""
@@ -64,7 +65,8 @@ class ProfileServiceAsyncStub(ProfileServiceStub):
     """Returns one profile; an unknown user gets an empty profile (cold start), not NOT_FOUND.
     A user who refused personalisation (consent.personalization false) gets no
     behaviour-derived fields (recent_interactions, category_affinities,
-    purchased_product_ids, counts), so no caller personalises for them.
+    purchased_product_ids, disliked_product_ids, counts), so no caller personalises for
+    them.
     """
     BatchGetProfiles: _aio.UnaryUnaryMultiCallable[_profiles_pb2.BatchGetProfilesRequest, _profiles_pb2.BatchGetProfilesResponse]  # type: ignore[assignment]
     """Returns several profiles in request order, like GetProfile."""
@@ -96,7 +98,8 @@ class ProfileServiceServicer(metaclass=_abc_1.ABCMeta):
         """Returns one profile; an unknown user gets an empty profile (cold start), not NOT_FOUND.
         A user who refused personalisation (consent.personalization false) gets no
         behaviour-derived fields (recent_interactions, category_affinities,
-        purchased_product_ids, counts), so no caller personalises for them.
+        purchased_product_ids, disliked_product_ids, counts), so no caller personalises for
+        them.
         """
 
     @_abc_1.abstractmethod

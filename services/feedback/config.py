@@ -5,6 +5,8 @@ MAX_BATCH = 5000
 MAX_FUTURE_SECONDS = 300.0
 """Events dated further ahead of the server's clock than this are rejected."""
 MAX_RATING = 5.0
+MAX_COMMENT_LENGTH = 500
+"""Longest comment, in characters (code points)."""
 STREAM_PIPELINE_DEPTH = 3
 """Batches of one stream being written at once; acknowledgements still follow commit order."""
 PRODUCT_CACHE_SECONDS = 60.0
@@ -20,6 +22,6 @@ RETRAIN_CHECK_SECONDS = 5.0
 """How often, while events arrive, the new-event count is checked against the retraining
 threshold (MAGPIE_RETRAIN_EVENT_THRESHOLD)."""
 
-MAX_REQUEST_BYTES = 8 * 1024 * 1024
-"""Largest request: 5,000 events with every text field at its 128-character limit are
-about 4 MiB."""
+MAX_REQUEST_BYTES = 16 * 1024 * 1024
+"""Largest request: 5,000 events with every id at its 128-character limit are about 4 MiB;
+comments of 500 four-byte characters (emoji) add 10 MB."""

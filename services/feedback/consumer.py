@@ -11,10 +11,11 @@ is counted exactly once however often the consumer is stopped and restarted.
 After the commit the cache entries of the users and products touched are
 invalidated.
 
-Event weights (popularity, category affinity): impression 0.1, click 1,
-add-to-cart 3, purchase 5, rating 0.4 per star. Popularity decays with a
-half-life of 7 days: a product's score at `as_of` is the sum of its events'
-weights, each halved for every 7 days between the event and `as_of`.
+Event weights (popularity, category affinity): impression 0.1, click 1, like 2,
+add-to-cart 3, purchase 5, rating 0.4 per star; dislike and comment 0 (a comment may
+be praise or complaint). Popularity decays with a half-life of 7 days: a product's
+score at `as_of` is the sum of its events' weights, each halved for every 7 days
+between the event and `as_of`.
 
 `fold_once` is synchronous so that a Celery task can call it; the service
 runs `EventConsumer.run` as a background task.
@@ -44,8 +45,10 @@ __all__ = ["EVENT_WEIGHTS", "HALF_LIFE_SECONDS", "EventConsumer", "Fold", "fold_
 
 logger = logging.getLogger(__name__)
 
-EVENT_WEIGHTS = (0.1, 1.0, 3.0, 5.0)
-"""Weight of impression, click, add-to-cart and purchase (event types 1-4)."""
+EVENT_WEIGHTS = (0.1, 1.0, 3.0, 5.0, 0.0, 2.0, 0.0, 0.0)
+"""Weight of event types 1-8 (impression, click, add-to-cart, purchase, rating (unused:
+weighed by stars), like, dislike, comment). Every type needs one: an event without a
+weight would make the fold insert a NULL score and fail."""
 RATING_WEIGHT_PER_STAR = 0.4
 HALF_LIFE_SECONDS = 7 * SECONDS_PER_DAY
 

@@ -31,10 +31,10 @@ def build_spec(settings: Settings) -> ServiceSpec:
     known = KnownProducts(config.PRODUCT_CACHE_SECONDS, config.PRODUCT_CACHE_MAX)
     trigger = RetrainTrigger(settings, db)
     deleted = DeletedUserStore(db, partial(user_digest, settings=settings))
-    servicer = FeedbackServicer(
-        FeedbackService(EventStore(db), known, trigger.stored, deleted=deleted)
-    )
     caches = [Cache.from_settings(settings, namespace) for namespace in (PROFILES, PRODUCT_STATS)]
+    servicer = FeedbackServicer(
+        FeedbackService(EventStore(db), known, trigger.stored, deleted=deleted, profiles=caches[0])
+    )
     consumer = EventConsumer(db, *caches)
 
     def register(server: grpc.aio.Server) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass
@@ -30,13 +31,15 @@ __all__ = [
     "FeedbackService",
     "KnownProducts",
     "Outcome",
+    "ProfileCache",
     "Stored",
     "event_problem",
 ]
 
-EventRow = tuple[str, str, str, int, int | None, float, str, str, int, str, int]
+EventRow = tuple[str, str, str, int, int | None, float, str, str, int, str, int, str]
 """(event_id, user_id, product_id, event_type, occurred_at in Unix microseconds or None
-for "now", rating, recommendation_id, model_version, position, session_id, device)."""
+for "now", rating, recommendation_id, model_version, position, session_id, device,
+comment)."""
 
 _MAX_DEVICE = 4  # magpie.v1.Device
 _CONFLICT = "event_id already used by this caller for a different event"
@@ -50,6 +53,9 @@ class EventType(IntEnum):
     ADD_TO_CART = 3
     PURCHASE = 4
     RATING = 5
+    LIKE = 6
+    DISLIKE = 7
+    COMMENT = 8
 
 
 class Outcome(IntEnum):
@@ -88,6 +94,12 @@ class DeletedUsers(Protocol):
 _DELETED_USER = "user_id was deleted; events from before the deletion are not stored"
 
 
+class ProfileCache(Protocol):
+    async def delete(self, keys: Sequence[str]) -> None:
+        """Drops the cached profiles of these users (failures are logged, not raised)."""
+        ...
+
+
 class EventStorage(Protocol):
     async def existing_products(self, product_ids: Collection[str]) -> set[str]:
         """The subset of `product_ids` present in the catalog."""
@@ -108,7 +120,10 @@ _TEXT_FIELDS = (
     ("session_id", False),
 )
 _RATING = int(EventType.RATING)
+_COMMENT = int(EventType.COMMENT)
+_OPINIONS = frozenset({int(EventType.LIKE), int(EventType.DISLIKE)})
 _LAST_TYPE = max(EventType)
+_CONTROL_BUT_NEWLINE = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
 
 
 def _text_problem(texts: tuple[str, ...]) -> str | None:
@@ -123,13 +138,39 @@ def _text_problem(texts: tuple[str, ...]) -> str | None:
     return None
 
 
+def _comment_problem(comment: str) -> str | None:
+    if not comment or comment.isspace():
+        return "comment must not be empty (or white space only) for a comment event"
+    if len(comment) > config.MAX_COMMENT_LENGTH:
+        return f"comment must be at most {config.MAX_COMMENT_LENGTH} characters"
+    if found := _CONTROL_BUT_NEWLINE.search(comment):
+        return (
+            "comment must not contain control characters other than line feed"
+            f" (U+{ord(found.group()):04X} at {found.start()})"
+        )
+    return None
+
+
 def event_problem(row: EventRow, latest_us: int) -> str | None:
     """Why the event cannot be stored, or None; `latest_us` bounds occurred_at.
 
     Runs once per event on the ingestion path, hence the single combined check
     of the text fields before the field-by-field explanation.
     """
-    event_id, user_id, product_id, kind, occurred_us, rating, rec, model, pos, session, dev = row
+    (
+        event_id,
+        user_id,
+        product_id,
+        kind,
+        occurred_us,
+        rating,
+        rec,
+        model,
+        pos,
+        session,
+        dev,
+        comment,
+    ) = row
     texts = (event_id, user_id, product_id, rec, model, session)
     if not (
         event_id
@@ -146,6 +187,11 @@ def event_problem(row: EventRow, latest_us: int) -> str | None:
             return f"rating must be between 0 and {config.MAX_RATING:g} for a rating event"
     elif rating != 0.0:
         return "rating must be 0 unless event_type is EVENT_TYPE_RATING"
+    if kind == _COMMENT:
+        if problem := _comment_problem(comment):
+            return problem
+    elif comment:
+        return "comment must be empty unless event_type is EVENT_TYPE_COMMENT"
     if occurred_us is not None:
         if occurred_us > latest_us:
             return f"occurred_at is more than {config.MAX_FUTURE_SECONDS:g}s in the future"
@@ -187,13 +233,19 @@ class FeedbackService:
         products: KnownProducts,
         on_stored: Callable[[int], None] | None = None,
         deleted: DeletedUsers | None = None,
+        profiles: ProfileCache | None = None,
     ) -> None:
         """``on_stored`` learns how many new events each batch stored (after the commit);
-        an event of a user in ``deleted`` dated before the deletion is rejected."""
+        an event of a user in ``deleted`` dated before the deletion is rejected. The users
+        of newly stored likes and dislikes lose their cached profile in ``profiles`` right
+        after the commit, so their next recommendation already follows the opinion (the
+        consumer drops every touched profile too, but only once it has folded the events,
+        which a long transaction anywhere on the PostgreSQL server can hold back)."""
         self._storage = storage
         self._products = products
         self._on_stored = on_stored
         self._deleted = deleted
+        self._profiles = profiles
 
     async def record(self, rows: Sequence[EventRow], source: str = "") -> BatchResult:
         """Stores the batch's good, new events; says what happened to each event.
@@ -229,6 +281,10 @@ class FeedbackService:
         stored = written.new
         if stored and self._on_stored is not None:
             self._on_stored(len(stored))
+        if stored and self._profiles is not None:
+            opinionated = {r[1] for r in to_store if r[3] in _OPINIONS and r[0] in stored}
+            if opinionated:
+                await self._profiles.delete(sorted(opinionated))
         if len(stored) < len(to_store):
             for i in stored_at:
                 event_id = results[i][0]

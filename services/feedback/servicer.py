@@ -50,6 +50,7 @@ def _rows(events: Iterable[pb.Event]) -> list[EventRow]:
                 e.position,
                 e.session_id,
                 e.device,
+                e.comment,
             )
         )
     return rows

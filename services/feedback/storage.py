@@ -25,22 +25,25 @@ _STAGING = """
     CREATE TEMP TABLE IF NOT EXISTS feedback_events_in (
         event_id text, user_id text, product_id text, event_type smallint,
         occurred_us bigint, rating real, recommendation_id text, model_version text,
-        position integer, session_id text, device smallint, occurred_given boolean
+        position integer, session_id text, device smallint, comment text,
+        occurred_given boolean
     ) ON COMMIT DELETE ROWS
 """
 _COPY = "COPY feedback_events_in FROM STDIN"
 _PAYLOAD_SHA256 = """sha256(convert_to(concat_ws(E'\\t', i.user_id, i.product_id, i.event_type,
     CASE WHEN i.occurred_given THEN i.occurred_us END, i.rating, i.recommendation_id,
-    i.model_version, i.position, i.session_id, i.device), 'UTF8'))"""
-"""What identifies an event's payload (text fields hold no tab, so the join is unambiguous)."""
+    i.model_version, i.position, i.session_id, i.device, nullif(i.comment, '')), 'UTF8'))"""
+"""What identifies an event's payload (text fields hold no tab, so the join is unambiguous).
+An empty comment is left out (concat_ws skips NULL): events without one keep the digest
+they were stored with before comments existed."""
 _MOVE = f"""
     INSERT INTO events (source, event_id, user_id, product_id, event_type, occurred_at, rating,
                         recommendation_id, model_version, position, session_id, device,
-                        payload_sha256)
+                        comment, payload_sha256)
     SELECT %(source)s, i.event_id, i.user_id, i.product_id, i.event_type,
            TIMESTAMPTZ 'epoch' + i.occurred_us * INTERVAL '1 microsecond', i.rating,
            i.recommendation_id, i.model_version, i.position, i.session_id, i.device,
-           {_PAYLOAD_SHA256}
+           i.comment, {_PAYLOAD_SHA256}
     FROM feedback_events_in i
     ON CONFLICT (source, event_id) DO NOTHING
     RETURNING event_id
@@ -56,12 +59,14 @@ _CONFLICTS = f"""
 def copy_text(rows: Sequence[tuple[object, ...]]) -> bytes:
     """Rows in PostgreSQL's COPY text format.
 
-    Text fields are printable (checked before), so tab, newline and carriage
-    return cannot occur; a backslash is the only character to escape, and
-    doubling it in the joined text escapes it in every field at once.
+    Text fields hold no tab, carriage return or NUL (checked before) and only a
+    comment may hold a line feed. So the rows are joined with NUL, and backslash
+    and line feed are escaped in the joined text, every field at once, before
+    the NULs become the rows' line feeds.
     """
-    text = "\n".join(["\t".join(map(str, row)) for row in rows])
-    return (text.replace("\\", "\\\\") + "\n").encode()
+    text = "\0".join(["\t".join(map(str, row)) for row in rows])
+    text = text.replace("\\", "\\\\").replace("\n", "\\n").replace("\0", "\n")
+    return (text + "\n").encode()
 
 
 class EventStore:

@@ -6,6 +6,8 @@ DEFAULT_HISTORY = 50
 MAX_HISTORY = 200
 MAX_PURCHASED = 200
 """Most purchased products listed in a profile (the most recent ones)."""
+MAX_DISLIKED = 1000
+"""Most disliked products listed in a profile (the most recent ones)."""
 MAX_TEXT_LENGTH = 200
 """Longest region and segment."""
 MAX_SEGMENTS = 100

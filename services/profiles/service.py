@@ -26,10 +26,10 @@ before it (a replay must not bring the user back).
 
 Consent (magpie.v1.Consent). An upsert without `consent` states none: both flags are
 None, which is no objection. A user who refused personalisation (`False`) is served
-without behaviour-derived features (recent interactions, affinities, purchases, counts):
-ranking and retrieval then treat them as a new user, so their recommendations are the
-non-personalised ones. Analytics consent is honoured where events are read for training
-(magpie.datasets.warehouse).
+without behaviour-derived features (recent interactions, affinities, purchases, dislikes,
+counts): ranking and retrieval then treat them as a new user, so their recommendations
+are the non-personalised ones. Analytics consent is honoured where events are read for
+training (magpie.datasets.warehouse).
 """
 
 from __future__ import annotations
@@ -142,10 +142,12 @@ class StoredProfile:
     updated_at: datetime | None = None
     known: bool = True
     recent: tuple[Interaction, ...] = ()
-    """Newest first."""
+    """Newest first; dislikes are left out (they are no interest in the product)."""
     affinities: tuple[Affinity, ...] = ()
     purchased: tuple[str, ...] = ()
     """Newest purchase first."""
+    disliked: tuple[str, ...] = ()
+    """Products the user disliked (and did not like again since), newest first."""
     counts: Counts = field(default_factory=Counts)
 
 

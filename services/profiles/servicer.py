@@ -100,6 +100,7 @@ def _profile_to_proto(p: StoredProfile) -> pb.Profile:
             for f in p.affinities
         ],
         purchased_product_ids=p.purchased,
+        disliked_product_ids=p.disliked,
         counts=pb.InteractionCounts(
             impressions=c.impressions,
             clicks=c.clicks,

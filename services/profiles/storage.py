@@ -1,8 +1,8 @@
 """PostgreSQL storage of user profiles, and their Redis cache.
 
-Static attributes come from `users`; recent interactions and purchases are
-read from `events` through its (user_id, occurred_at) and purchase indexes;
-counts and category weights from the consumer's `user_counts` and
+Static attributes come from `users`; recent interactions, purchases and dislikes
+are read from `events` through its (user_id, occurred_at), purchase and like/dislike
+indexes; counts and category weights from the consumer's `user_counts` and
 `user_category_daily`. Deleting a user takes the event-fold advisory lock, so
 the consumer cannot re-create derived rows from events being deleted, and records
 the keyed hash of the id in `deleted_users` (migration 0005) in the same transaction.
@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from psycopg2 import sql
+from psycopg2.extensions import cursor as Cursor
 from psycopg2.extras import execute_values
 
 from magpie.runtime.cache import Cache
@@ -54,7 +55,7 @@ _RECENT = """
     FROM unnest(%s::text[]) AS u(user_id)
     CROSS JOIN LATERAL (
         SELECT product_id, event_type, occurred_at, seq FROM events
-        WHERE events.user_id = u.user_id
+        WHERE events.user_id = u.user_id AND event_type <> 7
         ORDER BY occurred_at DESC, seq DESC LIMIT %s
     ) AS e
     ORDER BY u.user_id, e.occurred_at DESC, e.seq DESC
@@ -65,6 +66,14 @@ _PURCHASED = """
     GROUP BY user_id, product_id
     ORDER BY user_id, max(occurred_at) DESC, product_id
 """
+_DISLIKED = """
+    SELECT user_id, product_id FROM events
+    WHERE user_id = ANY(%s) AND event_type IN (6, 7)
+    GROUP BY user_id, product_id
+    HAVING (array_agg(event_type ORDER BY occurred_at DESC, seq DESC))[1] = 7
+    ORDER BY user_id, max(occurred_at) DESC, product_id
+"""
+"""Products whose latest like (6) or dislike (7) is a dislike: a like takes one back."""
 _COUNTS = """
     SELECT user_id, impressions, clicks, add_to_carts, purchases, last_event_at
     FROM user_counts WHERE user_id = ANY(%s)
@@ -138,10 +147,8 @@ class ProfileStore:
                     recent.setdefault(user_id, []).append(
                         Interaction(product_id, event_type, occurred_at)
                     )
-                cur.execute(_PURCHASED, (ids,))
-                purchased: dict[str, list[str]] = {}
-                for user_id, product_id in cur.fetchall():
-                    purchased.setdefault(user_id, []).append(product_id)
+                purchased = _products_by_user(cur, _PURCHASED, ids)
+                disliked = _products_by_user(cur, _DISLIKED, ids)
                 cur.execute(_COUNTS, (ids,))
                 counts = {row[0]: row for row in cur.fetchall()}
                 cur.execute(_CATEGORIES, (ids,))
@@ -160,6 +167,7 @@ class ProfileStore:
                     recent=tuple(recent.get(user_id, ())),
                     affinities=category_affinities(weights.get(user_id, [])),
                     purchased=tuple(purchased.get(user_id, ())[: config.MAX_PURCHASED]),
+                    disliked=tuple(disliked.get(user_id, ())[: config.MAX_DISLIKED]),
                     counts=Counts(*count[1:5]) if count else Counts(),
                 )
             return profiles
@@ -184,6 +192,15 @@ class ProfileStore:
             return any(deleted.values()), deleted["events"]
 
         return await self._db.run(remove)
+
+
+def _products_by_user(cur: Cursor, query: str, ids: list[str]) -> dict[str, list[str]]:
+    """(user_id, product_id) rows of `query`, grouped by user in query order."""
+    cur.execute(query, (ids,))
+    products: dict[str, list[str]] = {}
+    for user_id, product_id in cur.fetchall():
+        products.setdefault(user_id, []).append(product_id)
+    return products
 
 
 def _attributes(row: tuple[Any, ...]) -> Attributes:
@@ -252,6 +269,7 @@ def _encode(p: StoredProfile) -> bytes:
             "recent": [[i.product_id, i.event_type, _time(i.occurred_at)] for i in p.recent],
             "affinities": [[f.category, int(f.window), f.score] for f in p.affinities],
             "purchased": list(p.purchased),
+            "disliked": list(p.disliked),
             "counts": [
                 p.counts.impressions,
                 p.counts.clicks,
@@ -278,5 +296,6 @@ def _decode(value: bytes) -> StoredProfile:
         ),
         affinities=tuple(Affinity(c, Window(w), s) for c, w, s in d["affinities"]),
         purchased=tuple(d["purchased"]),
+        disliked=tuple(d.get("disliked", ())),  # absent: cached before dislikes existed
         counts=Counts(*d["counts"]),
     )

@@ -67,6 +67,8 @@ class UserState:
     last_event_at: float | None = None
     """Unix seconds of the newest interaction."""
     purchased: frozenset[str] = frozenset()
+    disliked: frozenset[str] = frozenset()
+    """Products the user disliked: never recommended to them."""
     liked_categories: tuple[str, ...] = ()
     """Top-level categories by affinity, strongest first."""
 

@@ -164,6 +164,7 @@ class ProfileClient:
             recent_product_ids=tuple(dict.fromkeys(i.product_id for i in recent)),
             last_event_at=recent[0].occurred_at.ToSeconds() if recent else None,
             purchased=frozenset(profile.purchased_product_ids),
+            disliked=frozenset(profile.disliked_product_ids),
             liked_categories=tuple(a.category for a in affinities[:3]),
         )
 
@@ -203,11 +204,14 @@ class RetrievalClient:
 
 
 def _excluded(user: UserState, request_filter: ProductFilter) -> tuple[str, ...]:
-    """The exclusions sent to retrieval: the caller's, then the user's purchases (they would
-    only be dropped later: this spares their candidate slots), at most the
-    ``MAX_FILTER_VALUES`` retrieval accepts. The caller's fit (the servicer checks them
-    against the same limit); purchases left out are still dropped by the business rules."""
-    wanted = dict.fromkeys((*request_filter.exclude_product_ids, *sorted(user.purchased)))
+    """The exclusions sent to retrieval: the caller's, then the user's purchases and
+    dislikes (they would only be dropped later: this spares their candidate slots), at most
+    the ``MAX_FILTER_VALUES`` retrieval accepts. The caller's fit (the servicer checks them
+    against the same limit); purchases and dislikes left out are still dropped by the
+    business rules."""
+    wanted = dict.fromkeys(
+        (*request_filter.exclude_product_ids, *sorted(user.purchased), *sorted(user.disliked))
+    )
     return tuple(wanted)[:MAX_FILTER_VALUES]
 
 

@@ -23,12 +23,13 @@ __all__ = ["allowed", "diversify", "reason_for"]
 def allowed(product: Product | None, user: UserState, request_filter: ProductFilter) -> bool:
     """Whether a product may be shown to this user under this request's filter.
 
-    A product the catalog did not return (unknown, hidden or withdrawn) never may.
+    A product the catalog did not return (unknown, hidden or withdrawn) never may, nor one
+    the user bought or disliked.
     """
     if product is None:
         return False
     pid = product.product_id
-    if pid in request_filter.exclude_product_ids or pid in user.purchased:
+    if pid in request_filter.exclude_product_ids or pid in user.purchased or pid in user.disliked:
         return False
     if not product.active or product.stock <= 0:
         return False
@@ -105,21 +106,26 @@ def reason_for(
     now: float,
     new_product_seconds: float,
 ) -> Reason:
-    """A human-readable reason, from the candidate's source and the user's tastes."""
+    """The most specific true reason, in this order: the product of the user's history that
+    led here (its anchor, whichever source kept the candidate), new in a category the user
+    likes, popular (a popular candidate only), a category the user likes, "Picked for you".
+
+    An anchor counts only when it is in the user's history (cold-start content is anchored
+    on popular products) and its title was fetched.
+    """
     category = product.top_category if product is not None else ""
     anchor = candidate.anchor_product_id
-    if anchor and anchor in titles and candidate.source in (Source.COVISITATION, Source.CONTENT):
-        verb = "viewed" if candidate.source is Source.COVISITATION else "liked"
+    if anchor in titles and anchor in user.recent_product_ids:
         return Reason(
-            ReasonType.RELATED_TO_ITEM, f"Because you {verb} {titles[anchor]}", anchor, category
+            ReasonType.RELATED_TO_ITEM, f"Because you viewed {titles[anchor]}", anchor, category
         )
     is_new = product is not None and now - product.created_at <= new_product_seconds
     if is_new and category and category in user.liked_categories:
         return Reason(
             ReasonType.NEW_IN_CATEGORY, f"New in {category}, a category you like", "", category
         )
-    if candidate.source is Source.POPULAR or not user.recent_product_ids:
-        text = f"Popular in {category}" if category else "Popular right now"
+    if candidate.source is Source.POPULAR:
+        text = f"Popular in {category} this week" if category else "Popular this week"
         return Reason(ReasonType.POPULAR, text, "", category)
     if category and category in user.liked_categories:
         return Reason(ReasonType.PERSONALIZED, f"Because you like {category}", "", category)

@@ -24,9 +24,15 @@ T0 = 1_700_000_000 * 1_000_000  # 2023-11-14 22:13:20 UTC
 
 
 def row(
-    event_id: str, user: str, product: str, kind: int, at: int = T0, rating: float = 0.0
+    event_id: str,
+    user: str,
+    product: str,
+    kind: int,
+    at: int = T0,
+    rating: float = 0.0,
+    comment: str = "",
 ) -> EventRow:
-    return (event_id, user, product, kind, at, rating, "", "", 0, "", 0)
+    return (event_id, user, product, kind, at, rating, "", "", 0, "", 0, comment)
 
 
 @pytest.fixture
@@ -105,6 +111,30 @@ async def test_folding_again_counts_nothing_twice(db: Database, clean_db: str) -
 
     assert fold_all(db) == 0
     assert derived(clean_db) == EXPECTED
+
+
+async def test_likes_weigh_two_dislikes_and_comments_nothing(db: Database, clean_db: str) -> None:
+    """Every event type has a weight: a type without one would stop the fold for good."""
+    await record(
+        db,
+        [
+            row("l1", "u1", "p1", 6),
+            row("d2", "u1", "p2", 7),
+            row("m3", "u1", "p3", 8, comment="too small"),
+        ],
+    )
+
+    assert fold_all(db, expected=3) == 3
+
+    assert derived(clean_db) == {
+        "daily": [],
+        "users": [("u1", 0, 0, 0, 0)],
+        "categories": [
+            ("u1", "Books", "2023-11-14", 2.0),
+            ("u1", "Garden", "2023-11-14", 0.0),
+        ],
+        "popularity": [("p1", 2.0), ("p2", 0.0), ("p3", 0.0)],
+    }
 
 
 class Crash(Exception):

@@ -8,8 +8,13 @@ from collections.abc import AsyncIterator, Collection, Sequence
 
 import pytest
 
+from magpie.runtime.validation import MAX_ID_LENGTH
+from magpie.v1 import common_pb2, feedback_pb2
+from services.feedback import config
+from services.feedback.consumer import EVENT_WEIGHTS
 from services.feedback.service import (
     EventRow,
+    EventType,
     FeedbackService,
     KnownProducts,
     Outcome,
@@ -33,6 +38,7 @@ def row(event_id: str = "e", **fields: object) -> EventRow:
         "position": 0,
         "session_id": "",
         "device": 0,
+        "comment": "",
         **fields,
     }
     return (event_id, *values.values())  # type: ignore[return-value]
@@ -77,7 +83,20 @@ def service(storage: FakeStorage) -> FeedbackService:
         ({"event_type": 5, "rating": 5.5}, "rating must be between 0 and 5"),
         ({"event_type": 5, "rating": math.nan}, "rating must be between 0 and 5"),
         ({"rating": 1.0}, "rating must be 0 unless"),
-        ({"event_type": 6}, "event_type must be one of 1-5"),
+        ({"event_type": 9}, "event_type must be one of 1-8"),
+        ({"event_type": 6}, None),
+        ({"event_type": 7}, None),
+        ({"event_type": 8, "comment": "Lovely,\nbut small ünïcödé 👍🏽"}, None),
+        ({"event_type": 8, "comment": "x" * 500}, None),
+        ({"event_type": 8, "comment": "x" * 501}, "comment must be at most 500 characters"),
+        ({"event_type": 8}, "comment must not be empty"),
+        ({"event_type": 8, "comment": " \n "}, "comment must not be empty"),
+        ({"event_type": 8, "comment": "a\tb"}, "comment must not contain control characters"),
+        ({"event_type": 8, "comment": "a\r\nb"}, "comment must not contain control"),
+        ({"event_type": 8, "comment": "a\x85b"}, "comment must not contain control"),
+        ({"event_type": 8, "comment": "a\x00b"}, "comment must not contain control"),
+        ({"event_type": 6, "comment": "nice"}, "comment must be empty unless"),
+        ({"event_type": 8, "rating": 1.0}, "rating must be 0 unless"),
         ({"user_id": ""}, "user_id must not be empty"),
         ({"product_id": "x" * 129}, "product_id must be at most 128"),
         ({"session_id": "a\tb"}, "session_id must contain printable"),
@@ -94,10 +113,72 @@ def test_event_problem(fields: dict[str, object], expected: str | None) -> None:
     assert (problem is None) if expected is None else (problem or "").startswith(expected)
 
 
-def test_copy_text_escapes_backslashes_only() -> None:
-    text = copy_text([row("a\\b", occurred_us=5), row("c", rating=1.5, occurred_us=6)])
+def test_copy_text_escapes_backslashes_and_line_feeds() -> None:
+    text = copy_text(
+        [
+            row("a\\b", occurred_us=5),
+            row("c", rating=1.5, occurred_us=6, event_type=8, comment="x\\n\ny"),
+        ]
+    )
 
-    assert text == b"a\\\\b\tu\tp1\t2\t5\t0.0\t\t\t0\t\t0\nc\tu\tp1\t2\t6\t1.5\t\t\t0\t\t0\n"
+    assert text == (
+        b"a\\\\b\tu\tp1\t2\t5\t0.0\t\t\t0\t\t0\t\nc\tu\tp1\t8\t6\t1.5\t\t\t0\t\t0\tx\\\\n\\ny\n"
+    )
+
+
+def test_a_full_batch_of_the_longest_comments_fits_in_a_request() -> None:
+    longest = "x" * MAX_ID_LENGTH
+    event = feedback_pb2.Event(
+        event_id=longest,
+        user_id=longest,
+        product_id=longest,
+        event_type=common_pb2.EVENT_TYPE_COMMENT,
+        recommendation_id=longest,
+        model_version=longest,
+        position=2**31 - 1,
+        session_id=longest,
+        device=common_pb2.DEVICE_TABLET,
+        comment="👍" * config.MAX_COMMENT_LENGTH,
+    )
+    event.occurred_at.FromSeconds(253_402_300_799)
+    request = feedback_pb2.RecordEventsRequest(events=[event] * config.MAX_BATCH)
+
+    assert request.ByteSize() <= config.MAX_REQUEST_BYTES
+
+
+class FakeProfiles:
+    def __init__(self) -> None:
+        self.deleted: list[list[str]] = []
+
+    async def delete(self, keys: Sequence[str]) -> None:
+        self.deleted.append(list(keys))
+
+
+async def test_new_likes_and_dislikes_drop_their_users_cached_profiles_at_once() -> None:
+    storage = FakeStorage(products={"p1"})
+    storage.events["old"] = row("old", user_id="u4", event_type=7)
+    profiles = FakeProfiles()
+    feedback = FeedbackService(storage, KnownProducts(60, 100), profiles=profiles)
+
+    await feedback.record(
+        [
+            row("a", user_id="u2", event_type=7),
+            row("b", user_id="u1", event_type=6),
+            row("c", user_id="u3", event_type=2),  # a click waits for the consumer's fold
+            row("d", user_id="u5", event_type=7, product_id="unknown"),  # rejected
+            row("old", user_id="u4", event_type=7),  # a duplicate: nothing new
+            row("e", user_id="u1", event_type=7),
+        ]
+    )
+    await feedback.record([row("f", user_id="u3", event_type=2)])
+
+    assert profiles.deleted == [["u1", "u2"]]
+
+
+def test_every_event_type_has_a_fold_weight() -> None:
+    """The consumer indexes its weights by event type: a type without one would fail the
+    fold (a NULL score)."""
+    assert len(EVENT_WEIGHTS) == max(EventType)
 
 
 def test_known_products_expire() -> None:

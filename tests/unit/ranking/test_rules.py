@@ -1,7 +1,8 @@
 import numpy as np
+import pytest
 
 from magpie.runtime.filters import ProductFilter
-from services.ranking.domain import Candidate, Product, ReasonType, Source, UserState
+from services.ranking.domain import Candidate, Product, Reason, ReasonType, Source, UserState
 from services.ranking.rules import allowed, diversify, reason_for
 
 NANOS = 1_000_000_000
@@ -46,6 +47,13 @@ def test_allowed_applies_every_rule() -> None:
     assert not allowed(product("brand", brand="Other"), user, f)
 
 
+def test_a_disliked_product_is_never_allowed() -> None:
+    user = UserState("u", disliked=frozenset({"meh"}))
+
+    assert not allowed(product("meh"), user, ProductFilter())
+    assert allowed(product("meh"), UserState("someone-else"), ProductFilter())
+
+
 def test_diversify_without_diversity_keeps_score_order_and_category_cap() -> None:
     scores = np.array([5.0, 4.0, 3.0, 2.0, 1.0])
     categories = ["a", "a", "a", "b", "b"]
@@ -68,40 +76,69 @@ def test_mmr_prefers_a_dissimilar_item_over_a_near_duplicate() -> None:
     assert diverse == [0, 2]
 
 
-def test_reasons() -> None:
-    user = UserState("u", recent_product_ids=("p1",), liked_categories=("Home",))
-    titles = {"p1": "Chef's Knife"}
-    now = 100 * 86400.0
+DAY = 86400.0
+NOW = 100 * DAY
+TITLES = {"p1": "Chef's Knife", "stranger": "Garden Hose"}
+HISTORY = UserState("u", recent_product_ids=("p1",), liked_categories=("Home",))
 
-    related = reason_for(
-        Candidate("p2", 1, Source.COVISITATION, "p1"),
-        product("p2"),
-        user,
-        titles,
-        now,
-        30 * 86400.0,
-    )
-    new = reason_for(
-        Candidate("p3", 1, Source.ANN),
-        product("p3", created_at=now - 86400),
-        user,
-        titles,
-        now,
-        30 * 86400.0,
-    )
-    popular = reason_for(
-        Candidate("p4", 1, Source.POPULAR),
-        product("p4", path=("Toys",)),
-        user,
-        titles,
-        now,
-        30 * 86400.0,
+
+def _reason(candidate: Candidate, item: Product, user: UserState = HISTORY) -> Reason:
+    return reason_for(candidate, item, user, TITLES, NOW, 30 * DAY)
+
+
+@pytest.mark.parametrize(
+    "source", [Source.COVISITATION, Source.CONTENT, Source.ANN], ids=lambda s: s.name
+)
+def test_an_anchor_from_the_users_history_names_that_product(source: Source) -> None:
+    # ANN keeps a product co-visitation or content also proposed, with their anchor.
+    reason = _reason(Candidate("p2", 1, source, "p1"), product("p2", path=("Toys",)))
+
+    assert reason == Reason(
+        ReasonType.RELATED_TO_ITEM, "Because you viewed Chef's Knife", "p1", "Toys"
     )
 
-    assert (related.type, related.text) == (
-        ReasonType.RELATED_TO_ITEM,
-        "Because you viewed Chef's Knife",
+
+def test_an_anchor_the_user_never_saw_is_no_reason() -> None:
+    # Cold-start content is anchored on popular products, not on anything the user did.
+    reason = _reason(Candidate("p2", 1, Source.CONTENT, "stranger"), product("p2", path=("Toys",)))
+
+    assert reason == Reason(ReasonType.PERSONALIZED, "Picked for you", "", "Toys")
+
+
+def test_an_anchor_without_a_title_falls_through() -> None:
+    # The catalog failed or withheld the anchor: no "Because you viewed " with no name.
+    reason = _reason(Candidate("p2", 1, Source.COVISITATION, "p9"), product("p2", path=("Toys",)))
+
+    assert reason.type is ReasonType.PERSONALIZED and reason.anchor_product_id == ""
+
+
+def test_a_young_product_in_a_liked_category_is_new() -> None:
+    reason = _reason(Candidate("p3", 1, Source.ANN), product("p3", created_at=NOW - DAY))
+
+    assert reason == Reason(
+        ReasonType.NEW_IN_CATEGORY, "New in Home, a category you like", "", "Home"
     )
-    assert related.anchor_product_id == "p1"
-    assert new.type is ReasonType.NEW_IN_CATEGORY and "Home" in new.text
-    assert (popular.type, popular.text) == (ReasonType.POPULAR, "Popular in Toys")
+
+
+def test_popular_candidates_name_their_category_and_the_week() -> None:
+    in_toys = _reason(Candidate("p4", 1, Source.POPULAR), product("p4", path=("Toys",)))
+    anywhere = _reason(Candidate("p5", 1, Source.POPULAR), product("p5", path=()))
+
+    assert in_toys == Reason(ReasonType.POPULAR, "Popular in Toys this week", "", "Toys")
+    assert anywhere == Reason(ReasonType.POPULAR, "Popular this week", "", "")
+
+
+def test_only_a_popular_candidate_is_called_popular_even_for_a_new_user() -> None:
+    new_user = UserState("new")
+
+    reason = _reason(Candidate("p2", 1, Source.CONTENT, "p1"), product("p2"), new_user)
+
+    assert reason == Reason(ReasonType.PERSONALIZED, "Picked for you", "", "Home")
+
+
+def test_picked_for_you_only_when_nothing_more_specific_is_true() -> None:
+    liked = _reason(Candidate("p6", 1, Source.ANN), product("p6"))
+    other = _reason(Candidate("p7", 1, Source.ANN), product("p7", path=("Toys",)))
+
+    assert liked == Reason(ReasonType.PERSONALIZED, "Because you like Home", "", "Home")
+    assert other == Reason(ReasonType.PERSONALIZED, "Picked for you", "", "Toys")
