@@ -8,11 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-__all__ = ["REQUEST_TIMEOUT", "Outcome", "Recommender", "open_loop", "start_times"]
+__all__ = [
+    "REQUEST_TIMEOUT",
+    "Outcome",
+    "Recommender",
+    "open_loop",
+    "run_generator",
+    "start_times",
+]
 
 REQUEST_TIMEOUT = 2.0
 
@@ -62,3 +72,18 @@ async def open_loop(
         tasks.append(asyncio.ensure_future(call()))
     outcomes = await asyncio.gather(*tasks)
     return list(outcomes), loop.time() - start
+
+
+def run_generator(module: str, job: dict[str, Any]) -> dict[str, Any]:
+    """Runs ``python -m MODULE --generate`` (a benchmark's load generator, in a process of
+    its own so that it does not share an interpreter with what it measures) on ``job``;
+    the JSON it prints."""
+    generator = subprocess.run(
+        [sys.executable, "-m", module, "--generate"],
+        input=json.dumps(job),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result: dict[str, Any] = json.loads(generator.stdout)
+    return result

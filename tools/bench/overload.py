@@ -23,14 +23,13 @@ import asyncio
 import collections
 import dataclasses
 import json
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from tools.bench._load import open_loop, start_times
+from tools.bench._load import open_loop, run_generator, start_times
 from tools.bench._platform import trained_platform
 from tools.bench._report import percentiles, write_report
 
@@ -118,14 +117,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
             "factor": args.factor,
             "deadline_ms": args.deadline_ms,
         }
-        generator = subprocess.run(
-            [sys.executable, "-m", "tools.bench.overload", "--generate"],
-            input=json.dumps(job),
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        result: dict[str, Any] = json.loads(generator.stdout)
+        result = run_generator("tools.bench.overload", job)
     accepted = result["latency_ms_by_code"].get("OK", {})
     refused = result["latency_ms_by_code"].get("RESOURCE_EXHAUSTED", {})
     result.update(

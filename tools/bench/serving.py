@@ -23,7 +23,6 @@ import dataclasses
 import json
 import os
 import random
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,7 +33,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from tools.bench._load import Outcome, Recommender, open_loop, start_times
+from tools.bench._load import Outcome, Recommender, open_loop, run_generator, start_times
 from tools.bench._platform import cpu_seconds, trained_platform, with_descendants
 from tools.bench._report import percentiles, write_report
 
@@ -256,14 +255,7 @@ def _platform_run(args: argparse.Namespace) -> dict[str, Any]:
             "hop_repeat": args.hop_repeat,
             "processes": {n: with_descendants(pid) for n, pid in local.running().items()},
         }
-        generator = subprocess.run(
-            [sys.executable, "-m", "tools.bench.serving", "--generate"],
-            input=json.dumps(job),
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        result: dict[str, Any] = json.loads(generator.stdout)
+        result = run_generator("tools.bench.serving", job)
     result["world"] = {"products": args.products, "users": args.users, "events": args.events}
     result["candidates"] = 500
     result["load_generator"] = "separate process, open loop, one grpc.aio channel"
