@@ -112,10 +112,10 @@ class Renewed(Generic[T]):
         )
 
     def current(self) -> T:
-        credentials = self._credentials()
+        self._files.current()  # a stat at most once a second; credentials only on a change
         if self._files.generation != self._generation:
             old, self._generation = self._value, self._files.generation
-            self._value = self._make(credentials)
+            self._value = self._make(self._credentials())
             logger.info("client TLS certificate renewed; new calls use a new connection")
             asyncio.get_running_loop().call_later(
                 _OLD_CHANNEL_GRACE_SECONDS, lambda: asyncio.ensure_future(self._close(old))
