@@ -45,6 +45,7 @@ from magpie.runtime.files import WatchedFile
 
 __all__ = [
     "ANONYMOUS",
+    "HEALTH_METHODS",
     "Authenticator",
     "Caller",
     "PresentToken",
@@ -97,7 +98,8 @@ _METHOD_ROLES: Mapping[str, Role] = {
     },
     "/magpie.v1.ProfileService/DeleteProfile": Role.ADMIN,
 }
-_OPEN_PREFIX = "/grpc.health.v1.Health/"
+HEALTH_METHODS = "/grpc.health.v1.Health/"
+"""Prefix of the health checking methods: open to any caller (probes carry no token)."""
 _REFLECTION_PREFIX = "/grpc.reflection."
 
 _caller: contextvars.ContextVar[Caller] = contextvars.ContextVar("magpie_caller", default=ANONYMOUS)
@@ -114,7 +116,7 @@ def set_caller(caller: Caller) -> None:
 
 def required_role(method: str) -> Role | None:
     """The weakest role allowed to call `method`; None: anyone, with or without a token."""
-    if method.startswith(_OPEN_PREFIX):
+    if method.startswith(HEALTH_METHODS):
         return None
     if method.startswith(_REFLECTION_PREFIX):
         return Role.READER

@@ -24,7 +24,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from magpie.runtime.admission import Admission
-from magpie.runtime.auth import ANONYMOUS, Authenticator, set_caller
+from magpie.runtime.auth import ANONYMOUS, HEALTH_METHODS, Authenticator, set_caller
 from magpie.runtime.deadline import set_deadline_from
 from magpie.runtime.errors import DeadlineExceeded, InvalidArgument, MagpieError, ResourceExhausted
 from magpie.runtime.metrics import RPC_DURATION, RPC_IN_FLIGHT, RPC_REQUESTS, observe
@@ -83,10 +83,6 @@ def status_for(error: Exception) -> grpc.Status:
 def _code(error: Exception) -> str:
     """The status code name an error is answered with."""
     return error.grpc_status_code.name if isinstance(error, MagpieError) else "INTERNAL"
-
-
-_UNADMITTED = "/grpc.health.v1.Health/"
-"""Calls admitted whatever the load: probes must tell overload from failure."""
 
 
 class ServiceInterceptor(grpc.aio.ServerInterceptor):
@@ -156,7 +152,8 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         if self._authenticator is not None:
             caller = self._authenticator.authorize(method, context.invocation_metadata())
         set_caller(caller)
-        if self._admission is None or method.startswith(_UNADMITTED):
+        # Health is never refused: probes must tell overload from failure.
+        if self._admission is None or method.startswith(HEALTH_METHODS):
             return False
         self._admission.enter(method, caller.name, time_remaining)
         return True
