@@ -34,7 +34,14 @@ from hypothesis import strategies as st
 from magpie.runtime.filters import MAX_FILTER_VALUES
 from magpie.runtime.products import MAX_CATEGORY_LEVEL_LENGTH
 from magpie.runtime.validation import MAX_ID_LENGTH
-from magpie.v1 import catalog_pb2, feedback_pb2, profiles_pb2, ranking_pb2, retrieval_pb2
+from magpie.v1 import (
+    catalog_pb2,
+    feedback_pb2,
+    models_pb2,
+    profiles_pb2,
+    ranking_pb2,
+    retrieval_pb2,
+)
 from services.catalog import config as catalog_config
 from services.feedback import config as feedback_config
 from services.profiles import config as profiles_config
@@ -55,8 +62,18 @@ __all__ = [
 
 _T = TypeVar("_T")
 
-_API: tuple[ModuleType, ...] = (profiles_pb2, catalog_pb2, feedback_pb2, retrieval_pb2, ranking_pb2)
-"""Each service's generated module; the proto file's name is the service's process name."""
+_API: tuple[ModuleType, ...] = (
+    profiles_pb2,
+    catalog_pb2,
+    feedback_pb2,
+    models_pb2,
+    retrieval_pb2,
+    ranking_pb2,
+)
+"""Each service's generated module; the proto file's name is the service's process name
+unless _SERVED_BY names another."""
+_SERVED_BY: Mapping[str, str] = {"models": "feedback"}
+"""Protos whose services run in another service's process."""
 
 LIMITS: Mapping[str, int] = {
     "magpie.v1.UpsertProfilesRequest.profiles": profiles_config.MAX_BATCH,
@@ -72,6 +89,8 @@ LIMITS: Mapping[str, int] = {
     "magpie.v1.Product.attributes": catalog_config.MAX_ATTRIBUTES,
     "magpie.v1.RecordEventsRequest.events": feedback_config.MAX_BATCH,
     "magpie.v1.StreamEventsRequest.events": feedback_config.MAX_BATCH,
+    "magpie.v1.ListModelVersionsRequest.limit": feedback_config.MAX_MODEL_LISTING,
+    "magpie.v1.GetOnlineMetricsRequest.model_versions": feedback_config.MAX_METRIC_VERSIONS,
     "magpie.v1.RetrieveRequest.limit": retrieval_config.MAX_LIMIT,
     "magpie.v1.SourceQuota.max_candidates": retrieval_config.MAX_LIMIT,
     "magpie.v1.RetrieveRequest.recent_product_ids": retrieval_config.MAX_RECENT,
@@ -521,7 +540,8 @@ class Rpc:
 def _rpcs() -> list[Rpc]:
     found = []
     for module in _API:
-        service_name = module.DESCRIPTOR.name.rsplit("/", 1)[-1].removesuffix(".proto")
+        proto = module.DESCRIPTOR.name.rsplit("/", 1)[-1].removesuffix(".proto")
+        service_name = _SERVED_BY.get(proto, proto)
         services: Sequence[ServiceDescriptor] = list(module.DESCRIPTOR.services_by_name.values())
         for service in services:
             found += [Rpc(service_name, method) for method in service.methods]

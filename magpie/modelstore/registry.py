@@ -67,6 +67,8 @@ class ModelVersion:
     artifact_uri: str
     created_at: datetime.datetime
     verdict: dict[str, Any] | None = None
+    run_id: str | None = None
+    """The retraining run that produced it; None for a version registered by hand."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,12 +85,21 @@ class Promotion:
     run_id: str | None
 
 
-_COLUMNS = "model_name, version, status, metrics, artifact_uri, created_at, verdict"
+_COLUMNS = "model_name, version, status, metrics, artifact_uri, created_at, verdict, run_id"
 
 
 def _row(row: tuple[Any, ...]) -> ModelVersion:
-    name, version, status, metrics, uri, created, verdict = row
-    return ModelVersion(name, version, cast(Status, status), metrics, uri, created, verdict)
+    name, version, status, metrics, uri, created, verdict, run_id = row
+    return ModelVersion(
+        name,
+        version,
+        cast(Status, status),
+        metrics,
+        uri,
+        created,
+        verdict,
+        None if run_id is None else str(run_id),
+    )
 
 
 def next_version(conn: Connection, name: str) -> int:
@@ -323,12 +334,13 @@ def active_version(conn: Connection, name: str) -> ModelVersion | None:
     return None if champion is None else get_version(conn, name, champion)
 
 
-def list_versions(conn: Connection, name: str) -> list[ModelVersion]:
-    """All versions of ``name``, newest first."""
+def list_versions(conn: Connection, name: str, limit: int | None = None) -> list[ModelVersion]:
+    """The newest ``limit`` versions of ``name`` (all when None), newest first."""
     with conn.cursor() as cur:
-        cur.execute(
-            f"SELECT {_COLUMNS} FROM model_versions WHERE model_name = %s ORDER BY version DESC",
-            (name,),
+        cur.execute(  # LIMIT NULL is no limit
+            f"SELECT {_COLUMNS} FROM model_versions WHERE model_name = %s"
+            " ORDER BY version DESC LIMIT %s",
+            (name, limit),
         )
         return [_row(row) for row in cur.fetchall()]
 

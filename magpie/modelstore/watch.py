@@ -83,6 +83,11 @@ class ModelWatcher(Generic[M]):
     def loaded_versions(self) -> list[int]:
         return sorted(self._loaded)
 
+    def held(self, version: int) -> M | None:
+        """The model of ``version`` if it is loaded (the champion, previous or staged
+        version, or a champion kept while its successor failed to load), else None."""
+        return self._loaded.get(version)
+
     def failed(self, version: int) -> bool:
         """Whether loading ``version`` failed (it is not tried again)."""
         return version in self._failed

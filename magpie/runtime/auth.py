@@ -82,8 +82,9 @@ _METHOD_ROLES: Mapping[str, Role] = {
         for service, methods in {
             "RankingService": ("Recommend", "Rank"),
             "RetrievalService": ("Retrieve", "SimilarProducts"),
-            "ProfileService": ("GetProfile", "BatchGetProfiles"),
-            "CatalogService": ("GetProducts", "ListProducts"),
+            "ProfileService": ("GetProfile", "BatchGetProfiles", "ListProfiles"),
+            "CatalogService": ("GetProducts", "ListProducts", "GetProductActivity"),
+            "ModelService": ("ListModelVersions", "GetOnlineMetrics"),
         }.items()
         for method in methods
     },
@@ -158,16 +159,21 @@ class Authenticator:
             raise PermissionDenied("permission denied")
         return caller
 
-    def _identify(self, metadata: Sequence[tuple[str, Any]] | None) -> Caller | None:
-        header = next((v for k, v in metadata or () if k == _HEADER), None)
-        if not isinstance(header, str) or not header.lower().startswith(_SCHEME):
-            return None
-        presented = _digest(header[len(_SCHEME) :].strip())
+    def identify_token(self, token: str) -> Caller | None:
+        """The caller holding `token`, or None for an unknown one (a sign-in page checks a
+        token this way before it keeps it)."""
+        presented = _digest(token.strip())
         found = None
         for digest, caller in self._callers.current():
             if hmac.compare_digest(digest, presented):  # every entry compared: constant time
                 found = caller
         return found
+
+    def _identify(self, metadata: Sequence[tuple[str, Any]] | None) -> Caller | None:
+        header = next((v for k, v in metadata or () if k == _HEADER), None)
+        if not isinstance(header, str) or not header.lower().startswith(_SCHEME):
+            return None
+        return self.identify_token(header[len(_SCHEME) :])
 
 
 class PresentToken(CallDetailsInterceptor):

@@ -459,3 +459,90 @@ class SetProductStatusResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SetProductStatusResponse: _TypeAlias = SetProductStatusResponse  # noqa: Y015
+
+@_typing.final
+class GetProductActivityRequest(_message.Message):
+    """Next available id: 3"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PRODUCT_ID_FIELD_NUMBER: _builtins.int
+    DAYS_FIELD_NUMBER: _builtins.int
+    product_id: _builtins.str
+    days: _builtins.int
+    """How many days back from today (UTC), 1-90; 30 when unset."""
+    def __init__(
+        self,
+        *,
+        product_id: _builtins.str = ...,
+        days: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["days", b"days", "product_id", b"product_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetProductActivityRequest: _TypeAlias = GetProductActivityRequest  # noqa: Y015
+
+@_typing.final
+class DailyActivity(_message.Message):
+    """Events of one product on one UTC day.
+    Next available id: 6
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DAY_FIELD_NUMBER: _builtins.int
+    IMPRESSIONS_FIELD_NUMBER: _builtins.int
+    CLICKS_FIELD_NUMBER: _builtins.int
+    ADD_TO_CARTS_FIELD_NUMBER: _builtins.int
+    PURCHASES_FIELD_NUMBER: _builtins.int
+    impressions: _builtins.int
+    clicks: _builtins.int
+    add_to_carts: _builtins.int
+    purchases: _builtins.int
+    @_builtins.property
+    def day(self) -> _timestamp_pb2.Timestamp:
+        """Midnight UTC at the start of the day."""
+
+    def __init__(
+        self,
+        *,
+        day: _timestamp_pb2.Timestamp | None = ...,
+        impressions: _builtins.int = ...,
+        clicks: _builtins.int = ...,
+        add_to_carts: _builtins.int = ...,
+        purchases: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["day", b"day"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["add_to_carts", b"add_to_carts", "clicks", b"clicks", "day", b"day", "impressions", b"impressions", "purchases", b"purchases"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DailyActivity: _TypeAlias = DailyActivity  # noqa: Y015
+
+@_typing.final
+class GetProductActivityResponse(_message.Message):
+    """Next available id: 2"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DAYS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def days(self) -> _containers.RepeatedCompositeFieldContainer[Global___DailyActivity]:
+        """One entry per day asked for, oldest first."""
+
+    def __init__(
+        self,
+        *,
+        days: _abc.Iterable[Global___DailyActivity] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["days", b"days"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetProductActivityResponse: _TypeAlias = GetProductActivityResponse  # noqa: Y015

@@ -55,6 +55,11 @@ class CatalogServiceStub:
                 request_serializer=magpie_dot_v1_dot_catalog__pb2.SetProductStatusRequest.SerializeToString,
                 response_deserializer=magpie_dot_v1_dot_catalog__pb2.SetProductStatusResponse.FromString,
                 _registered_method=True)
+        self.GetProductActivity = channel.unary_unary(
+                '/magpie.v1.CatalogService/GetProductActivity',
+                request_serializer=magpie_dot_v1_dot_catalog__pb2.GetProductActivityRequest.SerializeToString,
+                response_deserializer=magpie_dot_v1_dot_catalog__pb2.GetProductActivityResponse.FromString,
+                _registered_method=True)
 
 
 class CatalogServiceServicer:
@@ -89,6 +94,13 @@ class CatalogServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetProductActivity(self, request, context):
+        """A product's behaviour per UTC day, oldest day first (days without events included).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CatalogServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -111,6 +123,11 @@ def add_CatalogServiceServicer_to_server(servicer, server):
                     servicer.SetProductStatus,
                     request_deserializer=magpie_dot_v1_dot_catalog__pb2.SetProductStatusRequest.FromString,
                     response_serializer=magpie_dot_v1_dot_catalog__pb2.SetProductStatusResponse.SerializeToString,
+            ),
+            'GetProductActivity': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetProductActivity,
+                    request_deserializer=magpie_dot_v1_dot_catalog__pb2.GetProductActivityRequest.FromString,
+                    response_serializer=magpie_dot_v1_dot_catalog__pb2.GetProductActivityResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -222,6 +239,33 @@ class CatalogService:
             '/magpie.v1.CatalogService/SetProductStatus',
             magpie_dot_v1_dot_catalog__pb2.SetProductStatusRequest.SerializeToString,
             magpie_dot_v1_dot_catalog__pb2.SetProductStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetProductActivity(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/magpie.v1.CatalogService/GetProductActivity',
+            magpie_dot_v1_dot_catalog__pb2.GetProductActivityRequest.SerializeToString,
+            magpie_dot_v1_dot_catalog__pb2.GetProductActivityResponse.FromString,
             options,
             channel_credentials,
             insecure,

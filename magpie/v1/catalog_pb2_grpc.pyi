@@ -41,6 +41,8 @@ class CatalogServiceStub:
     """Pages through products matching a filter, ordered by id."""
     SetProductStatus: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.SetProductStatusRequest, _catalog_pb2.SetProductStatusResponse]
     """Hides or withdraws products (soft delete) or makes them active again."""
+    GetProductActivity: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.GetProductActivityRequest, _catalog_pb2.GetProductActivityResponse]
+    """A product's behaviour per UTC day, oldest day first (days without events included)."""
 
 @_typing.type_check_only
 class CatalogServiceAsyncStub(CatalogServiceStub):
@@ -55,6 +57,8 @@ class CatalogServiceAsyncStub(CatalogServiceStub):
     """Pages through products matching a filter, ordered by id."""
     SetProductStatus: _aio.UnaryUnaryMultiCallable[_catalog_pb2.SetProductStatusRequest, _catalog_pb2.SetProductStatusResponse]  # type: ignore[assignment]
     """Hides or withdraws products (soft delete) or makes them active again."""
+    GetProductActivity: _aio.UnaryUnaryMultiCallable[_catalog_pb2.GetProductActivityRequest, _catalog_pb2.GetProductActivityResponse]  # type: ignore[assignment]
+    """A product's behaviour per UTC day, oldest day first (days without events included)."""
 
 class CatalogServiceServicer(metaclass=_abc_1.ABCMeta):
     """Product features: the catalog and each product's behaviour statistics."""
@@ -90,5 +94,13 @@ class CatalogServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_catalog_pb2.SetProductStatusResponse, _abc.Awaitable[_catalog_pb2.SetProductStatusResponse]]:
         """Hides or withdraws products (soft delete) or makes them active again."""
+
+    @_abc_1.abstractmethod
+    def GetProductActivity(
+        self,
+        request: _catalog_pb2.GetProductActivityRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_catalog_pb2.GetProductActivityResponse, _abc.Awaitable[_catalog_pb2.GetProductActivityResponse]]:
+        """A product's behaviour per UTC day, oldest day first (days without events included)."""
 
 def add_CatalogServiceServicer_to_server(servicer: CatalogServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -50,6 +50,11 @@ class ProfileServiceStub:
                 request_serializer=magpie_dot_v1_dot_profiles__pb2.BatchGetProfilesRequest.SerializeToString,
                 response_deserializer=magpie_dot_v1_dot_profiles__pb2.BatchGetProfilesResponse.FromString,
                 _registered_method=True)
+        self.ListProfiles = channel.unary_unary(
+                '/magpie.v1.ProfileService/ListProfiles',
+                request_serializer=magpie_dot_v1_dot_profiles__pb2.ListProfilesRequest.SerializeToString,
+                response_deserializer=magpie_dot_v1_dot_profiles__pb2.ListProfilesResponse.FromString,
+                _registered_method=True)
         self.DeleteProfile = channel.unary_unary(
                 '/magpie.v1.ProfileService/DeleteProfile',
                 request_serializer=magpie_dot_v1_dot_profiles__pb2.DeleteProfileRequest.SerializeToString,
@@ -87,6 +92,14 @@ class ProfileServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListProfiles(self, request, context):
+        """Pages through known users ordered by id, optionally those whose id starts with a
+        prefix (the console's user search).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def DeleteProfile(self, request, context):
         """Deletes a user and everything derived from them (right to be forgotten). Afterwards
         FeedbackService rejects the user's events dated before the deletion. UNAVAILABLE when
@@ -113,6 +126,11 @@ def add_ProfileServiceServicer_to_server(servicer, server):
                     servicer.BatchGetProfiles,
                     request_deserializer=magpie_dot_v1_dot_profiles__pb2.BatchGetProfilesRequest.FromString,
                     response_serializer=magpie_dot_v1_dot_profiles__pb2.BatchGetProfilesResponse.SerializeToString,
+            ),
+            'ListProfiles': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListProfiles,
+                    request_deserializer=magpie_dot_v1_dot_profiles__pb2.ListProfilesRequest.FromString,
+                    response_serializer=magpie_dot_v1_dot_profiles__pb2.ListProfilesResponse.SerializeToString,
             ),
             'DeleteProfile': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteProfile,
@@ -202,6 +220,33 @@ class ProfileService:
             '/magpie.v1.ProfileService/BatchGetProfiles',
             magpie_dot_v1_dot_profiles__pb2.BatchGetProfilesRequest.SerializeToString,
             magpie_dot_v1_dot_profiles__pb2.BatchGetProfilesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListProfiles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/magpie.v1.ProfileService/ListProfiles',
+            magpie_dot_v1_dot_profiles__pb2.ListProfilesRequest.SerializeToString,
+            magpie_dot_v1_dot_profiles__pb2.ListProfilesResponse.FromString,
             options,
             channel_credentials,
             insecure,

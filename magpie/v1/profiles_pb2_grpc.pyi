@@ -46,6 +46,10 @@ class ProfileServiceStub:
     """
     BatchGetProfiles: _grpc.UnaryUnaryMultiCallable[_profiles_pb2.BatchGetProfilesRequest, _profiles_pb2.BatchGetProfilesResponse]
     """Returns several profiles in request order, like GetProfile."""
+    ListProfiles: _grpc.UnaryUnaryMultiCallable[_profiles_pb2.ListProfilesRequest, _profiles_pb2.ListProfilesResponse]
+    """Pages through known users ordered by id, optionally those whose id starts with a
+    prefix (the console's user search).
+    """
     DeleteProfile: _grpc.UnaryUnaryMultiCallable[_profiles_pb2.DeleteProfileRequest, _profiles_pb2.DeleteProfileResponse]
     """Deletes a user and everything derived from them (right to be forgotten). Afterwards
     FeedbackService rejects the user's events dated before the deletion. UNAVAILABLE when
@@ -70,6 +74,10 @@ class ProfileServiceAsyncStub(ProfileServiceStub):
     """
     BatchGetProfiles: _aio.UnaryUnaryMultiCallable[_profiles_pb2.BatchGetProfilesRequest, _profiles_pb2.BatchGetProfilesResponse]  # type: ignore[assignment]
     """Returns several profiles in request order, like GetProfile."""
+    ListProfiles: _aio.UnaryUnaryMultiCallable[_profiles_pb2.ListProfilesRequest, _profiles_pb2.ListProfilesResponse]  # type: ignore[assignment]
+    """Pages through known users ordered by id, optionally those whose id starts with a
+    prefix (the console's user search).
+    """
     DeleteProfile: _aio.UnaryUnaryMultiCallable[_profiles_pb2.DeleteProfileRequest, _profiles_pb2.DeleteProfileResponse]  # type: ignore[assignment]
     """Deletes a user and everything derived from them (right to be forgotten). Afterwards
     FeedbackService rejects the user's events dated before the deletion. UNAVAILABLE when
@@ -109,6 +117,16 @@ class ProfileServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_profiles_pb2.BatchGetProfilesResponse, _abc.Awaitable[_profiles_pb2.BatchGetProfilesResponse]]:
         """Returns several profiles in request order, like GetProfile."""
+
+    @_abc_1.abstractmethod
+    def ListProfiles(
+        self,
+        request: _profiles_pb2.ListProfilesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_profiles_pb2.ListProfilesResponse, _abc.Awaitable[_profiles_pb2.ListProfilesResponse]]:
+        """Pages through known users ordered by id, optionally those whose id starts with a
+        prefix (the console's user search).
+        """
 
     @_abc_1.abstractmethod
     def DeleteProfile(

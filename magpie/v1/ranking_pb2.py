@@ -25,29 +25,29 @@ _sym_db = _symbol_database.Default()
 from magpie.v1 import common_pb2 as magpie_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17magpie/v1/ranking.proto\x12\tmagpie.v1\x1a\x16magpie/v1/common.proto\"\xb1\x01\n\x10RecommendRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\t\n\x01k\x18\x02 \x01(\x05\x12*\n\x07\x63ontext\x18\x03 \x01(\x0b\x32\x19.magpie.v1.RequestContext\x12(\n\x06\x66ilter\x18\x04 \x01(\x0b\x32\x18.magpie.v1.ProductFilter\x12\x18\n\x10max_per_category\x18\x05 \x01(\x05\x12\x11\n\tdiversity\x18\x06 \x01(\x02\"h\n\x06Reason\x12#\n\x04type\x18\x01 \x01(\x0e\x32\x15.magpie.v1.ReasonType\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x19\n\x11\x61nchor_product_id\x18\x03 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x04 \x01(\t\"\x95\x01\n\x0fRecommendedItem\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12*\n\x06source\x18\x03 \x01(\x0e\x32\x1a.magpie.v1.CandidateSource\x12!\n\x06reason\x18\x04 \x01(\x0b\x32\x11.magpie.v1.Reason\x12\x10\n\x08position\x18\x05 \x01(\x05\"\x9e\x01\n\x11RecommendResponse\x12\x19\n\x11recommendation_id\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12)\n\x05items\x18\x03 \x03(\x0b\x32\x1a.magpie.v1.RecommendedItem\x12,\n\x0c\x64\x65gradations\x18\x04 \x03(\x0e\x32\x16.magpie.v1.Degradation\"_\n\x0bRankRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x13\n\x0bproduct_ids\x18\x02 \x03(\t\x12*\n\x07\x63ontext\x18\x03 \x01(\x0b\x32\x19.magpie.v1.RequestContext\"\x99\x01\n\x0cRankResponse\x12\x19\n\x11recommendation_id\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12)\n\x05items\x18\x03 \x03(\x0b\x32\x1a.magpie.v1.RecommendedItem\x12,\n\x0c\x64\x65gradations\x18\x04 \x03(\x0e\x32\x16.magpie.v1.Degradation*\xa2\x01\n\nReasonType\x12\x1b\n\x17REASON_TYPE_UNSPECIFIED\x10\x00\x12\x1f\n\x1bREASON_TYPE_RELATED_TO_ITEM\x10\x01\x12\x17\n\x13REASON_TYPE_POPULAR\x10\x02\x12\x1f\n\x1bREASON_TYPE_NEW_IN_CATEGORY\x10\x03\x12\x1c\n\x18REASON_TYPE_PERSONALIZED\x10\x04*\xc0\x01\n\x0b\x44\x65gradation\x12\x1b\n\x17\x44\x45GRADATION_UNSPECIFIED\x10\x00\x12\"\n\x1e\x44\x45GRADATION_RANKER_UNAVAILABLE\x10\x01\x12%\n!DEGRADATION_RETRIEVAL_UNAVAILABLE\x10\x02\x12#\n\x1f\x44\x45GRADATION_PROFILE_UNAVAILABLE\x10\x03\x12$\n DEGRADATION_FEATURES_UNAVAILABLE\x10\x04\x32\x91\x01\n\x0eRankingService\x12\x46\n\tRecommend\x12\x1b.magpie.v1.RecommendRequest\x1a\x1c.magpie.v1.RecommendResponse\x12\x37\n\x04Rank\x12\x16.magpie.v1.RankRequest\x1a\x17.magpie.v1.RankResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17magpie/v1/ranking.proto\x12\tmagpie.v1\x1a\x16magpie/v1/common.proto\"\xc8\x01\n\x10RecommendRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\t\n\x01k\x18\x02 \x01(\x05\x12*\n\x07\x63ontext\x18\x03 \x01(\x0b\x32\x19.magpie.v1.RequestContext\x12(\n\x06\x66ilter\x18\x04 \x01(\x0b\x32\x18.magpie.v1.ProductFilter\x12\x18\n\x10max_per_category\x18\x05 \x01(\x05\x12\x11\n\tdiversity\x18\x06 \x01(\x02\x12\x15\n\rmodel_version\x18\x07 \x01(\t\"h\n\x06Reason\x12#\n\x04type\x18\x01 \x01(\x0e\x32\x15.magpie.v1.ReasonType\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x19\n\x11\x61nchor_product_id\x18\x03 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x04 \x01(\t\"\x95\x01\n\x0fRecommendedItem\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12*\n\x06source\x18\x03 \x01(\x0e\x32\x1a.magpie.v1.CandidateSource\x12!\n\x06reason\x18\x04 \x01(\x0b\x32\x11.magpie.v1.Reason\x12\x10\n\x08position\x18\x05 \x01(\x05\"\x9e\x01\n\x11RecommendResponse\x12\x19\n\x11recommendation_id\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12)\n\x05items\x18\x03 \x03(\x0b\x32\x1a.magpie.v1.RecommendedItem\x12,\n\x0c\x64\x65gradations\x18\x04 \x03(\x0e\x32\x16.magpie.v1.Degradation\"_\n\x0bRankRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x13\n\x0bproduct_ids\x18\x02 \x03(\t\x12*\n\x07\x63ontext\x18\x03 \x01(\x0b\x32\x19.magpie.v1.RequestContext\"\x99\x01\n\x0cRankResponse\x12\x19\n\x11recommendation_id\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12)\n\x05items\x18\x03 \x03(\x0b\x32\x1a.magpie.v1.RecommendedItem\x12,\n\x0c\x64\x65gradations\x18\x04 \x03(\x0e\x32\x16.magpie.v1.Degradation*\xa2\x01\n\nReasonType\x12\x1b\n\x17REASON_TYPE_UNSPECIFIED\x10\x00\x12\x1f\n\x1bREASON_TYPE_RELATED_TO_ITEM\x10\x01\x12\x17\n\x13REASON_TYPE_POPULAR\x10\x02\x12\x1f\n\x1bREASON_TYPE_NEW_IN_CATEGORY\x10\x03\x12\x1c\n\x18REASON_TYPE_PERSONALIZED\x10\x04*\xc0\x01\n\x0b\x44\x65gradation\x12\x1b\n\x17\x44\x45GRADATION_UNSPECIFIED\x10\x00\x12\"\n\x1e\x44\x45GRADATION_RANKER_UNAVAILABLE\x10\x01\x12%\n!DEGRADATION_RETRIEVAL_UNAVAILABLE\x10\x02\x12#\n\x1f\x44\x45GRADATION_PROFILE_UNAVAILABLE\x10\x03\x12$\n DEGRADATION_FEATURES_UNAVAILABLE\x10\x04\x32\x91\x01\n\x0eRankingService\x12\x46\n\tRecommend\x12\x1b.magpie.v1.RecommendRequest\x1a\x1c.magpie.v1.RecommendResponse\x12\x37\n\x04Rank\x12\x16.magpie.v1.RankRequest\x1a\x17.magpie.v1.RankResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'magpie.v1.ranking_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_REASONTYPE']._serialized_start=915
-  _globals['_REASONTYPE']._serialized_end=1077
-  _globals['_DEGRADATION']._serialized_start=1080
-  _globals['_DEGRADATION']._serialized_end=1272
+  _globals['_REASONTYPE']._serialized_start=938
+  _globals['_REASONTYPE']._serialized_end=1100
+  _globals['_DEGRADATION']._serialized_start=1103
+  _globals['_DEGRADATION']._serialized_end=1295
   _globals['_RECOMMENDREQUEST']._serialized_start=63
-  _globals['_RECOMMENDREQUEST']._serialized_end=240
-  _globals['_REASON']._serialized_start=242
-  _globals['_REASON']._serialized_end=346
-  _globals['_RECOMMENDEDITEM']._serialized_start=349
-  _globals['_RECOMMENDEDITEM']._serialized_end=498
-  _globals['_RECOMMENDRESPONSE']._serialized_start=501
-  _globals['_RECOMMENDRESPONSE']._serialized_end=659
-  _globals['_RANKREQUEST']._serialized_start=661
-  _globals['_RANKREQUEST']._serialized_end=756
-  _globals['_RANKRESPONSE']._serialized_start=759
-  _globals['_RANKRESPONSE']._serialized_end=912
-  _globals['_RANKINGSERVICE']._serialized_start=1275
-  _globals['_RANKINGSERVICE']._serialized_end=1420
+  _globals['_RECOMMENDREQUEST']._serialized_end=263
+  _globals['_REASON']._serialized_start=265
+  _globals['_REASON']._serialized_end=369
+  _globals['_RECOMMENDEDITEM']._serialized_start=372
+  _globals['_RECOMMENDEDITEM']._serialized_end=521
+  _globals['_RECOMMENDRESPONSE']._serialized_start=524
+  _globals['_RECOMMENDRESPONSE']._serialized_end=682
+  _globals['_RANKREQUEST']._serialized_start=684
+  _globals['_RANKREQUEST']._serialized_end=779
+  _globals['_RANKRESPONSE']._serialized_start=782
+  _globals['_RANKRESPONSE']._serialized_end=935
+  _globals['_RANKINGSERVICE']._serialized_start=1298
+  _globals['_RANKINGSERVICE']._serialized_end=1443
 # @@protoc_insertion_point(module_scope)

@@ -82,7 +82,7 @@ Global___Degradation: _TypeAlias = Degradation  # noqa: Y015
 
 @_typing.final
 class RecommendRequest(_message.Message):
-    """Next available id: 7"""
+    """Next available id: 8"""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -92,6 +92,7 @@ class RecommendRequest(_message.Message):
     FILTER_FIELD_NUMBER: _builtins.int
     MAX_PER_CATEGORY_FIELD_NUMBER: _builtins.int
     DIVERSITY_FIELD_NUMBER: _builtins.int
+    MODEL_VERSION_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     k: _builtins.int
     """Number of items, 1-200; 10 when unset."""
@@ -99,6 +100,12 @@ class RecommendRequest(_message.Message):
     """Most items from one top-level category; no limit when 0."""
     diversity: _builtins.float
     """Diversity weight in [0, 1] for MMR re-ranking; 0 ranks by score only."""
+    model_version: _builtins.str
+    """Rank with this model version instead of the champion, to compare versions side by
+    side: one the service holds (the previous or staged version; RecommendResponse's
+    model_version names them). Candidates still come from the champion's retrieval.
+    Empty: the champion. A version the service does not hold is INVALID_ARGUMENT.
+    """
     @_builtins.property
     def context(self) -> _common_pb2.RequestContext: ...
     @_builtins.property
@@ -112,10 +119,11 @@ class RecommendRequest(_message.Message):
         filter: _common_pb2.ProductFilter | None = ...,
         max_per_category: _builtins.int = ...,
         diversity: _builtins.float = ...,
+        model_version: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "filter", b"filter"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "diversity", b"diversity", "filter", b"filter", "k", b"k", "max_per_category", b"max_per_category", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "diversity", b"diversity", "filter", b"filter", "k", b"k", "max_per_category", b"max_per_category", "model_version", b"model_version", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

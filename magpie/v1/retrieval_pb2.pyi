@@ -150,24 +150,33 @@ Global___RetrieveResponse: _TypeAlias = RetrieveResponse  # noqa: Y015
 
 @_typing.final
 class SimilarProductsRequest(_message.Message):
-    """Next available id: 3"""
+    """Next available id: 4"""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     PRODUCT_ID_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
+    SOURCES_FIELD_NUMBER: _builtins.int
     product_id: _builtins.str
     limit: _builtins.int
     """At most 500; 20 when unset."""
+    @_builtins.property
+    def sources(self) -> _containers.RepeatedScalarFieldContainer[_common_pb2.CandidateSource.ValueType]:
+        """Only neighbours from these sources (ANN, co-visitation, content); all three when
+        empty. A product the model does not know gets popular products of its category
+        either way.
+        """
+
     def __init__(
         self,
         *,
         product_id: _builtins.str = ...,
         limit: _builtins.int = ...,
+        sources: _abc.Iterable[_common_pb2.CandidateSource.ValueType] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "product_id", b"product_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "product_id", b"product_id", "sources", b"sources"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,4 +1,5 @@
-"""Catalog logic: per-product checks, cached batch reads, paging, status changes.
+"""Catalog logic: per-product checks, cached batch reads, paging, status changes, daily
+activity.
 
 Reads return `magpie.v1.Product` messages: the catalog is a read-heavy feature
 store whose cached form is the wire form, so a read served from Redis is parsed
@@ -27,23 +28,21 @@ be stale until its TTL ends.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import math
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Protocol, TypeVar
 
-from magpie.runtime.errors import FieldViolation, InvalidArgument
+from magpie.runtime.errors import NotFound
 from magpie.runtime.filters import ProductFilter
+from magpie.runtime.paging import decode_page_token, filter_fingerprint, next_page
 from magpie.runtime.products import category_problem, money_problems
 from magpie.runtime.units import NANOS_PER_UNIT, SECONDS_PER_DAY
 from magpie.runtime.validation import control_problem, id_problem
 from magpie.v1 import catalog_pb2 as pb
 from services.catalog import config
-from services.catalog.paging import InvalidPageToken, decode_page_token, encode_page_token
 
 __all__ = [
     "ByteCache",
@@ -110,8 +109,7 @@ class ProductQuery:
         fields.update(fields.pop("where"))
         fields["currency_code"] = fields.pop("currency")  # as before: earlier tokens stay valid
         canonical = {k: sorted(set(v)) if isinstance(v, tuple) else v for k, v in fields.items()}
-        encoded = json.dumps(canonical, sort_keys=True, default=str).encode()
-        return hashlib.sha256(encoded).hexdigest()[:16]
+        return filter_fingerprint(canonical)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +125,11 @@ class CatalogStorage(Protocol):
         self, product_ids: Sequence[str], stats_ids: Sequence[str], now: datetime
     ) -> tuple[dict[str, pb.Product], dict[str, pb.ProductStats]]:
         """Products (without stats) and the stats of products, by id; absent ids are left out."""
+        ...
+
+    async def activity(self, product_id: str, first: date, days: int) -> list[pb.DailyActivity]:
+        """The product's counts on each of `days` UTC days from `first`, oldest first, zeros
+        where nothing happened; empty when the product does not exist."""
         ...
 
     async def list(
@@ -306,19 +309,20 @@ class CatalogService:
             found.append(product)
         return found, list(missing)
 
+    async def activity(self, product_id: str, days: int) -> list[pb.DailyActivity]:
+        """The product's counts per UTC day, the last `days` days up to today; NotFound
+        when there is no such product (whatever its status)."""
+        today = self._clock().astimezone(UTC).date()
+        found = await self._storage.activity(product_id, today - timedelta(days=days - 1), days)
+        if not found:
+            raise NotFound(f"product {product_id!r} not found")
+        return found
+
     async def list(self, query: ProductQuery, page_size: int, page_token: str) -> Page:
         fingerprint = query.fingerprint()
-        after_id = ""
-        if page_token:
-            try:
-                after_id = decode_page_token(page_token, fingerprint)
-            except InvalidPageToken as error:
-                raise InvalidArgument([FieldViolation("page_token", str(error))]) from None
+        after_id = decode_page_token(page_token, fingerprint)
         rows = await self._storage.list(query, after_id, page_size + 1, self._clock())
-        if len(rows) <= page_size:
-            return Page(rows, "")
-        page = rows[:page_size]
-        return Page(page, encode_page_token(page[-1].product_id, fingerprint))
+        return Page(*next_page(rows, page_size, lambda p: p.product_id, fingerprint))
 
     async def _invalidate(self, product_ids: Sequence[str]) -> None:
         """After a commit: new write markers first, then drop the cached products."""

@@ -1,7 +1,7 @@
 """gRPC surface of the catalog service: request validation and protobuf <-> domain only.
 
 Validators reject what is malformed about a request as a whole (batch sizes,
-ids of reads, filters, timestamps outside the protobuf range); a product whose
+ids of reads, filters, timestamps outside the protobuf range, day counts); a product whose
 content cannot be stored is the service's per-item concern, answered in its
 `ItemResult`.
 """
@@ -80,11 +80,19 @@ def _validate_set_status(request: pb.SetProductStatusRequest) -> None:
     v.raise_if_any()
 
 
+def _validate_activity(request: pb.GetProductActivityRequest) -> None:
+    v = Violations()
+    v.check_id(request.product_id, "product_id")
+    v.check_range(request.days, "days", low=0, high=config.MAX_ACTIVITY_DAYS)
+    v.raise_if_any()
+
+
 VALIDATORS: Validators = {
     pb.UpsertProductsRequest: _validate_upsert,
     pb.GetProductsRequest: _validate_get,
     pb.ListProductsRequest: _validate_list,
     pb.SetProductStatusRequest: _validate_set_status,
+    pb.GetProductActivityRequest: _validate_activity,
 }
 
 
@@ -172,3 +180,11 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
     ) -> pb.SetProductStatusResponse:
         outcomes = await self._service.set_status(request.product_ids, request.status)
         return pb.SetProductStatusResponse(results=_results(outcomes))
+
+    async def GetProductActivity(
+        self, request: pb.GetProductActivityRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetProductActivityResponse:
+        days = await self._service.activity(
+            request.product_id, request.days or config.DEFAULT_ACTIVITY_DAYS
+        )
+        return pb.GetProductActivityResponse(days=days)

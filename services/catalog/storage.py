@@ -3,7 +3,8 @@
 Behaviour statistics come from `product_daily_counts` and `product_popularity`
 (migration 0002), which the event consumer fills; this module only reads them.
 Windows are whole UTC days counted back from today, today included: the 1-day
-window is today, the 7-day window today and the 6 days before. "Views" are
+window is today, the 7-day window today and the 6 days before. A product's activity
+lists every day of its window, days without a counter row as zeros. "Views" are
 product page opens, that is clicks: an impression (the product was merely
 shown in a list) is not a view, so `views_*` equal `clicks_*`.
 """
@@ -11,13 +12,14 @@ shown in a list) is not a view, so `views_*` equal `clicks_*`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from psycopg2.extensions import cursor as Cursor
 from psycopg2.extras import Json, execute_values
 
 from magpie.runtime.db import Connection, Database
+from magpie.runtime.paging import like_escape
 from magpie.runtime.products import CATEGORY_SEPARATOR
 from magpie.runtime.units import NANOS_PER_UNIT
 from magpie.v1 import catalog_pb2 as pb
@@ -68,13 +70,22 @@ _COUNTS = """
     WHERE product_id = ANY(%(ids)s) AND day BETWEEN %(d30)s AND %(d1)s
     GROUP BY product_id
 """
+_ACTIVITY = """
+    WITH days AS (SELECT %(first)s::date + n AS day FROM generate_series(0, %(days)s - 1) AS n)
+    SELECT days.day, COALESCE(c.impressions, 0), COALESCE(c.clicks, 0),
+           COALESCE(c.add_to_carts, 0), COALESCE(c.purchases, 0)
+    FROM products p CROSS JOIN days
+    LEFT JOIN product_daily_counts c ON c.product_id = p.product_id AND c.day = days.day
+    WHERE p.product_id = %(id)s
+    ORDER BY days.day
+"""
+"""One row per day, or none when the product does not exist (whatever its status)."""
 _POPULARITY = "SELECT product_id, score, as_of FROM product_popularity WHERE product_id = ANY(%s)"
 
 
 def like_prefix(path: str) -> str:
     """LIKE pattern matching the categories strictly below `path` (LIKE's `\\` escape)."""
-    escaped = path.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return escaped + CATEGORY_SEPARATOR + "%"
+    return like_escape(path) + CATEGORY_SEPARATOR + "%"
 
 
 def _product_from_row(row: tuple[Any, ...]) -> pb.Product:
@@ -155,6 +166,15 @@ def _read_stats(
     return stats
 
 
+def _daily_activity(row: tuple[Any, ...]) -> pb.DailyActivity:
+    day, impressions, clicks, add_to_carts, purchases = row
+    activity = pb.DailyActivity(
+        impressions=impressions, clicks=clicks, add_to_carts=add_to_carts, purchases=purchases
+    )
+    activity.day.FromDatetime(datetime.combine(day, time(), UTC))
+    return activity
+
+
 def _where(query: ProductQuery, after_id: str) -> tuple[str, list[Any]]:
     clauses: list[str] = []
     params: list[Any] = []
@@ -219,6 +239,14 @@ class CatalogStore:
                     )
                     products = {row[0]: _product_from_row(row) for row in cur.fetchall()}
                 return products, _read_stats(cur, stats_ids, now)
+
+        return await self._db.run(read)
+
+    async def activity(self, product_id: str, first: date, days: int) -> list[pb.DailyActivity]:
+        def read(conn: Connection) -> list[pb.DailyActivity]:
+            with conn.cursor() as cur:
+                cur.execute(_ACTIVITY, {"id": product_id, "first": first, "days": days})
+                return [_daily_activity(row) for row in cur.fetchall()]
 
         return await self._db.run(read)
 

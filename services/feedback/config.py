@@ -25,3 +25,14 @@ threshold (MAGPIE_RETRAIN_EVENT_THRESHOLD)."""
 MAX_REQUEST_BYTES = 16 * 1024 * 1024
 """Largest request: 5,000 events with every id at its 128-character limit are about 4 MiB;
 comments of 500 four-byte characters (emoji) add 10 MB."""
+
+DEFAULT_MODEL_LISTING = 50
+"""Versions and promotions ListModelVersions answers when the request sets no limit."""
+MAX_MODEL_LISTING = 200
+"""Most versions and promotions one ListModelVersions answers (each)."""
+MAX_METRIC_VERSIONS = 50
+"""Most model versions one GetOnlineMetrics request names."""
+MAX_MODEL_VERSION_LENGTH = 64
+"""Longest model version a GetOnlineMetrics request may name."""
+ONLINE_METRICS_DAYS = 30
+"""How far back GetOnlineMetrics counts when the request sets no `since`."""

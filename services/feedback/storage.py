@@ -9,17 +9,23 @@ the client sent it: a server-set occurred_at is left out); an id the caller
 reuses for a different payload is a conflict, not a duplicate. The transaction
 commits (synchronous_commit on) before the caller learns the outcome, so an
 acknowledged event is durable.
+
+`ModelStore` is what ModelService reads: the model registry, and the events counted per
+model version they are attributed to.
 """
 
 from __future__ import annotations
 
+import datetime
 import io
 from collections.abc import Callable, Collection, Sequence
 
+from magpie.modelstore import registry
 from magpie.runtime.db import Connection, Database
-from services.feedback.service import EventRow, Stored
+from services.feedback.models import OnlineCounts, RegistryRead
+from services.feedback.service import EventRow, EventType, Stored
 
-__all__ = ["DeletedUserStore", "EventStore", "copy_text"]
+__all__ = ["DeletedUserStore", "EventStore", "ModelStore", "copy_text"]
 
 _STAGING = """
     CREATE TEMP TABLE IF NOT EXISTS feedback_events_in (
@@ -126,5 +132,52 @@ class DeletedUserStore:
                     (",".join(users),),
                 )
                 return {users[user_hash]: at for user_hash, at in cur.fetchall()}
+
+        return await self._db.run(read)
+
+
+_COUNTED = (EventType.IMPRESSION, EventType.CLICK, EventType.ADD_TO_CART, EventType.PURCHASE)
+_ONLINE_COUNTS = f"""
+    SELECT model_version,
+           {", ".join(f"count(*) FILTER (WHERE event_type = {int(t)})" for t in _COUNTED)}
+    FROM events
+    WHERE model_version <> '' AND occurred_at >= %(since)s
+      AND event_type IN ({", ".join(str(int(t)) for t in _COUNTED)})
+      AND (%(versions)s::text[] IS NULL OR model_version = ANY(%(versions)s::text[]))
+    GROUP BY model_version
+"""
+"""Events per model version and counted type. No index serves it (`events` is indexed by
+user and by product, each with time), so it scans the table: acceptable for a console's
+occasional read at our sizes, and cheaper overall than one more index every ingested
+event would have to update. It runs under MAGPIE_DB_STATEMENT_TIMEOUT_MS like every
+statement: a table grown past what one scan reads in that time answers UNAVAILABLE, the
+sign that an index on `occurred_at` (or a daily rollup) is due."""
+
+
+class ModelStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def registry(self, model_name: str, limit: int) -> RegistryRead:
+        def read(conn: Connection) -> RegistryRead:
+            with conn.cursor() as cur:  # one snapshot: the aliases agree with the log
+                cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            return RegistryRead(
+                registry.list_versions(conn, model_name, limit),
+                registry.aliases(conn, model_name),
+                registry.history(conn, model_name, limit),
+            )
+
+        return await self._db.run(read)
+
+    async def online_counts(
+        self, since: datetime.datetime, model_versions: Sequence[str]
+    ) -> list[OnlineCounts]:
+        names = {"since": since, "versions": list(model_versions) or None}
+
+        def read(conn: Connection) -> list[OnlineCounts]:
+            with conn.cursor() as cur:
+                cur.execute(_ONLINE_COUNTS, names)
+                return [OnlineCounts(*row) for row in cur.fetchall()]
 
         return await self._db.run(read)

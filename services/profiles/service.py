@@ -1,5 +1,5 @@
 """Profile logic: checks of upserts, cold-start defaults, behaviour features, caching,
-deletion and consent.
+listing, deletion and consent.
 
 Upserts. Each user of a page succeeds or fails on its own (`UpsertOutcome`): a user whose
 attributes cannot be stored (`attributes_problem`: an enum number that is no member, a
@@ -20,6 +20,9 @@ must not stop writes, and a cached profile is then stale until its TTL ends. Als
 the feedback consumer drops profiles after each fold without a marker, so behaviour
 features a racing reader cached can lag one fold for the TTL.
 
+Listing pages through the `users` rows by id (magpie.runtime.paging), straight from
+PostgreSQL: a console's search needs no cache, and a deleted user has no row left.
+
 Deletion removes the user's rows and records a keyed hash of the id (never the id) with
 the time of deletion, so that the feedback service refuses events of the user dated
 before it (a replay must not bring the user back).
@@ -27,9 +30,9 @@ before it (a replay must not bring the user back).
 Consent (magpie.v1.Consent). An upsert without `consent` states none: both flags are
 None, which is no objection. A user who refused personalisation (`False`) is served
 without behaviour-derived features (recent interactions, affinities, purchases, dislikes,
-counts): ranking and retrieval then treat them as a new user, so their recommendations
-are the non-personalised ones. Analytics consent is honoured where events are read for
-training (magpie.datasets.warehouse).
+counts) and listed without counts: ranking and retrieval then treat them as a new user, so
+their recommendations are the non-personalised ones. Analytics consent is honoured where
+events are read for training (magpie.datasets.warehouse).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from typing import Protocol
 from opentelemetry import trace
 
 from magpie.runtime.metrics import CACHE_REQUESTS
+from magpie.runtime.paging import decode_page_token, filter_fingerprint, next_page
 from magpie.runtime.telemetry import ATTR
 from magpie.runtime.validation import control_problem
 from services.profiles import config
@@ -55,11 +59,13 @@ __all__ = [
     "Counts",
     "Gender",
     "Interaction",
+    "ListedUser",
     "ProfileCache",
     "ProfileService",
     "ProfileStorage",
     "StoredProfile",
     "UpsertOutcome",
+    "UserPage",
     "Window",
     "attributes_problem",
     "category_affinities",
@@ -152,6 +158,22 @@ class StoredProfile:
 
 
 @dataclass(frozen=True, slots=True)
+class ListedUser:
+    """A user in a listing: enough to choose whom to look at."""
+
+    user_id: str
+    counts: Counts = field(default_factory=Counts)
+    personalization_refused: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class UserPage:
+    users: list[ListedUser]
+    next_page_token: str
+    """Empty on the last page."""
+
+
+@dataclass(frozen=True, slots=True)
 class UpsertOutcome:
     user_id: str
     error: str = ""
@@ -217,6 +239,11 @@ class ProfileStorage(Protocol):
 
     async def get_many(self, user_ids: Sequence[str], history: int) -> dict[str, StoredProfile]:
         """Profiles of users with a users row or any events, with `history` interactions."""
+        ...
+
+    async def list_users(self, prefix: str, after_id: str, limit: int) -> list[ListedUser]:
+        """Up to `limit` users with a users row whose id starts with `prefix` and sorts
+        after `after_id` ("": from the first), ordered by id, with their counts."""
         ...
 
     async def delete(self, user_id: str, user_hash: str) -> tuple[bool, int]:
@@ -295,6 +322,15 @@ class ProfileService:
         limit = history_limit or config.DEFAULT_HISTORY
         return [_served(profiles[u], limit) for u in user_ids]
 
+    async def list_users(self, prefix: str, page_size: int, page_token: str) -> UserPage:
+        """One page of the users whose id starts with `prefix`; `page_token` continues a
+        listing of the same prefix (`InvalidPageToken` otherwise)."""
+        fingerprint = filter_fingerprint({"user_id_prefix": prefix})
+        after_id = decode_page_token(page_token, fingerprint)
+        rows = await self._storage.list_users(prefix, after_id, page_size + 1)
+        users, token = next_page(rows, page_size, lambda u: u.user_id, fingerprint)
+        return UserPage([_listed(u) for u in users], token)
+
     async def delete(self, user_id: str) -> tuple[bool, int]:
         deleted = await self._storage.delete(user_id, self._user_hash(user_id))
         await self._cache.invalidate([user_id], strict=True)
@@ -307,6 +343,11 @@ def _observe_cache(hits: int, misses: int) -> None:
     span = trace.get_current_span()
     if span.is_recording():
         span.set_attribute(ATTR.CACHE_HIT, misses == 0)
+
+
+def _listed(user: ListedUser) -> ListedUser:
+    """What a listing shows: no counts of a user who refused personalisation."""
+    return dataclasses.replace(user, counts=Counts()) if user.personalization_refused else user
 
 
 def _served(profile: StoredProfile, history: int) -> StoredProfile:

@@ -1,19 +1,26 @@
 """gRPC surface of the profile service: validation and protobuf <-> domain only.
 
-Validators reject what is malformed about a request as a whole (batch sizes, user ids);
-attributes that cannot be stored are the service's per-user concern, answered in each
-user's `ProfileResult`.
+Validators reject what is malformed about a request as a whole (batch sizes, user ids,
+page sizes, id prefixes); attributes that cannot be stored are the service's per-user
+concern, answered in each user's `ProfileResult`.
 """
 
 from __future__ import annotations
 
 import grpc
 
-from magpie.runtime.validation import Validators, Violations
+from magpie.runtime.validation import Validators, Violations, control_problem
 from magpie.v1 import profiles_pb2 as pb
 from magpie.v1 import profiles_pb2_grpc
 from services.profiles import config
-from services.profiles.service import Attributes, ProfileService, StoredProfile, UpsertOutcome
+from services.profiles.service import (
+    Attributes,
+    Counts,
+    ListedUser,
+    ProfileService,
+    StoredProfile,
+    UpsertOutcome,
+)
 
 __all__ = ["VALIDATORS", "ProfileServicer"]
 
@@ -50,10 +57,26 @@ def _validate_delete(request: pb.DeleteProfileRequest) -> None:
     v.raise_if_any()
 
 
+def _prefix_problem(prefix: str) -> str | None:
+    if len(prefix) > config.MAX_PREFIX_LENGTH:
+        return f"must be at most {config.MAX_PREFIX_LENGTH} characters"
+    return control_problem(prefix)
+
+
+def _validate_list(request: pb.ListProfilesRequest) -> None:
+    v = Violations()
+    v.check_range(request.page_size, "page_size", low=0, high=config.MAX_PAGE_SIZE)
+    problem = _prefix_problem(request.user_id_prefix)
+    if problem is not None:
+        v.add("user_id_prefix", problem)
+    v.raise_if_any()
+
+
 VALIDATORS: Validators = {
     pb.UpsertProfilesRequest: _validate_upsert,
     pb.GetProfileRequest: _validate_get,
     pb.BatchGetProfilesRequest: _validate_batch_get,
+    pb.ListProfilesRequest: _validate_list,
     pb.DeleteProfileRequest: _validate_delete,
 }
 
@@ -82,9 +105,21 @@ def _results(outcomes: list[UpsertOutcome]) -> list[pb.ProfileResult]:
     return [pb.ProfileResult(user_id=o.user_id, ok=not o.error, error=o.error) for o in outcomes]
 
 
+def _counts_to_proto(c: Counts) -> pb.InteractionCounts:
+    return pb.InteractionCounts(
+        impressions=c.impressions,
+        clicks=c.clicks,
+        add_to_carts=c.add_to_carts,
+        purchases=c.purchases,
+    )
+
+
+def _summary_to_proto(u: ListedUser) -> pb.ProfileSummary:
+    return pb.ProfileSummary(user_id=u.user_id, counts=_counts_to_proto(u.counts))
+
+
 def _profile_to_proto(p: StoredProfile) -> pb.Profile:
     a = p.attributes
-    c = p.counts
     profile = pb.Profile(
         user_id=p.user_id,
         known=p.known,
@@ -101,12 +136,7 @@ def _profile_to_proto(p: StoredProfile) -> pb.Profile:
         ],
         purchased_product_ids=p.purchased,
         disliked_product_ids=p.disliked,
-        counts=pb.InteractionCounts(
-            impressions=c.impressions,
-            clicks=c.clicks,
-            add_to_carts=c.add_to_carts,
-            purchases=c.purchases,
-        ),
+        counts=_counts_to_proto(p.counts),
     )
     for interaction in p.recent:
         added = profile.recent_interactions.add(
@@ -140,6 +170,19 @@ class ProfileServicer(profiles_pb2_grpc.ProfileServiceServicer):
     ) -> pb.BatchGetProfilesResponse:
         profiles = await self._service.get_many(list(request.user_ids), request.history_limit)
         return pb.BatchGetProfilesResponse(profiles=[_profile_to_proto(p) for p in profiles])
+
+    async def ListProfiles(
+        self, request: pb.ListProfilesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListProfilesResponse:
+        page = await self._service.list_users(
+            request.user_id_prefix,
+            request.page_size or config.DEFAULT_PAGE_SIZE,
+            request.page_token,
+        )
+        return pb.ListProfilesResponse(
+            profiles=[_summary_to_proto(u) for u in page.users],
+            next_page_token=page.next_page_token,
+        )
 
     async def DeleteProfile(
         self, request: pb.DeleteProfileRequest, context: grpc.aio.ServicerContext

@@ -29,12 +29,14 @@ from psycopg2.extras import execute_values
 from magpie.runtime.cache import Cache
 from magpie.runtime.db import Connection, Database
 from magpie.runtime.locks import EVENT_FOLD_LOCK
+from magpie.runtime.paging import like_escape
 from services.profiles import config
 from services.profiles.service import (
     Affinity,
     Attributes,
     Counts,
     Interaction,
+    ListedUser,
     StoredProfile,
     Window,
     category_affinities,
@@ -87,6 +89,17 @@ _CATEGORIES = """
     WHERE user_id = ANY(%s)
     GROUP BY user_id, category
 """
+_LIST_USERS = """
+    SELECT u.user_id, u.consent_personalization IS FALSE,
+           COALESCE(c.impressions, 0), COALESCE(c.clicks, 0),
+           COALESCE(c.add_to_carts, 0), COALESCE(c.purchases, 0)
+    FROM users u LEFT JOIN user_counts c ON c.user_id = u.user_id
+    WHERE u.user_id > %(after)s AND u.user_id LIKE %(pattern)s
+    ORDER BY u.user_id
+    LIMIT %(limit)s
+"""
+"""A page of `users` rows by id with their counts, in one query. Every id sorts after ""
+(the first page) and is LIKE '%' (no prefix)."""
 _USER_TABLES = ("events", "user_counts", "user_category_daily", "users")
 _RECORD_DELETION = """
     INSERT INTO deleted_users (user_hash, deleted_at) VALUES (%s, now())
@@ -171,6 +184,19 @@ class ProfileStore:
                     counts=Counts(*count[1:5]) if count else Counts(),
                 )
             return profiles
+
+        return await self._db.run(read)
+
+    async def list_users(self, prefix: str, after_id: str, limit: int) -> list[ListedUser]:
+        params = {"after": after_id, "pattern": like_escape(prefix) + "%", "limit": limit}
+
+        def read(conn: Connection) -> list[ListedUser]:
+            with conn.cursor() as cur:
+                cur.execute(_LIST_USERS, params)
+                return [
+                    ListedUser(user_id, Counts(*counts), refused)
+                    for user_id, refused, *counts in cur.fetchall()
+                ]
 
         return await self._db.run(read)
 

@@ -17,7 +17,7 @@ from typing import Protocol
 import numpy as np
 from opentelemetry import trace
 
-from magpie.runtime.errors import DeadlineExceeded, Unavailable
+from magpie.runtime.errors import DeadlineExceeded, FieldViolation, InvalidArgument, Unavailable
 from magpie.runtime.filters import ProductFilter
 from magpie.runtime.metrics import ANSWERS, DEGRADED
 from magpie.runtime.telemetry import ATTR, hashed_user
@@ -78,6 +78,10 @@ class ModelProvider(Protocol):
     @property
     def current(self) -> ServingModel | None: ...
 
+    def held(self, version: int) -> ServingModel | None:
+        """The loaded model of ``version`` (champion, previous or staged), else None."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class RequestOptions:
@@ -87,6 +91,8 @@ class RequestOptions:
     diversity: float = 0.0
     device: str = ""
     request_time: float | None = None
+    model_version: int | None = None
+    """Rank with this held version instead of the champion (None: the champion)."""
 
 
 class RankingService:
@@ -108,6 +114,7 @@ class RankingService:
 
     async def recommend(self, user_id: str, options: RequestOptions) -> Recommendation:
         started = time.perf_counter()
+        model = self._model(options.model_version)
         degradations: list[Degradation] = []
         user = await self._user(user_id, degradations)
         try:
@@ -119,7 +126,7 @@ class RankingService:
             logger.warning("retrieval failed, falling back to popular: %s", error)
             degradations.append(Degradation.RETRIEVAL_UNAVAILABLE)
             candidates, retrieval_version = list(self._popular), ""
-        result = await self._rank(user, candidates, options, degradations, retrieval_version)
+        result = await self._rank(model, user, candidates, options, degradations, retrieval_version)
         _observe("Recommend", user_id, options, candidates, result, started)
         return result
 
@@ -127,15 +134,34 @@ class RankingService:
         self, user_id: str, product_ids: Sequence[str], options: RequestOptions
     ) -> Recommendation:
         started = time.perf_counter()
+        model = self._model(options.model_version)
         degradations: list[Degradation] = []
         user = await self._user(user_id, degradations)
         unique = list(dict.fromkeys(product_ids))
         candidates = [
             Candidate(pid, float(len(unique) - i), Source.CALLER) for i, pid in enumerate(unique)
         ]
-        result = await self._rank(user, candidates, options, degradations, "")
+        result = await self._rank(model, user, candidates, options, degradations, "")
         _observe("Rank", user_id, options, candidates, result, started)
         return result
+
+    def _model(self, version: int | None) -> ServingModel | None:
+        """The champion, or the held ``version`` a caller asked for (checked before any
+        work: a version this replica does not hold is the caller's mistake)."""
+        if version is None:
+            return self._models.current
+        model = self._models.held(version)
+        if model is None:
+            raise InvalidArgument(
+                [
+                    FieldViolation(
+                        "model_version",
+                        f"version {version} is not held by the service (only the champion,"
+                        " previous and staged versions are)",
+                    )
+                ]
+            )
+        return model
 
     async def _user(self, user_id: str, degradations: list[Degradation]) -> UserState:
         try:
@@ -152,15 +178,15 @@ class RankingService:
 
     async def _rank(
         self,
+        model: ServingModel | None,
         user: UserState,
         candidates: list[Candidate],
         options: RequestOptions,
         degradations: list[Degradation],
         retrieval_version: str,
     ) -> Recommendation:
-        """Scores ``candidates`` (retrieval order if the ranker fails), applies the business
-        rules to the best-scored ones and explains what was picked."""
-        model = self._models.current
+        """Scores ``candidates`` with ``model`` (retrieval order if the ranker fails),
+        applies the business rules to the best-scored ones and explains what was picked."""
         scores = await self._scores(model, user, candidates, options)
         if scores is None:
             degradations.append(Degradation.RANKER_UNAVAILABLE)

@@ -21,6 +21,10 @@ _DEVICES = {
 }
 
 
+_MAX_VERSION_DIGITS = 9
+"""Registry versions are PostgreSQL integers: 9 digits always fit."""
+
+
 def _validate_recommend(request: ranking_pb2.RecommendRequest) -> None:
     v = Violations()
     v.check_id(request.user_id, "user_id")
@@ -29,6 +33,13 @@ def _validate_recommend(request: ranking_pb2.RecommendRequest) -> None:
     v.check(request.max_per_category >= 0, "max_per_category", "must not be negative")
     check_filter(v, request.filter)
     v.check_timestamp(request.context.request_time, "context.request_time")
+    version = request.model_version
+    if version:
+        v.check(
+            version.isascii() and version.isdigit() and len(version) <= _MAX_VERSION_DIGITS,
+            "model_version",
+            f"must be a model version number (1 to {_MAX_VERSION_DIGITS} digits)",
+        )
     v.raise_if_any()
 
 
@@ -53,6 +64,7 @@ def _options(
     request_filter: ProductFilter | None = None,
     max_per_category: int = 0,
     diversity: float = 0.0,
+    model_version: str = "",
 ) -> RequestOptions:
     return RequestOptions(
         k=k,
@@ -61,6 +73,7 @@ def _options(
         diversity=diversity,
         device=_DEVICES.get(context.device, ""),
         request_time=context.request_time.ToSeconds() if context.HasField("request_time") else None,
+        model_version=int(model_version) if model_version else None,
     )
 
 
@@ -95,6 +108,7 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
             request_filter=filter_from_proto(request.filter),
             max_per_category=request.max_per_category,
             diversity=request.diversity,
+            model_version=request.model_version,
         )
         result = await self._service.recommend(request.user_id, options)
         return ranking_pb2.RecommendResponse(

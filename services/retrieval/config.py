@@ -16,6 +16,8 @@ CONTENT = int(common_pb2.CANDIDATE_SOURCE_CONTENT)
 
 SOURCE_ORDER = (ANN, COVISITATION, CONTENT, POPULAR)
 """Priority when sources return the same product: the first keeps it."""
+NEIGHBOUR_SOURCES = (ANN, COVISITATION, CONTENT)
+"""Sources of SimilarProducts (in priority order); a caller may ask for some of them."""
 DEFAULT_QUOTAS = {ANN: 250, COVISITATION: 100, CONTENT: 50, POPULAR: 100}
 """Most candidates per source for a user with history."""
 COLD_QUOTAS = {ANN: 0, COVISITATION: 0, CONTENT: 150, POPULAR: 350}

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -146,14 +146,20 @@ class RetrievalService:
         _observe(merged)
         return Retrieved(merged, model.version if model else "")
 
-    async def similar(self, product_id: str, limit: int) -> Retrieved:
-        """Neighbours of one product: co-visitation, item vectors, text; popular in its
-        category when the model does not know it."""
+    async def similar(
+        self,
+        product_id: str,
+        limit: int,
+        sources: Collection[int] = config.NEIGHBOUR_SOURCES,
+    ) -> Retrieved:
+        """Neighbours of one product from `sources` (of ``config.NEIGHBOUR_SOURCES``: item
+        vectors, co-visitation, text); popular in its category, whatever `sources`, when
+        the model does not know it."""
         model = self._models.current
         want = math.ceil(limit * config.OVERFETCH)
         row = model.positions.get(product_id) if model is not None else None
         if model is not None and row is not None:
-            lists = await asyncio.to_thread(_similar, model, row, want)
+            lists = await asyncio.to_thread(_similar, model, row, want, sources)
         else:
             categories = await self._storage.top_categories([product_id])
             if product_id not in categories:
@@ -244,13 +250,21 @@ def _cold_content(model: ServingModel, popular: Candidates, want: Mapping[int, i
     return _labelled(model, config.CONTENT, found, anchored=True)
 
 
-def _similar(model: ServingModel, row: int, want: int) -> list[Candidates]:
-    anchor = np.array([row])
-    return [
-        _labelled(model, config.ANN, model.similar_items(row, want), anchored=True),
-        _labelled(model, config.COVISITATION, model.covisited(anchor, np.ones(1), want), True),
-        _labelled(model, config.CONTENT, model.similar_texts(anchor, np.ones(1), want), True),
-    ]
+def _similar(
+    model: ServingModel, row: int, want: int, sources: Collection[int]
+) -> list[Candidates]:
+    """Neighbours of the product at `row` from each of `sources`, in priority order."""
+    anchor, weight = np.array([row]), np.ones(1)
+    out = []
+    if config.ANN in sources:
+        out.append(_labelled(model, config.ANN, model.similar_items(row, want), True))
+    if config.COVISITATION in sources:
+        found = model.covisited(anchor, weight, want)
+        out.append(_labelled(model, config.COVISITATION, found, True))
+    if config.CONTENT in sources:
+        found = model.similar_texts(anchor, weight, want)
+        out.append(_labelled(model, config.CONTENT, found, True))
+    return out
 
 
 def _popular(popularity: Popularity, categories: Sequence[str], want: int) -> Candidates:

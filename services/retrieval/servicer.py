@@ -40,6 +40,12 @@ def _validate_similar(request: pb.SimilarProductsRequest) -> None:
     v = Violations()
     v.check_id(request.product_id, "product_id")
     v.check_range(request.limit, "limit", low=0, high=config.MAX_SIMILAR)
+    for i, source in enumerate(request.sources):
+        v.check(
+            source in config.NEIGHBOUR_SOURCES,
+            f"sources[{i}]",
+            "must be ANN, COVISITATION or CONTENT",
+        )
     v.raise_if_any()
 
 
@@ -85,7 +91,9 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
         self, request: pb.SimilarProductsRequest, context: grpc.aio.ServicerContext
     ) -> pb.SimilarProductsResponse:
         found = await self._service.similar(
-            request.product_id, request.limit or config.DEFAULT_SIMILAR
+            request.product_id,
+            request.limit or config.DEFAULT_SIMILAR,
+            frozenset(request.sources or config.NEIGHBOUR_SOURCES),
         )
         return pb.SimilarProductsResponse(
             candidates=_candidates_to_proto(found.candidates), model_version=found.model_version

@@ -256,3 +256,70 @@ async def test_read_mask_naming_no_product_field_is_rejected(catalog) -> None:  
         )
 
     assert field_violations(raised.value) == ["read_mask"]
+
+
+async def test_activity_lists_every_day_oldest_first_with_zeros(catalog, product, clean_db) -> None:  # type: ignore[no-untyped-def]
+    await _load(catalog, [product("a"), product("b")])
+    await catalog.SetProductStatus(
+        pb.SetProductStatusRequest(product_ids=["a"], status=pb.PRODUCT_STATUS_WITHDRAWN)
+    )
+    today = datetime.now(UTC).date()
+    rows = [
+        ("a", today, 10, 4, 2, 1),
+        ("a", today - timedelta(days=2), 7, 3, 0, 0),
+        ("a", today - timedelta(days=6), 5, 0, 0, 0),  # the window's first day
+        ("a", today - timedelta(days=7), 99, 99, 99, 99),  # just before it
+        ("b", today - timedelta(days=1), 1, 1, 1, 1),  # another product
+    ]
+    with psycopg2.connect(clean_db) as conn, conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO product_daily_counts"
+            " (product_id, day, impressions, clicks, add_to_carts, purchases)"
+            " VALUES (%s, %s, %s, %s, %s, %s)",
+            rows,
+        )
+    conn.close()
+
+    week = await catalog.GetProductActivity(pb.GetProductActivityRequest(product_id="a", days=7))
+    default = await catalog.GetProductActivity(pb.GetProductActivityRequest(product_id="b"))
+
+    got = [
+        (
+            d.day.ToDatetime(UTC),
+            (d.impressions, d.clicks, d.add_to_carts, d.purchases),
+        )
+        for d in week.days
+    ]
+    midnight = datetime(today.year, today.month, today.day, tzinfo=UTC)
+    counts = {0: (10, 4, 2, 1), 2: (7, 3, 0, 0), 6: (5, 0, 0, 0)}
+    assert got == [
+        (midnight - timedelta(days=back), counts.get(back, (0, 0, 0, 0)))
+        for back in range(6, -1, -1)
+    ]
+    assert len(default.days) == 30
+    assert [d.clicks for d in default.days[-3:]] == [0, 1, 0]
+    assert default.days[0].day.ToDatetime(UTC) == midnight - timedelta(days=29)
+
+
+async def test_activity_of_an_unknown_product_is_not_found(catalog) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await catalog.GetProductActivity(pb.GetProductActivityRequest(product_id="ghost"))
+
+    assert raised.value.code() is grpc.StatusCode.NOT_FOUND
+    assert "ghost" in (raised.value.details() or "")
+
+
+@pytest.mark.parametrize(
+    ("request_", "fields"),
+    [
+        (pb.GetProductActivityRequest(product_id="a", days=91), ["days"]),
+        (pb.GetProductActivityRequest(product_id="a", days=-1), ["days"]),
+        (pb.GetProductActivityRequest(product_id="", days=7), ["product_id"]),
+        (pb.GetProductActivityRequest(product_id="a\nb", days=100), ["product_id", "days"]),
+    ],
+)
+async def test_malformed_activity_requests_name_the_field(catalog, request_, fields) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await catalog.GetProductActivity(request_)
+
+    assert field_violations(raised.value) == fields

@@ -16,6 +16,7 @@ from magpie.modelstore.lifecycle import connection, roll_back, roll_out
 from magpie.v1 import catalog_pb2, catalog_pb2_grpc, common_pb2, ranking_pb2, ranking_pb2_grpc
 from tests.integration.e2e.clients import Clients
 from tests.integration.e2e.conftest import Platform
+from tests.support import field_violations
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -101,7 +102,8 @@ def test_triton_down_degrades_within_the_deadline_then_recovers(platform: Platfo
 
 async def test_rollout_and_rollback_fail_and_degrade_no_call(platform: Platform) -> None:
     """Promotion and rollback are switches between loaded versions, strictly: zero failed
-    and zero degraded answers while clients loop."""
+    and zero degraded answers while clients loop. Then the previous version, still held,
+    ranks when a caller names it; a version no replica holds is the caller's mistake."""
     settings = platform.settings
     with connection(settings) as conn:
         served = registry.aliases(conn, settings.model_name)["champion"]
@@ -119,12 +121,18 @@ async def test_rollout_and_rollback_fail_and_degrade_no_call(platform: Platform)
         await asyncio.to_thread(roll_back, settings)
         await clients.answered_by(served)
         rollback_seconds = time.monotonic() - rollback_started
+    named = _recommend(platform, "u000001", k=K, model_version=str(version))
+    with pytest.raises(grpc.RpcError) as unknown:
+        _recommend(platform, "u000001", k=K, model_version=str(version + 1))
 
     assert clients.failures == []
     assert clients.degraded == []
     assert clients.versions[str(version)] >= 20
     assert clients.versions[str(served)] >= 40
     assert rollback_seconds < 10  # an alias change the replicas follow within a poll
+    assert named.model_version == str(version) and not named.degradations
+    assert len(named.items) == K
+    assert field_violations(unknown.value) == ["model_version"]
 
 
 def test_users_with_a_clear_history_get_reasons_anchored_on_their_items(platform: Platform) -> None:

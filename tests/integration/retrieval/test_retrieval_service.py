@@ -21,6 +21,7 @@ from magpie.contract.signature import (
     PAD_INDEX,
     USER_TOWER_HISTORY_LEN,
 )
+from magpie.modelstore import bundle
 from magpie.v1 import common_pb2, retrieval_pb2_grpc
 from magpie.v1 import retrieval_pb2 as pb
 from services.retrieval.server import build_spec
@@ -279,6 +280,52 @@ async def test_similar_products(retrieval_settings, serve, clean_db: str) -> Non
     assert missing.value.code() is grpc.StatusCode.NOT_FOUND
 
 
+def _exact_text_neighbours(bundle_dir: Path, product: str) -> list[str]:
+    """Products by cosine of their text vectors with `product`'s, computed independently."""
+    text = np.load(bundle_dir / bundle.TEXT_VECTORS)[FIRST_ITEM_INDEX:]
+    scores = text @ text[PRODUCTS.index(product)]
+    return [PRODUCTS[i] for i in np.argsort(-scores, kind="stable") if PRODUCTS[i] != product]
+
+
+async def test_similar_products_from_chosen_sources_only(
+    retrieval_settings, serve, clean_db: str, bundles: Path
+) -> None:  # type: ignore[no-untyped-def]
+    publish(clean_db, retrieval_settings().model_name, 1)
+    address = await _start(serve, retrieval_settings())
+    with psycopg2.connect(clean_db) as conn, conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO products (product_id, title, category_path, stock, status)"
+            " VALUES ('unmodelled', 'New', %s, 10, 1)",
+            (CATEGORY["p010"],),
+        )
+    conn.close()
+
+    def similar(product: str, *sources: int) -> pb.SimilarProductsRequest:
+        return pb.SimilarProductsRequest(product_id=product, limit=9, sources=sources)
+
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = retrieval_pb2_grpc.RetrievalServiceStub(channel)
+        content = await stub.SimilarProducts(similar("p010", CONTENT))
+        covisited = await stub.SimilarProducts(similar("p010", COVISITATION, COVISITATION))
+        both = await stub.SimilarProducts(similar("p010", CONTENT, COVISITATION))
+        unknown = await stub.SimilarProducts(similar("unmodelled", CONTENT))
+
+    expected = [p for p in _exact_text_neighbours(bundles / "1", "p010") if p not in NEVER]
+    assert [(c.product_id, c.source) for c in content.candidates] == [
+        (p, CONTENT) for p in expected[:9]
+    ]
+    # The bundle co-visits each product with the 4th, 8th and 12th after it: three only.
+    assert [(c.product_id, c.source) for c in covisited.candidates] == [
+        ("p014", COVISITATION),
+        ("p018", COVISITATION),
+        ("p022", COVISITATION),
+    ]
+    assert {c.source for c in both.candidates} == {CONTENT, COVISITATION}
+    assert len(both.candidates) == 9
+    assert {c.source for c in unknown.candidates} == {POPULAR}  # whatever the sources
+    assert len(unknown.candidates) == 9
+
+
 async def test_invalid_requests_name_the_fields(retrieval_settings, serve) -> None:  # type: ignore[no-untyped-def]
     address = await _start(serve, retrieval_settings())
     bad = pb.RetrieveRequest(
@@ -301,6 +348,20 @@ async def test_invalid_requests_name_the_fields(retrieval_settings, serve) -> No
             await stub.Retrieve(bad)
         with pytest.raises(grpc.aio.AioRpcError) as similar:
             await stub.SimilarProducts(pb.SimilarProductsRequest(product_id="p1", limit=501))
+        with pytest.raises(grpc.aio.AioRpcError) as sources:
+            await stub.SimilarProducts(
+                pb.SimilarProductsRequest(
+                    product_id="p1",
+                    sources=[
+                        CONTENT,
+                        POPULAR,
+                        common_pb2.CANDIDATE_SOURCE_CALLER,
+                        common_pb2.CANDIDATE_SOURCE_UNSPECIFIED,
+                        ANN,
+                        99,
+                    ],
+                )
+            )
 
     assert field_violations(raised.value) == [
         "limit",
@@ -311,6 +372,12 @@ async def test_invalid_requests_name_the_fields(retrieval_settings, serve) -> No
         "quotas[1].source",
     ]
     assert field_violations(similar.value) == ["limit"]
+    assert field_violations(sources.value) == [
+        "sources[1]",
+        "sources[2]",
+        "sources[3]",
+        "sources[5]",
+    ]
 
 
 def test_bundle_versions_differ(bundles: Path) -> None:

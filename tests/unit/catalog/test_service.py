@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import TypeVar
 
+import pytest
+
+from magpie.runtime.errors import NotFound
 from magpie.v1 import catalog_pb2 as pb
 from services.catalog.service import CatalogService, ProductDraft, ProductQuery
 
@@ -50,6 +53,7 @@ class FakeStorage:
         self.rows: dict[str, pb.Product] = {}
         self.fetches = 0
         self.during_fetch: Hook | None = None
+        self.activity_windows: list[tuple[date, int]] = []
 
     async def upsert(self, drafts: Sequence[ProductDraft]) -> None:
         for d in drafts:
@@ -73,6 +77,10 @@ class FakeStorage:
         if hook is not None:  # a concurrent writer commits after this read
             await hook()
         return found, stats
+
+    async def activity(self, product_id: str, first: date, days: int) -> list[pb.DailyActivity]:
+        self.activity_windows.append((first, days))
+        return [pb.DailyActivity(clicks=i) for i in range(days)] if product_id in self.rows else []
 
     async def list(
         self, query: ProductQuery, after_id: str, limit: int, now: datetime
@@ -181,3 +189,19 @@ async def test_list_pages_end_with_an_empty_token() -> None:
     assert [p.product_id for p in first.products] == ["p0", "p1", "p2"]
     assert [p.product_id for p in last.products] == ["p3", "p4"]
     assert last.next_page_token == ""
+
+
+async def test_activity_ends_today_in_utc_and_an_unknown_product_is_not_found() -> None:
+    storage = FakeStorage()
+    late_in_berlin = datetime(2024, 3, 2, 0, 30, tzinfo=timezone(timedelta(hours=2)))
+    service = CatalogService(storage, FakeCache(), FakeCache(), clock=lambda: late_in_berlin)
+    await service.upsert([ProductDraft("a", "A")])
+
+    days = await service.activity("a", 3)
+    with pytest.raises(NotFound) as missing:
+        await service.activity("ghost", 90)
+
+    assert [d.clicks for d in days] == [0, 1, 2]
+    # 2024-03-01 22:30 UTC: the window is Feb 28, Feb 29 (a leap year), Mar 1.
+    assert storage.activity_windows == [(date(2024, 2, 28), 3), (date(2023, 12, 3), 90)]
+    assert "ghost" in str(missing.value)

@@ -7,11 +7,13 @@ from datetime import UTC, datetime
 
 import pytest
 
+from magpie.runtime.paging import InvalidPageToken
 from services.profiles.service import (
     Affinity,
     Attributes,
     Counts,
     Interaction,
+    ListedUser,
     ProfileService,
     StoredProfile,
     UpsertOutcome,
@@ -38,6 +40,17 @@ class FakeStorage:
     async def get_many(self, user_ids: Sequence[str], history: int) -> dict[str, StoredProfile]:
         self.reads.append(list(user_ids))
         return {u: self.profiles[u] for u in user_ids if u in self.profiles}
+
+    async def list_users(self, prefix: str, after_id: str, limit: int) -> list[ListedUser]:
+        ids = sorted(u for u in self.profiles if u.startswith(prefix) and u > after_id)
+        return [
+            ListedUser(
+                u,
+                self.profiles[u].counts,
+                self.profiles[u].attributes.personalization_refused,
+            )
+            for u in ids[:limit]
+        ]
 
     async def delete(self, user_id: str, user_hash: str) -> tuple[bool, int]:
         self.deleted.append(user_hash)
@@ -205,3 +218,36 @@ async def test_a_user_who_refused_personalisation_is_served_without_behaviour() 
     assert no == StoredProfile("no", refused, T)
     assert yes.recent and yes.purchased and yes.affinities and yes.counts.clicks == 1
     assert unstated.recent and unstated.purchased  # consent not stated: no objection
+
+
+async def test_listing_pages_by_id_and_hides_counts_of_a_user_who_refused() -> None:
+    refused = Attributes(consent_personalization=False, consent_analytics=False)
+    storage = FakeStorage(
+        {
+            "u3": StoredProfile("u3", counts=Counts(clicks=3)),
+            "u1": StoredProfile("u1", counts=Counts(purchases=1)),
+            "u2": StoredProfile("u2", refused, counts=Counts(clicks=2)),
+            "v1": StoredProfile("v1"),
+        }
+    )
+    service = service_of(storage)
+
+    first = await service.list_users("u", 2, "")
+    last = await service.list_users("u", 2, first.next_page_token)
+
+    assert [(u.user_id, u.counts) for u in first.users] == [
+        ("u1", Counts(purchases=1)),
+        ("u2", Counts()),
+    ]
+    assert [(u.user_id, u.counts) for u in last.users] == [("u3", Counts(clicks=3))]
+    assert first.next_page_token and last.next_page_token == ""
+
+
+async def test_a_token_of_another_prefix_is_refused() -> None:
+    service = service_of(FakeStorage({u: StoredProfile(u) for u in ("a1", "a2", "b1")}))
+    page = await service.list_users("a", 1, "")
+
+    with pytest.raises(InvalidPageToken) as raised:
+        await service.list_users("", 1, page.next_page_token)
+
+    assert [v.field for v in raised.value.violations] == ["page_token"]

@@ -7,6 +7,7 @@ in-process fakes: their clients go through the same code as retrieval's."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass, field
@@ -79,8 +80,15 @@ class Catalog:
         return {p: Product(p, p, ("Cat",), "b", "EUR", 1, 3, True, 0.0) for p in product_ids}
 
 
+PREVIOUS = dataclasses.replace(MODEL, version=2)
+"""The version before MODEL, held beside it (its vocabulary is the same)."""
+
+
 class Models:
     current = MODEL
+
+    def held(self, version: int) -> ServingModel | None:
+        return {m.version: m for m in (MODEL, PREVIOUS)}.get(version)
 
 
 @dataclass
@@ -117,12 +125,15 @@ class FakeTriton(service_pb2_grpc.GRPCInferenceServiceServicer):
     calls: int = 0
     queue_timeouts: list[int] = field(default_factory=list)
     """Each request's own queue timeout, microseconds."""
+    versions: list[str] = field(default_factory=list)
+    """The model version each request named."""
 
     async def ModelInfer(
         self, request: service_pb2.ModelInferRequest, context: grpc.aio.ServicerContext
     ) -> service_pb2.ModelInferResponse:
         self.calls += 1
         self.queue_timeouts.append(request.parameters["timeout"].int64_param)
+        self.versions.append(request.model_version)
         if self.answer == "slow":
             await asyncio.sleep(SLOW_SECONDS)
         names = [tensor.name for tensor in request.inputs]
@@ -167,11 +178,14 @@ class Stack:
         timeout: float = CALLER_SECONDS,
         exclude: Sequence[str] = (),
         brands: Sequence[str] = (),
+        model_version: str = "",
     ) -> tuple[ranking_pb2.RecommendResponse, float]:
         started = time.monotonic()
         request_filter = common_pb2.ProductFilter(exclude_product_ids=exclude, brands=brands)
         reply = await self.ranking.Recommend(
-            ranking_pb2.RecommendRequest(user_id="u1", k=K, filter=request_filter),
+            ranking_pb2.RecommendRequest(
+                user_id="u1", k=K, filter=request_filter, model_version=model_version
+            ),
             timeout=timeout,
         )
         return reply, time.monotonic() - started
@@ -241,7 +255,7 @@ async def stack(budget: float) -> AsyncIterator[Stack]:
         )
         await stack.recommend()  # connects every channel; remembers the popular fallback
         retrieval.requests.clear()
-        triton.calls, triton.queue_timeouts = 0, []
+        triton.calls, triton.queue_timeouts, triton.versions = 0, [], []
         yield stack
     await ranking_server.stop(0)
     await ranker.close()
@@ -260,6 +274,28 @@ async def test_healthy_dependencies_answer_in_the_rankers_order(
     # Triton's queue drops the request once its caller would no longer wait for it.
     (queue_timeout,) = stack.triton.queue_timeouts
     assert 0 < queue_timeout <= budget * 1e6
+
+
+async def test_a_held_version_named_by_the_caller_ranks_and_is_answered(stack: Stack) -> None:
+    named, _ = await stack.recommend(model_version="2")
+    champion, _ = await stack.recommend()
+
+    assert (named.model_version, champion.model_version) == ("2", "3")
+    assert not named.degradations
+    assert _items(named) == _items(champion)
+    assert stack.triton.versions == ["2", "3"]  # Triton scored with the version named
+
+
+@pytest.mark.parametrize("version", ["4", "0", "x", "-2", "1234567890", "٣"])
+async def test_a_version_not_held_or_malformed_is_invalid_before_any_work(
+    stack: Stack, version: str
+) -> None:
+    with pytest.raises(grpc.RpcError) as refused:
+        await stack.recommend(model_version=version)
+
+    assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert field_violations(refused.value) == ["model_version"]
+    assert stack.retrieval.requests == [] and stack.triton.calls == 0
 
 
 async def test_exclusions_and_purchases_are_cut_to_what_retrieval_accepts(stack: Stack) -> None:

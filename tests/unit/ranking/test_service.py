@@ -7,7 +7,7 @@ import pytest
 
 from magpie.contract.covisitation import Covisitation
 from magpie.contract.signature import CANDIDATE_FEATURE_DIM
-from magpie.runtime.errors import Unavailable
+from magpie.runtime.errors import InvalidArgument, Unavailable
 from magpie.runtime.filters import ProductFilter
 from services.ranking.domain import Candidate, Degradation, Product, Source, UserState
 from services.ranking.model import ServingModel
@@ -70,8 +70,12 @@ class Scorer:
 
 
 class Models:
-    def __init__(self, model: ServingModel | None) -> None:
+    def __init__(self, model: ServingModel | None, *others: ServingModel) -> None:
         self.current = model
+        self.loaded = {m.version: m for m in (*others, *([model] if model else []))}
+
+    def held(self, version: int) -> ServingModel | None:
+        return self.loaded.get(version)
 
 
 IDS = [f"p{i}" for i in range(10)]
@@ -218,3 +222,31 @@ async def test_product_data_is_fetched_for_the_top_slice_and_widened_when_rules_
 
     assert [i.product_id for i in result.items] == ["q199", "q198", "q197", "q196", "q195"]
     assert asked == [60, 60]  # the first 60, then the next 60 of the widened pool; never all 300
+
+
+async def test_a_held_version_ranks_when_named_and_another_is_invalid() -> None:
+    previous = ServingModel(
+        2, {pid: 11 - i for i, pid in enumerate(IDS)}, MODEL.text_vectors, COVISITATION
+    )
+    scorer = Scorer()
+    service = RankingService(
+        Profiles(UserState("u")),
+        Retrieval([Candidate(pid, 1.0, Source.POPULAR) for pid in IDS]),
+        Catalog(PRODUCTS),
+        scorer,
+        Models(MODEL, previous),
+    )
+
+    named = await service.recommend("u", RequestOptions(k=3, model_version=2))
+    ranked = await service.rank("u", ["p1", "p2"], RequestOptions(k=2, model_version=2))
+    champion = await service.recommend("u", RequestOptions(k=3, model_version=3))
+    with pytest.raises(InvalidArgument) as refused:
+        await service.recommend("u", RequestOptions(k=3, model_version=4))
+
+    # The previous version's vocabulary reverses the order, so its scores do too.
+    assert [i.product_id for i in named.items] == ["p0", "p1", "p2"]
+    assert [i.product_id for i in ranked.items] == ["p1", "p2"]
+    assert [i.product_id for i in champion.items] == ["p9", "p8", "p7"]
+    assert (named.model_version, ranked.model_version, champion.model_version) == ("2", "2", "3")
+    assert [v.field for v in refused.value.violations] == ["model_version"]
+    assert len(scorer.features) == 3  # the invalid request scored nothing
