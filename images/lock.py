@@ -53,9 +53,13 @@ SERVING_ROOTS = {
     "opentelemetry-instrumentation-psycopg2": "PostgreSQL spans",
     "opentelemetry-instrumentation-redis": "Redis spans",
     "opentelemetry-instrumentation-celery": "spans of the retraining trigger",
+    "starlette": "the web console (services.console)",
+    "uvicorn": "the web console's HTTP server",
+    "jinja2": "the web console's pages",
 }
-"""The serving image: the five services. Never torch, sentence-transformers, onnx, optuna
-(the import-linter contract and tests/integration/e2e/test_service_imports.py)."""
+"""The serving image: the five services and the web console. Never torch,
+sentence-transformers, onnx, optuna (the import-linter contract and
+tests/integration/e2e/test_service_imports.py)."""
 
 TRAINER_EXCLUDED = {
     "nvidia-pytriton": "the tritonserver binary: only the triton-cpu image serves",
@@ -150,7 +154,9 @@ def image_locks() -> dict[str, str]:
     trainer = _closure(trainer_roots, locked)
     triton = _closure(list(TRITON_CPU_ROOTS), locked)
     return {
-        "serving.lock": _render("serving", serving, locked, "the five services, no torch"),
+        "serving.lock": _render(
+            "serving", serving, locked, "the five services and the console, no torch"
+        ),
         "trainer.lock": _render("trainer", trainer, locked, "worker, beat, training Jobs"),
         "triton-cpu.lock": _render(
             "triton-cpu", triton, locked, "model.py's imports; nvidia-pytriton --no-deps"

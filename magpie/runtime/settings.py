@@ -15,7 +15,14 @@ from urllib.parse import urlsplit
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["ENV_PREFIX", "SERVICE_PORTS", "TRITON_RANKER", "Settings", "load_settings"]
+__all__ = [
+    "CONSOLE_PORT",
+    "ENV_PREFIX",
+    "SERVICE_PORTS",
+    "TRITON_RANKER",
+    "Settings",
+    "load_settings",
+]
 
 ENV_PREFIX = "MAGPIE_"
 
@@ -28,6 +35,8 @@ SERVICE_PORTS: Mapping[str, int] = {
 }
 """Every gRPC service and its default port, in the order a platform starts them (a
 service's dependencies before it)."""
+CONSOLE_PORT = 8088
+"""Default HTTP port of the web console."""
 TRITON_RANKER = "magpie_ranker"
 """Name of the ranker in the Triton model repository."""
 
@@ -209,6 +218,16 @@ class Settings(BaseSettings):
     """Calls a caller may make at once above its rate (the token bucket's size)."""
     stream_idle_seconds: float = Field(default=60.0, gt=0)
     """A request stream that sends nothing for this long is ended (DEADLINE_EXCEEDED)."""
+
+    console_port: int = Field(default=CONSOLE_PORT, ge=0, le=65535)
+    """HTTP port of the web console (services.console); 0 picks a free port."""
+    console_trace_url: str = ""
+    """Trace viewer address with ``{trace_id}`` in it (e.g. a Jaeger or Tempo UI:
+    ``https://jaeger.example/trace/{trace_id}``); the console links each answer's trace
+    there. Empty: it shows the ``magpie trace`` command instead."""
+    console_open_role: Literal["reader", "writer"] = "reader"
+    """Role of every browser when the console has no tokens file (``auth_tokens_file``
+    empty, a loopback development platform); with one, people sign in with their token."""
 
     @property
     def cache_prefix(self) -> str:
