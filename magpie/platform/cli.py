@@ -16,11 +16,13 @@ from magpie.learning import cli as learning_cli
 from magpie.modelstore import cli as modelstore_cli
 from magpie.platform import traces
 from magpie.platform.local import (
+    CONSOLE,
     SERVICES,
     SOURCE_ROOT,
     LocalPlatform,
     PlatformLayout,
     available_services,
+    console_available,
 )
 from magpie.retraining import cli as retraining_cli
 from magpie.retraining import tune as tune_cli
@@ -64,6 +66,9 @@ def _up(args: argparse.Namespace) -> int:
         else:
             print("\nno Redis on 127.0.0.1:6379: no retraining worker (retrain with magpie train)")
     print(f"\nlogs in {platform.layout.log_dir}; stop with: magpie down")
+    if not args.services and not args.no_console and console_available():
+        url = platform.start_console()
+        print(f"console: {url} (no sign-in, feedback open to all: no authentication locally)")
     return 0
 
 
@@ -85,7 +90,7 @@ def _down(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     running = LocalPlatform(PlatformLayout(Path(args.state_dir))).running()
-    for name in [*SERVICES, "triton"]:
+    for name in [*SERVICES, CONSOLE, "triton"]:
         pid = running.get(name)
         print(f"{name:<12} {f'running (pid {pid})' if pid else 'stopped'}")
     return 0
@@ -135,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
                 "--no-demo", action="store_true", help="skip demo data, first model, examples"
             )
             command.add_argument(
+                "--no-console", action="store_true", help="do not start the web console"
+            )
+            command.add_argument(
                 "--trace",
                 action="store_true",
                 help="trace every request into a local receiver (see: magpie trace ID)",
@@ -151,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     token.set_defaults(handler=_token)
 
     serve = commands.add_parser("serve", help="run one service in the foreground")
-    serve.add_argument("service", choices=list(SERVICES))
+    serve.add_argument("service", choices=[*SERVICES, CONSOLE])
     serve.set_defaults(handler=_serve)
 
     for extension in (datasets_cli, learning_cli, modelstore_cli, retraining_cli, tune_cli):

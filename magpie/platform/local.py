@@ -4,8 +4,9 @@ Uses the machine's PostgreSQL and Redis when they answer on their standard
 ports; otherwise starts an embedded PostgreSQL (pgserver) in the state
 directory and runs without a Redis cache. Each service runs as
 `python -m services.<name>`, Triton as the `tritonserver` binary from the
-nvidia-pytriton wheel; pids and logs live in the state directory. Tests and
-benchmarks use the same class with their own ports, database and directories.
+nvidia-pytriton wheel, the web console (on request) as `python -m services.console`;
+pids and logs live in the state directory. Tests and benchmarks use the same class
+with their own ports, database and directories.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,16 +37,20 @@ from magpie.modelstore.tritonserver import TritonPorts
 from magpie.platform.traces import TraceTargets
 from magpie.runtime import schema
 from magpie.runtime.metrics import WORKER_METRICS_PORT
-from magpie.runtime.settings import ENV_PREFIX, SERVICE_PORTS, TRITON_RANKER
+from magpie.runtime.settings import CONSOLE_PORT, ENV_PREFIX, SERVICE_PORTS, TRITON_RANKER
 
 __all__ = [
+    "CONSOLE",
     "SERVICES",
     "WORKERS",
     "LocalPlatform",
     "PlatformLayout",
     "available_services",
+    "console_available",
+    "console_settings",
     "free_port",
     "isolated_layout",
+    "wait_http",
     "wait_serving",
 ]
 
@@ -57,6 +64,8 @@ TRACES = "traces"
 """The local trace receiver (`magpie up --trace`)."""
 WORKERS = ("worker", "beat")
 """The retraining worker and its scheduler (`python -m services.worker worker|beat`)."""
+CONSOLE = "console"
+"""The web console (`python -m services.console`), started on request after the services."""
 MACHINE_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 MACHINE_REDIS = "redis://127.0.0.1:6379/0"
 DATABASE_NAME = "magpie"
@@ -76,6 +85,11 @@ def available_services() -> list[str]:
     """Services whose package exists in this checkout."""
     root = SOURCE_ROOT / "services"
     return [n for n in SERVICES if (root / n / "server.py").exists()]
+
+
+def console_available() -> bool:
+    """Whether this checkout has the web console."""
+    return (SOURCE_ROOT / "services" / CONSOLE / "__main__.py").exists()
 
 
 def _postgres_reachable(url: str) -> bool:
@@ -107,6 +121,24 @@ def wait_serving(address: str, timeout: float) -> bool:
     return False
 
 
+def wait_http(url: str, timeout: float) -> bool:
+    """Polls an HTTP GET of `url` (never through a proxy) until it answers 200 or the
+    timeout."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    give_up = time.monotonic() + timeout
+    while time.monotonic() < give_up:
+        try:
+            with opener.open(url, timeout=1) as reply:
+                if reply.status == 200:
+                    return True
+        except urllib.error.HTTPError as error:  # an answer, not yet 200: close it
+            error.close()
+        except OSError:  # nothing listening yet
+            pass
+        time.sleep(0.2)
+    return False
+
+
 @dataclass(frozen=True)
 class PlatformLayout:
     """Where a local platform keeps its state and which ports it uses."""
@@ -123,6 +155,12 @@ class PlatformLayout:
         }
     )
     """Each process's Prometheus /metrics port."""
+    console_port: int = CONSOLE_PORT
+    """HTTP port of the web console."""
+
+    @property
+    def console_url(self) -> str:
+        return f"http://127.0.0.1:{self.console_port}/"
 
     @property
     def run_dir(self) -> Path:
@@ -151,7 +189,18 @@ def isolated_layout(state_dir: Path) -> PlatformLayout:
         triton=TritonPorts(free_port(), free_port(), free_port()),
         model_repository=repository,
         metrics_ports={name: free_port() for name in (*SERVICES, "worker")},
+        console_port=free_port(),
     )
+
+
+def console_settings(layout: PlatformLayout) -> dict[str, str]:
+    """The MAGPIE_* settings of a local platform's console beyond the services' own: its
+    port and, as the local platform runs without authentication, every browser a writer
+    (may send feedback)."""
+    return {
+        "MAGPIE_CONSOLE_PORT": str(layout.console_port),
+        "MAGPIE_CONSOLE_OPEN_ROLE": "writer",
+    }
 
 
 class LocalPlatform:
@@ -272,8 +321,7 @@ class LocalPlatform:
         retraining worker and beat (all with extra MAGPIE_* ``settings`` for these processes
         only); returns name -> address (the broker's, for the workers)."""
         layout = self.layout
-        for directory in (layout.run_dir, layout.log_dir, layout.artifact_dir):
-            directory.mkdir(parents=True, exist_ok=True)
+        self._make_directories()
         schema.ensure_database(self.database_url)
         schema.upgrade(self.database_url)
         env = {**self._environment(), **(settings or {})}
@@ -306,6 +354,27 @@ class LocalPlatform:
             tritonserver.wait_ready(f"127.0.0.1:{layout.triton.http}", timeout=timeout)
             started[TRITON] = f"127.0.0.1:{layout.triton.grpc}"
         return started
+
+    def start_console(
+        self, timeout: float = 30.0, settings: Mapping[str, str] | None = None
+    ) -> str:
+        """Starts the web console unless it runs (after `up`: it calls the services) with
+        :func:`console_settings` and extra MAGPIE_* ``settings`` (e.g. a tokens file), waits
+        for its /healthz; returns its address."""
+        self._make_directories()
+        if self._pid(CONSOLE) is None:
+            env = {**self._environment(), **console_settings(self.layout), **(settings or {})}
+            command = [sys.executable, "-m", f"services.{CONSOLE}"]
+            self._spawn(CONSOLE, command, env, cwd=SOURCE_ROOT)
+        url = self.layout.console_url
+        if not wait_http(url + "healthz", timeout):
+            raise RuntimeError(f"the console did not answer at {url}; see {self._log(CONSOLE)}")
+        return url
+
+    def _make_directories(self) -> None:
+        layout = self.layout
+        for directory in (layout.run_dir, layout.log_dir, layout.artifact_dir):
+            directory.mkdir(parents=True, exist_ok=True)
 
     def _start_triton(self, env: dict[str, str]) -> None:
         layout = self.layout
@@ -357,7 +426,7 @@ class LocalPlatform:
         return pid
 
     def running(self) -> dict[str, int]:
-        names = [*self.layout.ports, *WORKERS, TRITON, TRACES]
+        names = [*self.layout.ports, CONSOLE, *WORKERS, TRITON, TRACES]
         return {n: pid for n in names if (pid := self._pid(n)) is not None}
 
     def stop(self, name: str, timeout: float = 15.0) -> None:
@@ -365,7 +434,8 @@ class LocalPlatform:
         self._terminate({name: pid} if (pid := self._pid(name)) else {}, timeout)
 
     def down(self, timeout: float = 15.0) -> list[str]:
-        """Stops services first, then Triton and the trace receiver (last spans in)."""
+        """Stops the console and services first, then Triton and the trace receiver (last
+        spans in)."""
         running = self.running()
         last = (TRITON, TRACES)
         self._terminate({n: p for n, p in running.items() if n not in last}, timeout)

@@ -67,18 +67,22 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace 
 {{/* The plaintext health-only port of a service with TLS, for kubelet probes (no TLS). */}}
 {{- define "magpie.probePort" -}}{{ add . 2000 }}{{- end -}}
 
-{{/* Authentication and TLS of a gRPC server (one of the five services, "server" true) or
-of a client (the helm test pod): its environment, volume mounts and volumes, from the
-Secrets of .Values.security, each mounted whole (a subPath mount never sees the Secret's
-updates) and readable by the pod's group alone. A client gets only the token it presents.
-(dict "root" $ "server" BOOL) */}}
+{{/* Authentication and TLS of a gRPC server (one of the five services, "server" true), of
+a client (the helm test pod) or of the web console ("console" true): its environment,
+volume mounts and volumes, from the Secrets of .Values.security, each mounted whole (a
+subPath mount never sees the Secret's updates) and readable by the pod's group alone. A
+client gets only the token it presents; the console only the tokens file (it checks the
+people who sign in, and presents their tokens, none of its own).
+(dict "root" $ "server" BOOL ["console" true]) */}}
 {{- define "magpie.securityEnv" -}}
 {{- $sec := .root.Values.security -}}
 {{- if $sec.auth.enabled }}
-{{- if .server }}
+{{- if or .server .console }}
 - {name: MAGPIE_AUTH_TOKENS_FILE, value: {{ include "magpie.authDir" . }}/callers.json}
 {{- end }}
+{{- if not .console }}
 - {name: MAGPIE_AUTH_TOKEN_FILE, value: {{ include "magpie.authDir" . }}/service-token}
+{{- end }}
 {{- end }}
 {{- if $sec.tls.enabled }}
 - {name: MAGPIE_TLS_CERT_FILE, value: {{ include "magpie.tlsDir" . }}/tls.crt}
@@ -109,7 +113,9 @@ updates) and readable by the pod's group alone. A client gets only the token it 
   secret:
     secretName: {{ $sec.auth.secretName }}
     defaultMode: 288 # 0440
-    {{- if not .server }}
+    {{- if .console }}
+    items: [{key: callers.json, path: callers.json}]
+    {{- else if not .server }}
     items: [{key: service-token, path: service-token}]
     {{- end }}
 {{- end }}
@@ -145,18 +151,21 @@ seccompProfile:
   type: RuntimeDefault
 {{- end -}}
 
-{{/* Environment of every Magpie process: the ConfigMap, the Secret's keys, telemetry.
-(dict "root" $ "component" NAME) */}}
+{{/* Environment of every Magpie process: the Secret's keys (all, or the fields named in
+"secrets"), telemetry (sampling at "sampleRatio", default telemetry.sampleRatio).
+(dict "root" $ "component" NAME ["secrets" LIST] ["sampleRatio" NUMBER]) */}}
 {{- define "magpie.env" -}}
 {{- $root := .root -}}
 {{- $secret := include "magpie.secretName" $root -}}
+{{- $fields := default (list "databaseUrl" "redisUrl" "brokerUrl" "resultBackend" "userHashKey") .secrets -}}
+{{- $ratio := hasKey . "sampleRatio" | ternary .sampleRatio $root.Values.telemetry.sampleRatio -}}
 - name: HOME
   value: /tmp
 - name: POD_NAME
   valueFrom: {fieldRef: {fieldPath: metadata.name}}
 - name: NODE_NAME
   valueFrom: {fieldRef: {fieldPath: spec.nodeName}}
-{{- range $field := list "databaseUrl" "redisUrl" "brokerUrl" "resultBackend" "userHashKey" }}
+{{- range $field := $fields }}
 {{- $entry := index $root.Values.secrets $field }}
 - name: {{ $entry.key }}
   valueFrom:
@@ -179,7 +188,7 @@ seccompProfile:
 - name: OTEL_TRACES_SAMPLER
   value: parentbased_traceidratio
 - name: OTEL_TRACES_SAMPLER_ARG
-  value: {{ $root.Values.telemetry.sampleRatio | quote }}
+  value: {{ $ratio | quote }}
 {{- end }}
 {{- end -}}
 

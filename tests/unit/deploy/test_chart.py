@@ -33,7 +33,11 @@ MATRIX: dict[str, tuple[str, ...]] = {
     "existing-secrets": ("existing-secrets-values.yaml",),
     "object-storage": ("object-storage-values.yaml",),
     "secure": ("secure-values.yaml",),
+    "console": ("console-values.yaml",),
 }
+CONSOLE_CASES = {"gpu-production", "secure", "console"}
+"""The value sets that turn the web console on (it is off by default)."""
+CONSOLE_PORT = 8088
 CRD_GROUPS = {"cert-manager.io", "keda.sh", "monitoring.coreos.com"}
 """Custom resources: kubernetes-validate has no schema for them (allow-listed by group)."""
 VERSIONS = ("1.29.0", kubernetes_validate.latest_version())
@@ -299,6 +303,11 @@ def test_the_deprecated_key_is_announced(k8s_tools: Path) -> None:
         "config.rateLimitPerCaller=-1",
         "config.rateLimitBurst=0.5",
         "config.streamIdleSeconds=0",
+        "console.enabeld=true",
+        "console.openRole=admin",
+        "console.traceUrl=https://jaeger.example.com/trace",  # without {trace_id}
+        "console.ingress.pathType=Regex",
+        "console.ingress.path=magpie",
     ],
 )
 def test_the_schema_refuses_misspelled_keys_and_bad_values(k8s_tools: Path, setting: str) -> None:
@@ -574,10 +583,139 @@ def test_notes_warn_loudly_when_callers_are_not_authenticated(
     assert ("WARNING: AUTHENTICATION IS OFF" in notes) == (not values), notes
 
 
+# --- The web console ----------------------------------------------------------------------
+
+
+def _console(objects: list[Manifest]) -> dict[str, Manifest]:
+    """kind -> the console's object of that kind."""
+    found = {o["kind"]: o for o in objects if _component(o) == "console"}
+    assert len(found) == len([o for o in objects if _component(o) == "console"])
+    return found
+
+
+def test_the_console_is_off_by_default(objects: list[Manifest], case: str) -> None:
+    console = _console(objects)
+    policies = [
+        o["metadata"]["name"]
+        for o in objects
+        if o["kind"] == "NetworkPolicy" and "console" in o["metadata"]["name"]
+    ]
+    if case in CONSOLE_CASES:
+        assert {"ServiceAccount", "Service", "Deployment"} <= set(console), case
+        assert policies, case
+    else:
+        assert console == {} and policies == [], case
+
+
+def test_the_console_serves_http_probed_on_healthz(render: Render) -> None:
+    values = yaml.safe_load((CHART / "ci" / "console-values.yaml").read_text())["console"]
+    console = _console(render("console-values.yaml"))
+    spec = console["Deployment"]["spec"]
+    assert spec["replicas"] == values["replicas"]
+    (container,) = spec["template"]["spec"]["containers"]
+    assert container["command"] == ["python", "-m", "services.console"]
+    assert container["ports"] == [
+        {"name": "http", "containerPort": CONSOLE_PORT, "protocol": "TCP"}
+    ]
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "http"}, probe
+    env = _env(container)
+    assert env["MAGPIE_CONSOLE_PORT"] == str(CONSOLE_PORT)
+    assert env["MAGPIE_CONSOLE_OPEN_ROLE"] == values["openRole"]
+    assert env["MAGPIE_CONSOLE_TRACE_URL"] == values["traceUrl"]
+    assert env["OTEL_SERVICE_NAME"] == "console"
+    # a client of the services' public APIs alone: no database, cache or broker
+    for url in ("DATABASE_URL", "REDIS_URL", "BROKER_URL", "RESULT_BACKEND"):
+        assert f"MAGPIE_{url}" not in env, url
+    (port,) = console["Service"]["spec"]["ports"]
+    assert console["Service"]["spec"]["type"] == "ClusterIP"
+    assert (port["port"], port["targetPort"]) == (80, "http")
+    assert console["PodDisruptionBudget"]["spec"]["maxUnavailable"] == 1
+    (config,) = [
+        o
+        for o in render("console-values.yaml")
+        if o["kind"] == "ConfigMap" and _component(o) == "config"
+    ]
+    for name, grpc_port in SERVICES.items():
+        assert config["data"][f"MAGPIE_{name.upper()}_ADDR"] == f"magpie-{name}:{grpc_port}"
+
+
+def test_the_console_ingress_routes_its_prefix_to_the_service(render: Render) -> None:
+    values = yaml.safe_load((CHART / "ci" / "console-values.yaml").read_text())["console"]
+    ingress = _console(render("console-values.yaml"))["Ingress"]
+    assert ingress["metadata"]["annotations"] == values["ingress"]["annotations"]
+    spec = ingress["spec"]
+    assert spec["ingressClassName"] == "nginx"
+    assert spec["tls"] == [{"secretName": "magpie-console-tls", "hosts": ["magpie.example.com"]}]
+    (rule,) = spec["rules"]
+    assert rule["host"] == "magpie.example.com"
+    assert rule["http"]["paths"] == [
+        {
+            "path": values["ingress"]["path"],
+            "pathType": "ImplementationSpecific",
+            "backend": {"service": {"name": "magpie-console", "port": {"name": "http"}}},
+        }
+    ]
+    assert "Ingress" not in _console(render("secure-values.yaml"))
+
+
+def test_the_console_checks_sign_ins_and_presents_the_services_certificate(
+    render: Render,
+) -> None:
+    """It reads the tokens file (people sign in with their own tokens, which it forwards),
+    holds no token of its own, and talks mutual TLS to the services as they do."""
+    values = yaml.safe_load((CHART / "ci" / "secure-values.yaml").read_text())["security"]
+    deployment = _console(render("secure-values.yaml"))["Deployment"]
+    spec = deployment["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    env = _env(container)
+    assert env["MAGPIE_AUTH_TOKENS_FILE"] == f"{AUTH_DIR}/callers.json"
+    assert _secret_mount(container, spec, f"{AUTH_DIR}/callers.json") == "magpie-auth"
+    (auth,) = [v for v in spec["volumes"] if v["name"] == "auth"]
+    assert auth["secret"]["items"] == [{"key": "callers.json", "path": "callers.json"}]
+    assert "MAGPIE_AUTH_TOKEN_FILE" not in env
+    assert {k: env[k] for k in TLS_FILES} == TLS_FILES
+    assert {_secret_mount(container, spec, path) for path in TLS_FILES.values()} == {
+        values["tls"]["secretName"]
+    }
+    assert not {"MAGPIE_TLS_CLIENT_AUTH", "MAGPIE_REFLECTION_ENABLED", "MAGPIE_PORT"} & set(env)
+
+
+def test_the_console_traces_every_page(render: Render) -> None:
+    """People make few requests and each page links its trace: the console samples them all
+    while the services keep the release's ratio (they follow the console's decision)."""
+    objects = render("prod-values.yaml")
+    (container,) = _console(objects)["Deployment"]["spec"]["template"]["spec"]["containers"]
+    assert float(str(_env(container)["OTEL_TRACES_SAMPLER_ARG"])) == 1.0
+    ranking, _spec = _service_containers(objects)["ranking"]
+    assert float(str(_env(ranking)["OTEL_TRACES_SAMPLER_ARG"])) == 0.1
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ((), None),
+        (("console-values.yaml",), "every browser is a writer"),
+        (("prod-values.yaml",), "sign in with your own token"),
+    ],
+)
+def test_notes_say_how_to_open_the_console(
+    k8s_tools: Path, values: tuple[str, ...], expected: str | None
+) -> None:
+    args = ["install", "magpie", str(CHART), "--dry-run=client", "--namespace", "magpie"]
+    for path in values:
+        args += ["--values", str(CHART / "ci" / path)]
+    notes = run_helm(k8s_tools, *args).stdout.split("NOTES:", 1)[1]
+    forward = "kubectl -n magpie port-forward svc/magpie-console 8088:80"
+    assert (forward in notes) == (expected is not None), notes
+    if expected:
+        assert "http://127.0.0.1:8088/" in notes and expected in notes, notes
+
+
 # --- NetworkPolicies: default deny, then exactly the architecture's edges ------------------
 
 
-def _expected_edges(objects: list[Manifest]) -> set[tuple[str, str, int]]:
+def _expected_edges(case: str) -> set[tuple[str, str, int]]:
     edges = {
         ("ranking", "profiles", 50051),
         ("ranking", "retrieval", 50053),
@@ -587,6 +725,8 @@ def _expected_edges(objects: list[Manifest]) -> set[tuple[str, str, int]]:
         ("worker", "triton", 8001),
     }
     edges |= {("test", name, port) for name, port in SERVICES.items()}
+    if case in CONSOLE_CASES:
+        edges |= {("console", name, port) for name, port in SERVICES.items()}
     return edges
 
 
@@ -642,11 +782,13 @@ def test_network_policies_allow_exactly_the_architecture(
     objects: list[Manifest], case: str
 ) -> None:
     ingress, egress, ext_in, ext_out = _policy_edges(objects)
-    assert ingress == egress == _expected_edges(objects), case
+    assert ingress == egress == _expected_edges(case), case
     metrics = {(n, p + 1000) for n, p in SERVICES.items()} | {("triton", 8002), ("worker", 51060)}
+    console = {("outside", "console", CONSOLE_PORT)} if case in CONSOLE_CASES else set()
     assert ext_in == (
         {("outside", "ranking", 50054), ("outside", "feedback", 50055)}
         | {("outside", n, p) for n, p in metrics}
+        | console
     )
     db = {*SERVICES, "worker", "beat", "migrate", "trainer"}
     redis = {"profiles", "catalog", "feedback", "worker", "beat"}
@@ -659,7 +801,7 @@ def test_network_policies_allow_exactly_the_architecture(
         expected_out |= {
             ("worker", "outside", p) for p in values["networkPolicy"]["kubeApi"]["ports"]
         }
-        collector = {*db, "triton"}
+        collector = {*db, "triton", "console"}
         expected_out |= {(c, "outside", p) for c in collector for p in (4317, 4318)}
     assert ext_out == expected_out, sorted(ext_out ^ expected_out)
 
