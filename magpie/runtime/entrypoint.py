@@ -16,19 +16,24 @@ from magpie.runtime.server import ServiceSpec, serve
 from magpie.runtime.settings import Settings, load_settings
 from magpie.runtime.telemetry import setup_tracing
 
-__all__ = ["main"]
+__all__ = ["main", "settings_or_exit"]
 
 logger = logging.getLogger(__name__)
+
+
+def settings_or_exit() -> Settings:
+    """The process's settings; invalid ones end it with status 2 and say why on stderr."""
+    try:
+        return load_settings()
+    except ValidationError as error:
+        print(f"invalid settings: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def main(name: str, build_spec: Callable[[Settings], ServiceSpec]) -> None:
     """Loads settings, configures logging (before anything else runs), tracing and
     metrics, builds the service ``name`` and serves it until SIGTERM."""
-    try:
-        settings = load_settings()
-    except ValidationError as error:
-        print(f"invalid settings: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
+    settings = settings_or_exit()
     configure_logging(name, settings.log_level, json_lines=settings.log_json)
     setup_tracing(name, settings)
     serve_metrics(name, settings)

@@ -6,14 +6,12 @@ import asyncio
 import contextlib
 import os
 import signal
-import sys
 from collections.abc import Iterator
 
 import uvicorn
-from pydantic import ValidationError
 
+from magpie.runtime.entrypoint import settings_or_exit
 from magpie.runtime.logs import configure_logging
-from magpie.runtime.settings import load_settings
 from magpie.runtime.telemetry import setup_tracing
 from services.console.server import NAME, build_app
 
@@ -38,11 +36,7 @@ class _Server(uvicorn.Server):
 
 
 def main() -> None:
-    try:
-        settings = load_settings()
-    except ValidationError as error:
-        print(f"invalid settings: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
+    settings = settings_or_exit()
     configure_logging(NAME, settings.log_level, json_lines=settings.log_json)
     # A page is opened by a person, rarely: trace every one unless told otherwise, so the
     # trace a page links to exists (the services follow the console's sampling decision).

@@ -39,7 +39,7 @@ from magpie.v1 import (
     ranking_pb2_grpc,
 )
 from tests.integration.e2e.conftest import Platform
-from tests.support import REPO, write_tokens
+from tests.support import REPO, stop_process, write_tokens
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -92,12 +92,7 @@ def console(platform: Platform, tmp_path_factory: pytest.TempPathFactory) -> Ite
         _wait_healthy(url, process, log)
         yield Console(url, tokens, log)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
     assert process.returncode == 0, log.read_text(errors="replace")  # SIGTERM: a clean stop
 
 
@@ -156,6 +151,15 @@ class Browsing:
         response = self.page.goto(self.console.url + path)
         assert response is not None
         assert response.status == status, f"{path}: {response.status}\n{self.page.content()}"
+
+    def open_whole_answer(self, path: str, tries: int = 5) -> None:
+        """Opens a recommendations page, again while its answer is degraded (a dependency
+        hop that timed out on these 2 busy cores): what follows checks a whole answer."""
+        for _ in range(tries):
+            self.open(path)
+            if self.page.locator(".banner").count() == 0:
+                return
+        raise AssertionError(f"{path}: degraded {tries} times:\n{self.page.content()}")
 
     def sign_in(self, who: str) -> None:
         self.open("login")
@@ -246,7 +250,7 @@ def test_a_reader_sees_reasons_and_sources_and_cannot_send_feedback(
     with browsing(browser, console) as web:
         web.expected_status_errors = {403}
         web.sign_in("reader")
-        web.open(f"users/{user_id}?k={K}")
+        web.open_whole_answer(f"users/{user_id}?k={K}")
 
         cards = web.page.locator("article.card")
         assert cards.count() == K
@@ -290,7 +294,7 @@ def test_a_writer_likes_and_dislikes_and_the_next_answer_changes(
     with browsing(browser, console) as web:
         web.expected_status_errors = {403}
         web.sign_in("writer")
-        web.open(f"users/{user_id}?k={K}")
+        web.open_whole_answer(f"users/{user_id}?k={K}")
         if os.environ.get("TEST_CONSOLE_README") == "1":
             web.page.screenshot(path=str(README_SCREENSHOT))
         first = web.cards()
