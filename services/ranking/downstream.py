@@ -15,6 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from functools import partial
+from itertools import repeat
+from operator import attrgetter
 from typing import Any
 
 import grpc
@@ -63,6 +66,10 @@ _PRODUCT_FIELDS = FieldMask(
 """What business rules and reasons read; leaves out the costly behaviour stats."""
 _SOURCES = {int(s): s for s in Source}
 """Wire number -> Source: a dict lookup is cheaper than ``Source(n)`` for 500 candidates."""
+_CANDIDATE_FIELDS = attrgetter("product_id", "score", "source", "anchor_product_id")
+_candidate = partial(tuple.__new__, Candidate)
+"""Builds a `Candidate` from a 4-tuple without a Python-level call (``Candidate(...)`` runs
+the generated ``__new__``): with ``map`` the 500 candidates of a reply convert in C."""
 
 
 _STATUS_DETAILS = "grpc-status-details-bin"
@@ -193,14 +200,17 @@ class RetrievalClient:
             config.RETRIEVAL_TIMEOUT_SECONDS,
             caller_fields=("user_id", "filter"),
         )
-        source = _SOURCES.get
-        candidates = [
-            Candidate(
-                c.product_id, c.score, source(c.source, Source.UNSPECIFIED), c.anchor_product_id
-            )
-            for c in reply.candidates
-        ]
-        return candidates, reply.model_version
+        return _candidates(reply.candidates), reply.model_version
+
+
+def _candidates(found: Sequence[retrieval_pb2.Candidate]) -> list[Candidate]:
+    """The reply's candidates as `Candidate` tuples, converted column by column in C (the
+    per-candidate Python loop was the largest cost of Recommend in the ranking process)."""
+    if not found:
+        return []
+    product_ids, scores, sources, anchors = zip(*map(_CANDIDATE_FIELDS, found), strict=True)
+    known = map(_SOURCES.get, sources, repeat(Source.UNSPECIFIED))
+    return list(map(_candidate, zip(product_ids, scores, known, anchors, strict=True)))
 
 
 def _excluded(user: UserState, request_filter: ProductFilter) -> tuple[str, ...]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from pathlib import Path
 
 import numpy as np
@@ -40,8 +41,8 @@ class ServingModel:
         return str(self.version)
 
     def indices(self, product_ids: Sequence[str]) -> Ids:
-        get = self.positions.get
-        return np.fromiter((get(p, OOV_INDEX) for p in product_ids), np.int64, len(product_ids))
+        rows = map(self.positions.get, product_ids, repeat(OOV_INDEX))  # a loop in C
+        return np.fromiter(rows, np.int64, len(product_ids))
 
     def inputs(
         self,

@@ -10,8 +10,10 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Protocol
 
 import numpy as np
@@ -222,7 +224,7 @@ class RankingService:
         Product data is needed only for the best-scored slice: a pool a few times k is
         fetched first, and widened only when the rules leave too few items.
         """
-        ranked = [int(i) for i in np.argsort(-scores, kind="stable")]
+        ranked: list[int] = np.argsort(-scores, kind="stable").tolist()
         products: dict[str, Product] | None = {}
         pool = max(config.RULES_POOL, config.RULES_POOL_PER_ITEM * options.k)
         while True:
@@ -244,9 +246,10 @@ class RankingService:
                     options.request_filter,
                 )
             ]
-            categories = [
-                p.top_category if (p := known.get(c.product_id)) else "" for c in candidates
-            ]
+            categories = [""] * len(candidates)  # only the window's are read
+            for i in window:
+                product = known.get(candidates[i].product_id)
+                categories[i] = product.top_category if product else ""
             picked = diversify(
                 keep,
                 scores,
@@ -304,10 +307,8 @@ def _observe(
 ) -> None:
     """The answer on the request's span, in the metrics and in one log line: a caller who
     holds the ``recommendation_id`` finds the trace (the line carries its trace id)."""
-    sources: dict[str, int] = {}
-    for candidate in candidates:
-        name = candidate.source.name.lower()
-        sources[name] = sources.get(name, 0) + 1
+    counts = Counter(map(attrgetter("source"), candidates))  # by source, counted in C
+    sources = {source.name.lower(): count for source, count in counts.items()}
     reasons = [d.name.lower() for d in result.degradations]
     span = trace.get_current_span()
     if span.is_recording():

@@ -54,12 +54,12 @@ class Candidates:
 
 def first_occurrences(values: NDArray[Any]) -> NDArray[np.bool_]:
     """True where a value appears for the first time (a hash pass: ``np.unique`` on object
-    arrays sorts the strings, several times slower)."""
-    first: dict[Any, int] = {}
-    for position, value in enumerate(values.tolist()):
-        first.setdefault(value, position)
-    mask = np.zeros(len(values), dtype=bool)
-    mask[list(first.values())] = True
+    arrays sorts the strings, several times slower). The dict is built in C from the values
+    last to first, so the position a value keeps is its first."""
+    listed = values.tolist()
+    first = dict(zip(reversed(listed), range(len(listed) - 1, -1, -1), strict=True))
+    mask = np.zeros(len(listed), dtype=bool)
+    mask[np.fromiter(first.values(), np.int64, len(first))] = True
     return mask
 
 

@@ -44,6 +44,9 @@ Row = tuple[str, bool, str, str, str, int, datetime.datetime]
 class ProductTable:
     def __init__(self) -> None:
         self._facts: dict[str, ProductFacts] = {}
+        self._available: set[str] = set()
+        """The products whose facts say available: a set for C-speed checks of a request's
+        several hundred candidates."""
         self._newest: datetime.datetime | None = None
 
     @property
@@ -57,22 +60,27 @@ class ProductTable:
     def apply(self, rows: Iterable[Row]) -> None:
         for product_id, available, path, brand, currency, price, updated_at in rows:
             self._facts[product_id] = ProductFacts(available, path, brand, currency, price)
+            if available:
+                self._available.add(product_id)
+            else:
+                self._available.discard(product_id)
             if self._newest is None or updated_at > self._newest:
                 self._newest = updated_at
 
     def eligible(
         self, product_ids: Sequence[str], where: ProductFilter, excluded: Sequence[str]
     ) -> list[str]:
-        """The products that are available, not excluded and pass the filter."""
-        skip = set(excluded)
-        facts = self._facts
-        available = [(p, f) for p in product_ids if (f := facts.get(p)) is not None and f.available]
+        """The products that are available, not excluded and pass the filter, in the order
+        of ``product_ids``."""
+        keep = self._available.intersection(product_ids).difference(excluded)
+        candidates = list(filter(keep.__contains__, product_ids))  # set algebra and filter in C
         if not where.restricts_attributes:
-            return [p for p, _ in available if p not in skip]
+            return candidates
+        facts = self._facts
         return [
             p
-            for p, f in available
-            if p not in skip and matches(where, f.category_path, f.brand, f.currency, f.price_nanos)
+            for p in candidates
+            if matches(where, (f := facts[p]).category_path, f.brand, f.currency, f.price_nanos)
         ]
 
     def top_categories(self, product_ids: Sequence[str]) -> dict[str, str]:

@@ -268,12 +268,24 @@ def _similar(
 
 
 def _popular(popularity: Popularity, categories: Sequence[str], want: int) -> Candidates:
-    """Round-robin over the categories' popular lists and the overall one, deduplicated."""
+    """Round-robin over the categories' popular lists and the overall one, deduplicated.
+
+    The first ``want`` distinct products of the round-robin lie in its first turns: the
+    lists are read ``turns`` deep, that depth doubled only when too few distinct products
+    came out (each list is ``want`` long at most, as before), so that with several lists
+    each is read a fraction as deep.
+    """
     lists = [popularity.by_category[c] for c in categories if c in popularity.by_category]
     lists.append(popularity.overall)
-    ids = np.concatenate([r.product_ids[:want] for r in lists])
-    scores = np.concatenate([r.scores[:want] for r in lists])
-    turn = np.concatenate([np.arange(len(r.product_ids[:want])) for r in lists])
-    order = np.argsort(turn, kind="stable")
-    chosen = order[first_occurrences(ids[order])][:want]
-    return Candidates.of(config.POPULAR, ids[chosen], scores[chosen])
+    longest = min(max(len(r.product_ids) for r in lists), want)
+    turns = math.ceil(want / len(lists))
+    while True:
+        turns = min(turns, longest)
+        ids = np.concatenate([r.product_ids[:turns] for r in lists])
+        scores = np.concatenate([r.scores[:turns] for r in lists])
+        turn = np.concatenate([np.arange(len(r.product_ids[:turns])) for r in lists])
+        order = np.argsort(turn, kind="stable")
+        chosen = order[first_occurrences(ids[order])][:want]
+        if len(chosen) == want or turns == longest:
+            return Candidates.of(config.POPULAR, ids[chosen], scores[chosen])
+        turns *= 2

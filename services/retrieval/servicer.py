@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import grpc
+from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 
 from magpie.runtime.filters import check_filter, filter_from_proto
 from magpie.runtime.validation import Validators, Violations
@@ -55,17 +56,18 @@ VALIDATORS: Validators = {
 }
 
 
-def _candidates_to_proto(found: Candidates) -> list[pb.Candidate]:
-    return [
-        pb.Candidate(product_id=p, score=s, source=src, anchor_product_id=a)
-        for p, s, src, a in zip(
-            found.product_ids.tolist(),
-            found.scores.tolist(),
-            found.sources.tolist(),
-            found.anchors.tolist(),
-            strict=True,
-        )
-    ]
+def _add_candidates(into: RepeatedCompositeFieldContainer[pb.Candidate], found: Candidates) -> None:
+    """Appends ``found`` to a reply's repeated field in place: ``add`` builds each message
+    where it lives, half the CPU of building 500 messages and copying them in."""
+    add = into.add
+    for p, s, src, a in zip(
+        found.product_ids.tolist(),
+        found.scores.tolist(),
+        found.sources.tolist(),
+        found.anchors.tolist(),
+        strict=True,
+    ):
+        add(product_id=p, score=s, source=src, anchor_product_id=a)
 
 
 class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
@@ -83,9 +85,9 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
             recent=tuple(request.recent_product_ids) or None,
         )
         found = await self._service.retrieve(query)
-        return pb.RetrieveResponse(
-            candidates=_candidates_to_proto(found.candidates), model_version=found.model_version
-        )
+        reply = pb.RetrieveResponse(model_version=found.model_version)
+        _add_candidates(reply.candidates, found.candidates)
+        return reply
 
     async def SimilarProducts(
         self, request: pb.SimilarProductsRequest, context: grpc.aio.ServicerContext
@@ -95,6 +97,6 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
             request.limit or config.DEFAULT_SIMILAR,
             frozenset(request.sources or config.NEIGHBOUR_SOURCES),
         )
-        return pb.SimilarProductsResponse(
-            candidates=_candidates_to_proto(found.candidates), model_version=found.model_version
-        )
+        reply = pb.SimilarProductsResponse(model_version=found.model_version)
+        _add_candidates(reply.candidates, found.candidates)
+        return reply

@@ -40,8 +40,8 @@ from magpie.runtime.server import RunningServer, ServiceSpec, start_server
 from magpie.runtime.settings import Settings
 from magpie.v1 import common_pb2, ranking_pb2, ranking_pb2_grpc, retrieval_pb2, retrieval_pb2_grpc
 from services.ranking import config
-from services.ranking.domain import Product, UserState
-from services.ranking.downstream import GuardedRanker, RetrievalClient
+from services.ranking.domain import Candidate, Product, Source, UserState
+from services.ranking.downstream import GuardedRanker, RetrievalClient, _candidates
 from services.ranking.model import ServingModel
 from services.ranking.service import RankingService
 from services.ranking.servicer import VALIDATORS as RANKING_VALIDATORS
@@ -408,3 +408,24 @@ async def test_recommend_answers_within_its_deadline_while_retrieval_and_triton_
     if fault == "hung":  # the hops' own budgets ran out: both breakers opened
         assert len(stack.retrieval.requests) - retrieved == config.BREAKER_FAILURES
         assert stack.triton.calls - scored == config.BREAKER_FAILURES
+
+
+def test_retrieval_candidates_convert_in_order_with_unknown_sources_unspecified() -> None:
+    reply = retrieval_pb2.RetrieveResponse(
+        candidates=[
+            retrieval_pb2.Candidate(
+                product_id="a",
+                score=2.0,
+                source=common_pb2.CANDIDATE_SOURCE_POPULAR,
+                anchor_product_id="x",
+            ),
+            retrieval_pb2.Candidate(product_id="b", score=1.0, source=99),  # type: ignore[arg-type]
+        ]
+    )
+
+    assert _candidates(reply.candidates) == [
+        Candidate("a", 2.0, Source.POPULAR, "x"),
+        Candidate("b", 1.0, Source.UNSPECIFIED, ""),
+    ]
+    assert all(type(c) is Candidate for c in _candidates(reply.candidates))
+    assert _candidates(retrieval_pb2.RetrieveResponse().candidates) == []

@@ -16,6 +16,7 @@ from services.retrieval.service import (
     RetrievalService,
     RetrieveQuery,
     UserHistory,
+    _popular,
 )
 
 ANN, COVIS, POPULAR, CONTENT = config.ANN, config.COVISITATION, config.POPULAR, config.CONTENT
@@ -31,6 +32,25 @@ def test_first_occurrences_marks_each_value_once_at_its_first_position() -> None
     values = np.array(["b", "a", "b", "c", "a"], dtype=object)
     assert first_occurrences(values).tolist() == [True, True, False, True, False]
     assert first_occurrences(np.empty(0, dtype=object)).tolist() == []
+
+
+def test_popular_reads_the_lists_deeper_when_their_first_turns_repeat_products() -> None:
+    kitchen = Ranked(np.array(["p1", "p2", "p3", "k1"], object), np.array([4.0, 3, 2, 1]))
+    overall = Ranked(np.array(["p1", "p2", "p3", "h1"], object), np.array([8.0, 6, 4, 2]))
+    popularity = Popularity(overall=overall, by_category={"Kitchen": kitchen})
+
+    found = _popular(popularity, ["Kitchen"], 3)
+
+    assert found.product_ids.tolist() == ["p1", "p2", "p3"]
+    assert found.scores.tolist() == [4.0, 3.0, 2.0]
+    assert _popular(popularity, ["Kitchen"], 9).product_ids.tolist() == [
+        "p1",
+        "p2",
+        "p3",
+        "k1",
+        "h1",
+    ]
+    assert len(_popular(popularity, ["Kitchen"], 0)) == 0
 
 
 def test_first_source_keeps_a_shared_product() -> None:
