@@ -1,32 +1,54 @@
 """Recommend under load: latency percentiles and throughput per offered rate, the hops
-that make up one call, and the ratio to a bare gRPC health-check round trip.
+that make up one call, the ratio to a bare gRPC health-check round trip, and (with
+``--baseline``) the same against the code of an earlier git REF in the same run.
 
     python -m tools.bench.serving [--products 5000 --users 2000 --events 150000]
-                                  [--levels 10,25,50,75] [--seconds 20]
+                                  [--levels 10,25,50,75] [--seconds 20] [--rounds N]
+                                  [--baseline REF] [--catalog-sizes 5000,100000]
 
 The benchmark brings up an isolated platform (five services, tritonserver, a fresh
-PostgreSQL database, Redis) with `LocalPlatform`, loads a synthetic world through the
-public APIs, trains and promotes a model, and then runs the load generator as a
-separate process (so it does not share the services' interpreters). Load is open
-loop: requests start on a fixed schedule whatever the latency, 500 candidates ranked
-per call (the ranking service's default). Hops are measured one at a time, unloaded,
-with the same payloads Recommend sends. Per level, the CPU each process used per
-request is read from /proc (where the two cores go), and so is the CPU of one bare
-health-check call on each side. Writes bench-results/serving.json.
+PostgreSQL database, a Redis database of its own) with `LocalPlatform` in a process of
+its own (`_serve_platform.py`), loads a synthetic world through the public APIs, trains
+and promotes a model, and then runs the load generator as a separate process (so it
+does not share the services' interpreters). Load is open loop: requests start on a
+fixed schedule whatever the latency, 500 candidates ranked per call (the ranking
+service's default). Hops are measured one at a time, unloaded, with the same payloads
+Recommend sends. Per level, the CPU each process used per request is read from /proc
+(where the two cores go), and so is the CPU of one bare health-check call on each side,
+and the resident memory of each process (with its children) after the level.
+
+``--baseline REF`` checks REF out in a temporary git worktree and brings up a second
+platform that runs its code (PYTHONPATH and working directory are the worktree), beside
+the current tree's. One load generator then runs every level against both, round after
+round, current first in even rounds and baseline first in odd ones, so both see the same
+machine. Levels report medians over rounds (errors, degraded and requests are summed);
+``cpu_ratio_vs_baseline`` is the current tree's total CPU ms per Recommend over the
+baseline's, at 100 requests/s (or the highest level offered).
+
+``capacity_rps_per_core`` is derived, not a saturation test: for each process, 1000 / its
+CPU ms per Recommend at the highest level answered with p99 under 50 ms, no error and
+nothing degraded: what one core of it sustains if CPU is what bounds it.
+
+``--catalog-sizes`` repeats the run for the current tree with catalogs of those sizes
+(same users and events), one level each, for ``by_catalog_size``: unloaded p50, CPU per
+Recommend and memory per process. Writes bench-results/serving.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
+import functools
 import json
 import os
 import random
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +56,27 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tools.bench._load import Outcome, Recommender, open_loop, run_generator, start_times
-from tools.bench._platform import cpu_seconds, trained_platform, with_descendants
+from tools.bench._platform import cpu_seconds, rss_mb
 from tools.bench._report import percentiles, write_report
 
+__all__ = [
+    "capacity_rps_per_core",
+    "cpu_ratios",
+    "headline_rps",
+    "interleaving",
+    "median_levels",
+    "summarise",
+]
+
+ROOT = Path(__file__).resolve().parents[2]
+"""The current tree."""
+CURRENT, BASELINE = "current", "baseline"
+REDIS_URLS = {CURRENT: "redis://127.0.0.1:6379/6", BASELINE: "redis://127.0.0.1:6379/7"}
+"""Each platform's cache, emptied before it starts (so neither reads the other's)."""
+HEADLINE_RPS = 100
+P99_LIMIT_MS = 50.0
+"""The latency a level must meet to count for capacity."""
+_NOT_SERVICES = ("load generator", "total")
 _WARMUP = 5
 
 
@@ -135,7 +175,8 @@ async def _run_level(
     pick_user: Callable[[], str],
     processes: dict[str, list[int]],
 ) -> dict[str, Any]:
-    """One offered rate for ``seconds``, with the CPU each process and the machine used."""
+    """One offered rate for ``seconds``, with the CPU each process and the machine used,
+    and each process's memory after it."""
     starts = start_times(rps, seconds)
     total = len(starts)
     cpu_before = {name: cpu_seconds(pids) for name, pids in processes.items()}
@@ -147,7 +188,9 @@ async def _run_level(
         name: round((cpu_seconds(pids) - cpu_before[name]) * 1000 / total, 2)
         for name, pids in processes.items()
     }
-    return _summarise_level(rps, outcomes, elapsed, cpu_ms, busy / max(busy + idle, 1))
+    level = _summarise_level(rps, outcomes, elapsed, cpu_ms, busy / max(busy + idle, 1))
+    level["rss_mb"] = {name: round(rss_mb(pids), 1) for name, pids in processes.items()}
+    return level
 
 
 def _summarise_level(
@@ -171,53 +214,87 @@ def _summarise_level(
     }
 
 
-async def _generate(job: dict[str, Any]) -> dict[str, Any]:
-    """The load generator (runs in its own process): the hops and the health-check
-    baseline unloaded, then each offered rate in turn."""
-    import grpc
-    from grpc_health.v1 import health_pb2_grpc
+def interleaving(rounds: int, levels: list[int], trees: list[str]) -> list[tuple[int, int, str]]:
+    """The order of the measured runs: (round, offered rps, tree), every level of a round in
+    turn, each against every tree, the trees' order reversed in odd rounds."""
+    return [
+        (round_, rps, tree)
+        for round_ in range(rounds)
+        for rps in levels
+        for tree in (trees if round_ % 2 == 0 else trees[::-1])
+    ]
 
-    from magpie.modelstore.client import RankerClient
-    from magpie.v1 import (
-        catalog_pb2_grpc,
-        profiles_pb2_grpc,
-        ranking_pb2,
-        ranking_pb2_grpc,
-        retrieval_pb2_grpc,
-    )
 
-    users: list[str] = job["users"]
-    rng = random.Random(0)
-    channels = {name: grpc.aio.insecure_channel(addr) for name, addr in job["addresses"].items()}
-    ranking = ranking_pb2_grpc.RankingServiceStub(channels["ranking"])
-    health = health_pb2_grpc.HealthStub(channels["ranking"])
-    profiles = profiles_pb2_grpc.ProfileServiceStub(channels["profiles"])
-    retrieval = retrieval_pb2_grpc.RetrievalServiceStub(channels["retrieval"])
-    catalog = catalog_pb2_grpc.CatalogServiceStub(channels["catalog"])
-    ranker = RankerClient(job["triton"], job["triton_model"], 5.0)
+@dataclasses.dataclass(frozen=True)
+class _Clients:
+    """The load generator's channels and stubs to one platform."""
 
-    hops = await _hops(job, profiles, retrieval, catalog, ranker)
-    health_p50, health_cpu_us = await _health_baseline(
-        health, job["processes"]["ranking"], job["hop_repeat"]
-    )
-    recommend_p50 = await _timed(
-        lambda: ranking.Recommend(ranking_pb2.RecommendRequest(user_id=rng.choice(users), k=10)),
-        job["hop_repeat"],
-    )
+    channels: list[Any]
+    ranking: Any
+    health: Any
+    profiles: Any
+    retrieval: Any
+    catalog: Any
+    ranker: Any
+    recommend: Recommender
 
-    recommend = Recommender(ranking, ranking_pb2.RecommendRequest, grpc.aio.AioRpcError)
-    processes: dict[str, list[int]] = {**job["processes"], "load generator": [os.getpid()]}
-    levels = []
-    for rps in job["levels"]:
-        levels.append(
-            await _run_level(rps, job["seconds"], recommend, lambda: rng.choice(users), processes)
+    @classmethod
+    def connect(cls, platform: dict[str, Any]) -> _Clients:
+        import grpc
+        from grpc_health.v1 import health_pb2_grpc
+
+        from magpie.modelstore.client import RankerClient
+        from magpie.v1 import (
+            catalog_pb2_grpc,
+            profiles_pb2_grpc,
+            ranking_pb2,
+            ranking_pb2_grpc,
+            retrieval_pb2_grpc,
         )
-        await asyncio.sleep(2.0)
-    await ranker.close()
-    for channel in channels.values():
-        await channel.close()
+
+        channels = {n: grpc.aio.insecure_channel(a) for n, a in platform["addresses"].items()}
+        ranking = ranking_pb2_grpc.RankingServiceStub(channels["ranking"])
+        return cls(
+            channels=list(channels.values()),
+            ranking=ranking,
+            health=health_pb2_grpc.HealthStub(channels["ranking"]),
+            profiles=profiles_pb2_grpc.ProfileServiceStub(channels["profiles"]),
+            retrieval=retrieval_pb2_grpc.RetrievalServiceStub(channels["retrieval"]),
+            catalog=catalog_pb2_grpc.CatalogServiceStub(channels["catalog"]),
+            ranker=RankerClient(platform["triton"], platform["triton_model"], 5.0),
+            recommend=Recommender(ranking, ranking_pb2.RecommendRequest, grpc.aio.AioRpcError),
+        )
+
+    async def close(self) -> None:
+        await self.ranker.close()
+        for channel in self.channels:
+            await channel.close()
+
+
+async def _unloaded(
+    platform: dict[str, Any], clients: _Clients, rng: random.Random, repeat: int
+) -> dict[str, Any]:
+    """One platform unloaded: its hops, a bare health check, and Recommend."""
+    from magpie.v1 import ranking_pb2
+
+    hops = await _hops(
+        {**platform, "hop_repeat": repeat},
+        clients.profiles,
+        clients.retrieval,
+        clients.catalog,
+        clients.ranker,
+    )
+    health_p50, health_cpu_us = await _health_baseline(
+        clients.health, platform["processes"]["ranking"], repeat
+    )
+    users: list[str] = platform["users"]
+    recommend_p50 = await _timed(
+        lambda: clients.ranking.Recommend(
+            ranking_pb2.RecommendRequest(user_id=rng.choice(users), k=10)
+        ),
+        repeat,
+    )
     return {
-        "levels": levels,
         "health_rtt_p50_ms": health_p50,
         "health_cpu_us_per_call": health_cpu_us,
         "recommend_unloaded_p50_ms": recommend_p50,
@@ -226,39 +303,259 @@ async def _generate(job: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _platform_run(args: argparse.Namespace) -> dict[str, Any]:
-    from magpie.datasets import synthetic
-    from magpie.platform.demo import demo_world
-    from magpie.platform.local import SERVICES
+async def _generate(job: dict[str, Any]) -> dict[str, Any]:
+    """The load generator (runs in its own process): each platform unloaded, then every
+    (round, level, platform) of `interleaving` in turn; per platform, its unloaded figures
+    and its runs."""
+    platforms: dict[str, dict[str, Any]] = job["platforms"]
+    rng = random.Random(0)
+    clients = {tree: _Clients.connect(platform) for tree, platform in platforms.items()}
+    measured = {
+        tree: {**await _unloaded(platform, clients[tree], rng, job["hop_repeat"]), "runs": []}
+        for tree, platform in platforms.items()
+    }
+    for round_, rps, tree in interleaving(job["rounds"], job["levels"], list(platforms)):
+        users: list[str] = platforms[tree]["users"]
+        processes = {**platforms[tree]["processes"], "load generator": [os.getpid()]}
+        pick_user = functools.partial(rng.choice, users)
+        level = await _run_level(rps, job["seconds"], clients[tree].recommend, pick_user, processes)
+        measured[tree]["runs"].append({"round": round_, **level})
+        await asyncio.sleep(2.0)
+    for client in clients.values():
+        await client.close()
+    return measured
 
-    world = dataclasses.replace(demo_world(args.products, args.users, args.events), name="bench")
-    dataset = synthetic.generate(world)
-    with (
-        tempfile.TemporaryDirectory(prefix="magpie-serving-") as state,
-        trained_platform(
-            Path(state), dataset, settings={"MAGPIE_LOG_LEVEL": "WARNING"}
-        ) as platform,
-    ):
-        local, settings, version = platform.local, platform.settings, platform.version
-        bundle = Path(settings.artifact_dir) / str(version)
-        vocab = len(json.loads((bundle / "vocab.json").read_text())["item_ids"])
-        job = {
-            "bundle": str(bundle),
-            "addresses": {n: local.layout.address(n) for n in SERVICES},
-            "triton": settings.triton_addr,
-            "triton_model": settings.triton_model,
-            "version": str(version),
-            "vocab": vocab + 2,
-            "users": [u.user_id for u in dataset.users],
-            "levels": args.levels,
-            "seconds": args.seconds,
-            "hop_repeat": args.hop_repeat,
-            "processes": {n: with_descendants(pid) for n, pid in local.running().items()},
+
+def _median(values: list[float]) -> float:
+    return round(float(np.median(values)), 2)
+
+
+def _median_by_name(records: list[dict[str, float]]) -> dict[str, float]:
+    return {name: _median([r[name] for r in records]) for name in records[0]}
+
+
+def median_levels(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One record per offered rate (in the order first run) from the runs of every round:
+    medians of the rates, latencies, CPU, memory and busy share; sums of the counts."""
+    by_rps: dict[float, list[dict[str, Any]]] = {}
+    for run in runs:
+        by_rps.setdefault(run["rps_offered"], []).append(run)
+    return [
+        {
+            "rps_offered": rps,
+            **{
+                key: _median([r[key] for r in group])
+                for key in ("rps_achieved", "p50_ms", "p95_ms", "p99_ms")
+            },
+            **{key: sum(r[key] for r in group) for key in ("errors", "degraded", "requests")},
+            "cpu_ms_per_request": _median_by_name([r["cpu_ms_per_request"] for r in group]),
+            "machine_busy_share": _median([r["machine_busy_share"] for r in group]),
+            "rss_mb": _median_by_name([r["rss_mb"] for r in group]),
+            "rounds": len(group),
         }
-        result = run_generator("tools.bench.serving", job)
-    result["world"] = {"products": args.products, "users": args.users, "events": args.events}
+        for rps, group in by_rps.items()
+    ]
+
+
+def headline_rps(levels: list[dict[str, Any]]) -> float:
+    """The level the headline figures come from: 100 requests/s, or the highest offered."""
+    offered = [level["rps_offered"] for level in levels]
+    return HEADLINE_RPS if HEADLINE_RPS in offered else max(offered)
+
+
+def _at(levels: list[dict[str, Any]], rps: float) -> dict[str, Any] | None:
+    return next((level for level in levels if level["rps_offered"] == rps), None)
+
+
+def cpu_ratios(current: list[dict[str, Any]], baseline: list[dict[str, Any]]) -> dict[str, float]:
+    """Per offered rate (as a JSON key), the current tree's total CPU ms per Recommend over
+    the baseline's."""
+    ratios = {}
+    for level in current:
+        base = _at(baseline, level["rps_offered"])
+        if base is not None:
+            ratio = level["cpu_ms_per_request"]["total"] / base["cpu_ms_per_request"]["total"]
+            ratios[f"{level['rps_offered']:g}"] = round(ratio, 3)
+    return ratios
+
+
+def capacity_rps_per_core(levels: list[dict[str, Any]]) -> tuple[float | None, dict[str, float]]:
+    """The highest level answered with p99 under `P99_LIMIT_MS`, no error and nothing
+    degraded, and per process 1000 / its CPU ms per Recommend there (requests/s one core
+    of it sustains); None and nothing when no level qualifies."""
+    good = [
+        level
+        for level in levels
+        if level["p99_ms"] < P99_LIMIT_MS and not level["errors"] and not level["degraded"]
+    ]
+    if not good:
+        return None, {}
+    best = max(good, key=lambda level: level["rps_offered"])
+    cpu: dict[str, float] = best["cpu_ms_per_request"]
+    per_core = {n: round(1000 / ms, 1) for n, ms in cpu.items() if n not in _NOT_SERVICES and ms}
+    return best["rps_offered"], per_core
+
+
+def _tree(measured: dict[str, Any]) -> dict[str, Any]:
+    """One tree's figures: its unloaded ones and its levels (medians over rounds)."""
+    unloaded = {key: value for key, value in measured.items() if key != "runs"}
+    return {"levels": median_levels(measured["runs"]), **unloaded}
+
+
+def summarise(
+    measured: dict[str, dict[str, Any]], baseline_source: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """The report from the generator's output: today's figures for the current tree,
+    capacity from them, and (when a baseline ran: ``baseline_source`` says which ref and
+    commit) its figures and the CPU ratios."""
+    current = _tree(measured[CURRENT])
+    capacity_rps, capacity = capacity_rps_per_core(current["levels"])
+    result: dict[str, Any] = {
+        **current,
+        "capacity_rps_per_core": capacity,
+        "capacity_at_rps": capacity_rps,
+        "capacity_derivation": (
+            f"1000 / CPU ms per Recommend of each process at the highest level with p99 < "
+            f"{P99_LIMIT_MS:g} ms, no error and none degraded (not a saturation test)"
+        ),
+    }
+    if BASELINE in measured:
+        baseline = _tree(measured[BASELINE])
+        at = headline_rps(current["levels"])
+        ratios = cpu_ratios(current["levels"], baseline["levels"])
+        headline = _at(baseline["levels"], at)
+        at_100 = _at(baseline["levels"], HEADLINE_RPS)
+        result["baseline"] = {
+            **(baseline_source or {}),
+            "cpu_ms_per_request": headline["cpu_ms_per_request"] if headline else None,
+            "p99_ms_at_100": at_100["p99_ms"] if at_100 else None,
+            **baseline,
+        }
+        result["cpu_ratio_vs_baseline"] = ratios.get(f"{at:g}")
+        result["cpu_ratio_at_rps"] = at
+        result["cpu_ratio_by_level"] = ratios
+    result["runs"] = {tree: tree_measured["runs"] for tree, tree_measured in measured.items()}
+    return result
+
+
+@dataclasses.dataclass(frozen=True)
+class _World:
+    products: int
+    users: int
+    events: int
+
+
+def _git(*args: str) -> str:
+    done = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"git {' '.join(args)}: {done.stderr.strip()}")
+    return done.stdout.strip()
+
+
+@contextlib.contextmanager
+def _worktree(ref: str) -> Iterator[Path]:
+    """A detached git worktree of ``ref`` in a temporary folder, removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="magpie-baseline-") as folder:
+        tree = Path(folder) / "baseline"
+        _git("worktree", "add", "--detach", str(tree), ref)
+        try:
+            yield tree
+        finally:
+            _git("worktree", "remove", "--force", str(tree))
+
+
+@contextlib.contextmanager
+def _served(
+    tree: Path, world: _World, redis_url: str, settings: dict[str, str]
+) -> Iterator[dict[str, Any]]:
+    """A trained platform running ``tree``'s code (`_serve_platform.py` of this tree, with
+    ``tree`` as PYTHONPATH and working directory), up until the block ends; its job."""
+    import redis
+
+    redis.Redis.from_url(redis_url).flushdb()
+    command = [
+        sys.executable,
+        "-P",
+        str(Path(__file__).with_name("_serve_platform.py")),
+        *("--products", str(world.products), "--users", str(world.users)),
+        *("--events", str(world.events), "--redis-url", redis_url),
+        *("--settings", json.dumps(settings)),
+    ]
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    with subprocess.Popen(
+        command, cwd=tree, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    ) as server:
+        assert server.stdin is not None and server.stdout is not None
+        try:
+            line = server.stdout.readline()
+            if not line:
+                raise RuntimeError(f"the platform of {tree} did not come up (see its stderr)")
+            job: dict[str, Any] = json.loads(line)
+            if Path(job["source_root"]).resolve() != tree.resolve():
+                raise RuntimeError(f"the platform of {tree} runs {job['source_root']}")
+            yield job
+        finally:
+            server.stdin.close()
+            server.wait(timeout=120)
+
+
+def _settings(args: argparse.Namespace) -> dict[str, str]:
+    """The MAGPIE_* settings of every measured platform."""
+    return {"MAGPIE_LOG_LEVEL": "WARNING", "MAGPIE_DB_POOL_SIZE": str(args.db_pool_size)}
+
+
+def _measure(platforms: dict[str, dict[str, Any]], args: argparse.Namespace) -> dict[str, Any]:
+    job = {
+        "platforms": platforms,
+        "levels": args.levels,
+        "rounds": args.rounds,
+        "seconds": args.seconds,
+        "hop_repeat": args.hop_repeat,
+    }
+    return run_generator("tools.bench.serving", job)
+
+
+def _compared_run(args: argparse.Namespace, world: _World) -> dict[str, Any]:
+    """The current tree (and the baseline's, at once) measured by one generator."""
+    with contextlib.ExitStack() as stack:
+        baseline, source = None, None
+        if args.baseline:
+            tree = stack.enter_context(_worktree(args.baseline))
+            source = {"ref": args.baseline, "commit": _git("-C", str(tree), "rev-parse", "HEAD")}
+            served = _served(tree, world, REDIS_URLS[BASELINE], _settings(args))
+            baseline = stack.enter_context(served)
+        served = _served(ROOT, world, REDIS_URLS[CURRENT], _settings(args))
+        platforms = {CURRENT: stack.enter_context(served)}
+        if baseline is not None:
+            platforms[BASELINE] = baseline
+        return summarise(_measure(platforms, args), source)
+
+
+def _catalog_row(args: argparse.Namespace, products: int) -> dict[str, Any]:
+    """The current tree with ``products`` products, unloaded and at ``--catalog-rps``."""
+    world = _World(products, args.users, args.events)
+    level_args = argparse.Namespace(**{**vars(args), "levels": [args.catalog_rps], "rounds": 1})
+    with _served(ROOT, world, REDIS_URLS[CURRENT], _settings(args)) as platform:
+        measured = _measure({CURRENT: platform}, level_args)[CURRENT]
+    (level,) = measured["runs"]
+    return {
+        "products": products,
+        "unloaded_p50_ms": measured["recommend_unloaded_p50_ms"],
+        "rps_offered": level["rps_offered"],
+        "p99_ms": level["p99_ms"],
+        "cpu_ms_per_request": level["cpu_ms_per_request"],
+        "rss_mb": level["rss_mb"],
+    }
+
+
+def _run(args: argparse.Namespace) -> dict[str, Any]:
+    world = _World(args.products, args.users, args.events)
+    result = _compared_run(args, world)
+    if args.catalog_sizes:
+        result["by_catalog_size"] = [_catalog_row(args, size) for size in args.catalog_sizes]
+    result["world"] = dataclasses.asdict(world)
     result["candidates"] = 500
-    result["load_generator"] = "separate process, open loop, one grpc.aio channel"
+    result["load_generator"] = "separate process, open loop, one grpc.aio channel per service"
     return result
 
 
@@ -285,6 +582,40 @@ def _print(result: dict[str, Any]) -> None:
         cpu = level["cpu_ms_per_request"]
         row = " ".join(f"{cpu[n]:>12}" for n in names)
         print(f"{level['rps_offered']:>11} {row}   {level['machine_busy_share']:.0%}")
+    per_core = result["capacity_rps_per_core"]
+    print(f"\nrequests/s one core sustains (at {result['capacity_at_rps']} rps): {per_core}")
+    if "baseline" in result:
+        _print_comparison(result)
+    for row in result.get("by_catalog_size", []):
+        print(
+            f"{row['products']:>9} products: unloaded p50 {row['unloaded_p50_ms']} ms, "
+            f"CPU {row['cpu_ms_per_request']['total']} ms per Recommend at "
+            f"{row['rps_offered']} rps, RSS MB {row['rss_mb']}"
+        )
+
+
+def _print_comparison(result: dict[str, Any]) -> None:
+    baseline = result["baseline"]
+    print(f"\nagainst {baseline['ref']} ({baseline['commit'][:12]}), medians over rounds:")
+    header = ("offered rps", "p50 ms", "base p50", "p99 ms", "base p99", "degraded", "base deg")
+    print(" ".join(f"{h:>11}" for h in (*header, "CPU ms", "base CPU", "ratio")))
+    for level in result["levels"]:
+        base = _at(baseline["levels"], level["rps_offered"])
+        assert base is not None
+        cells = [level["rps_offered"]]
+        for key in ("p50_ms", "p99_ms", "degraded"):
+            cells += [level[key], base[key]]
+        cells += [level["cpu_ms_per_request"]["total"], base["cpu_ms_per_request"]["total"]]
+        cells.append(result["cpu_ratio_by_level"][f"{level['rps_offered']:g}"])
+        print(" ".join(f"{c:>11}" for c in cells))
+    print(
+        f"cpu_ratio_vs_baseline {result['cpu_ratio_vs_baseline']} "
+        f"(at {result['cpu_ratio_at_rps']} rps)"
+    )
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",")]
 
 
 def main() -> None:
@@ -295,18 +626,33 @@ def main() -> None:
     parser.add_argument("--products", type=int, default=5_000)
     parser.add_argument("--users", type=int, default=2_000)
     parser.add_argument("--events", type=int, default=150_000)
-    parser.add_argument(
-        "--levels", type=lambda s: [int(x) for x in s.split(",")], default=[10, 25, 50, 75]
-    )
+    parser.add_argument("--levels", type=_ints, default=[10, 25, 50, 75])
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--hop-repeat", type=int, default=200)
+    parser.add_argument(
+        "--baseline", metavar="REF", help="also measure the code at git REF, interleaved"
+    )
+    parser.add_argument(
+        "--rounds", type=int, help="runs of every level (default: 3 with --baseline, else 1)"
+    )
+    parser.add_argument("--catalog-sizes", type=_ints, default=[], metavar="N,N,...")
+    parser.add_argument("--catalog-rps", type=int, default=25, help="the level of each size")
+    parser.add_argument(
+        "--db-pool-size",
+        type=int,
+        default=8,
+        help="per service (each platform holds about 5x this many PostgreSQL connections)",
+    )
+    parser.add_argument("--out", type=Path, help="instead of bench-results/serving.json")
     args = parser.parse_args()
     if args.generate:
         print(json.dumps(asyncio.run(_generate(json.loads(sys.stdin.read())))))
         return
-    result = _platform_run(args)
+    if args.rounds is None:
+        args.rounds = 3 if args.baseline else 1
+    result = _run(args)
     _print(result)
-    print(f"wrote {write_report('serving', result)}")
+    print(f"wrote {write_report('serving', result, args.out)}")
 
 
 if __name__ == "__main__":
