@@ -83,7 +83,14 @@ async def serve() -> AsyncIterator[Callable[[ServiceSpec, Settings], object]]:
 _HERE = Path(__file__).parent
 
 
+_BROWSER_TESTS = _HERE / "e2e" / "test_console.py"
+"""Playwright's sync API runs an event loop of its own in the test process and marks it
+as running between its calls; the async tests' grpc.aio state must not meet it. The
+browser tests therefore run last (they get a fresh end-to-end platform of their own)."""
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.path.is_relative_to(_HERE):
             item.add_marker(pytest.mark.integration)
+    items.sort(key=lambda item: item.path == _BROWSER_TESTS)  # stable: the rest keep order
