@@ -10,9 +10,11 @@ from magpie.runtime.settings import load_settings
 __all__ = ["add_commands"]
 
 
-def _addresses() -> Addresses:
+def _loader() -> Loader:
+    """A loader to the platform the MAGPIE_* settings name, with their token."""
     settings = load_settings()
-    return Addresses(settings.catalog_addr, settings.profiles_addr, settings.feedback_addr)
+    addresses = Addresses(settings.catalog_addr, settings.profiles_addr, settings.feedback_addr)
+    return Loader(addresses, token_file=settings.auth_token_file)
 
 
 def _print(report: LoadReport) -> None:
@@ -28,7 +30,7 @@ def _load_movielens(args: argparse.Namespace) -> int:
     from magpie.datasets.movielens import load_movielens_100k
 
     dataset = load_movielens_100k()
-    with Loader(_addresses()) as loader:
+    with _loader() as loader:
         report = loader.load(dataset)
     _print(report)
     return 1 if report.failed or report.events_rejected else 0
@@ -38,7 +40,7 @@ def _load_synthetic(args: argparse.Namespace) -> int:
     from magpie.datasets import synthetic
 
     config = synthetic.preset(args.preset, seed=args.seed)
-    with Loader(_addresses()) as loader:
+    with _loader() as loader:
         loader.products(synthetic.iter_items(config), total=config.n_products)
         loader.users(synthetic.iter_users(config), total=config.n_users)
         loader.interactions(config.name, synthetic.iter_interactions(config), total=config.n_events)

@@ -17,10 +17,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-import grpc
 from tqdm import tqdm
 
 from magpie.datasets.schema import Dataset, EventKind, Interaction, Item, User
+from magpie.runtime.clients import blocking_channel
 from magpie.runtime.telemetry import hashed_user
 from magpie.runtime.units import (
     MAX_MESSAGE_BYTES,
@@ -150,10 +150,13 @@ def _chunks(batches: Iterable[Sequence[_T]], size: int) -> Iterator[list[_T]]:
 class Loader:
     """Sends records to the platform; use as a context manager to close the channels."""
 
-    def __init__(self, addresses: Addresses, *, progress: bool = True) -> None:
+    def __init__(
+        self, addresses: Addresses, *, progress: bool = True, token_file: str = ""
+    ) -> None:
+        """``token_file``: the caller's token, for a platform with authentication on."""
         options = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
         self._channels = [
-            grpc.insecure_channel(a, options=options)
+            blocking_channel(a, token_file, options)
             for a in (addresses.catalog, addresses.profiles, addresses.feedback)
         ]
         self._catalog = catalog_pb2_grpc.CatalogServiceStub(self._channels[0])

@@ -13,8 +13,6 @@ import logging
 import time
 from pathlib import Path
 
-import grpc
-
 from magpie.datasets import synthetic
 from magpie.datasets.loader import Addresses, Loader
 from magpie.datasets.schema import Dataset
@@ -25,6 +23,7 @@ from magpie.learning.train import PipelineConfig
 from magpie.modelstore import registry
 from magpie.modelstore.lifecycle import connection, roll_out, train_candidate
 from magpie.retraining import runs
+from magpie.runtime.clients import blocking_channel
 from magpie.runtime.settings import ENV_PREFIX, Settings, load_settings
 from magpie.runtime.units import SECONDS_PER_DAY
 from magpie.v1 import (
@@ -94,7 +93,7 @@ def bootstrap(
     if active is None:
         logger.info("empty platform: loading the world %s", world.name)
         addresses = Addresses(settings.catalog_addr, settings.profiles_addr, settings.feedback_addr)
-        with Loader(addresses, progress=progress) as loader:
+        with Loader(addresses, progress=progress, token_file=settings.auth_token_file) as loader:
             report = loader.load(world)
         if report.failed or report.events_rejected:
             raise RuntimeError(f"the platform refused part of {world.name}: {report}")
@@ -125,8 +124,8 @@ def wait_for_version(settings: Settings, version: int, timeout: float = 30.0) ->
     give_up = time.monotonic() + timeout
     expected = str(version)
     with (
-        grpc.insecure_channel(settings.retrieval_addr) as retrieval_channel,
-        grpc.insecure_channel(settings.ranking_addr) as ranking_channel,
+        blocking_channel(settings.retrieval_addr, settings.auth_token_file) as retrieval_channel,
+        blocking_channel(settings.ranking_addr, settings.auth_token_file) as ranking_channel,
     ):
         retrieval = retrieval_pb2_grpc.RetrievalServiceStub(retrieval_channel)
         ranking = ranking_pb2_grpc.RankingServiceStub(ranking_channel)
@@ -149,8 +148,8 @@ def wait_for_version(settings: Settings, version: int, timeout: float = 30.0) ->
 
 def print_recommendations(settings: Settings, user_ids: list[str], k: int = 5) -> None:
     with (
-        grpc.insecure_channel(settings.ranking_addr) as ranking,
-        grpc.insecure_channel(settings.catalog_addr) as catalog,
+        blocking_channel(settings.ranking_addr, settings.auth_token_file) as ranking,
+        blocking_channel(settings.catalog_addr, settings.auth_token_file) as catalog,
     ):
         stub = ranking_pb2_grpc.RankingServiceStub(ranking)
         products = catalog_pb2_grpc.CatalogServiceStub(catalog)

@@ -190,6 +190,35 @@ class PresentToken(CallDetailsInterceptor):
         return details._replace(metadata=metadata)
 
 
+class PresentTokenBlocking(
+    grpc.UnaryUnaryClientInterceptor,
+    grpc.UnaryStreamClientInterceptor,
+    grpc.StreamUnaryClientInterceptor,
+    grpc.StreamStreamClientInterceptor,
+):
+    """`PresentToken` for a blocking channel (the command-line tools), on every kind of call."""
+
+    def __init__(self, token_file: str) -> None:
+        self._token = WatchedFile(token_file, str.strip)
+        self._token.current()
+
+    def _call(self, continuation: Any, details: Any, request: Any) -> Any:
+        metadata = [*(details.metadata or ()), (_HEADER, _SCHEME + self._token.current())]
+        return continuation(details._replace(metadata=metadata), request)
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return self._call(continuation, details, request)
+
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return self._call(continuation, details, request)
+
+    def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return self._call(continuation, details, requests)
+
+    def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return self._call(continuation, details, requests)
+
+
 def new_token(name: str, role: str) -> tuple[str, dict[str, dict[str, str]]]:
     """A fresh token for caller `name` and its entry for the tokens file."""
     Role[role.upper()]  # raises KeyError for an unknown role

@@ -3,18 +3,19 @@ carried on every call, over TLS when the process has a certificate."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, cast
 
 import grpc
 
-from magpie.runtime.auth import PresentToken
+from magpie.runtime.auth import PresentToken, PresentTokenBlocking
 from magpie.runtime.deadline import DeadlinePropagation
 from magpie.runtime.settings import Settings
 from magpie.runtime.telemetry import tracing_enabled
 from magpie.runtime.tls import ReloadingChannel, tls_enabled
 from magpie.runtime.units import MAX_MESSAGE_BYTES
 
-__all__ = ["open_channel"]
+__all__ = ["blocking_channel", "open_channel"]
 
 
 def open_channel(address: str, settings: Settings) -> grpc.aio.Channel:
@@ -43,3 +44,14 @@ def open_channel(address: str, settings: Settings) -> grpc.aio.Channel:
             ),
         ),
     )
+
+
+def blocking_channel(
+    address: str, token_file: str = "", options: Sequence[tuple[str, Any]] = ()
+) -> grpc.Channel:
+    """A blocking channel for the command-line tools (loading a data set, the demo's
+    checks), presenting the token in ``token_file`` on every call when one is given."""
+    channel = grpc.insecure_channel(address, options=list(options))
+    if not token_file:
+        return channel
+    return grpc.intercept_channel(channel, PresentTokenBlocking(token_file))

@@ -13,6 +13,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import subprocess
+import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,6 +29,7 @@ __all__ = [
     "ADMIN_URL",
     "TrainedPlatform",
     "cpu_seconds",
+    "otlp_receiver",
     "rss_mb",
     "stat_fields",
     "trained_platform",
@@ -80,6 +83,31 @@ def trained_platform(
             yield TrainedPlatform(local, client, version)
         finally:
             local.down()
+
+
+@contextlib.contextmanager
+def otlp_receiver(out: Path) -> Iterator[TraceTargets]:
+    """The OTLP receiver as its own process (``python -m magpie.platform.traces``), as a
+    collector would be: in a benchmark's process its parsing would hold the GIL against the
+    load generator and inflate the traced latencies. Spans go to ``out`` (JSON lines)."""
+    from magpie.platform.local import free_port
+    from magpie.platform.traces import TraceTargets
+
+    grpc_port, http_port = free_port(), free_port()
+    command = [sys.executable, "-m", "magpie.platform.traces", "--out", str(out)]
+    command += ["--grpc-port", str(grpc_port), "--http-port", str(http_port)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE)
+    try:
+        assert process.stdout is not None
+        process.stdout.readline()  # "OTLP on grpc ..., http ...": listening
+        yield TraceTargets(
+            f"http://127.0.0.1:{grpc_port}",
+            f"http://127.0.0.1:{http_port}/v1/traces",
+            schedule_delay_ms=None,  # the SDK's batching, as in production
+        )
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
 
 
 def stat_fields(pid: int | str) -> list[str]:

@@ -29,6 +29,13 @@ baseline's, at 100 requests/s (or the highest level offered).
 CPU ms per Recommend at the highest level answered with p99 under 50 ms, no error and
 nothing degraded: what one core of it sustains if CPU is what bounds it.
 
+Every platform runs as the Helm chart deploys it unless ``--open`` is given: bearer-token
+authentication on every hop (the services present an admin token to each other, the load
+generator a reader's) and OpenTelemetry tracing with the chart's sampler (parent-based,
+ratio 0.1), exported over OTLP to a receiver in its own process. Triton's own tracing
+stays off in both trees (it records only sampled requests). ``--open`` measures the
+loopback development platform instead (no tokens, no tracer).
+
 ``--catalog-sizes`` repeats the run for the current tree with catalogs of those sizes
 (same users and events), one level each, for ``by_catalog_size``: unloaded p50, CPU per
 Recommend and memory per process. Writes bench-results/serving.json.
@@ -56,7 +63,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tools.bench._load import Outcome, Recommender, open_loop, run_generator, start_times
-from tools.bench._platform import cpu_seconds, rss_mb
+from tools.bench._platform import cpu_seconds, otlp_receiver, rss_mb
 from tools.bench._report import percentiles, write_report
 
 __all__ = [
@@ -74,6 +81,8 @@ CURRENT, BASELINE = "current", "baseline"
 REDIS_URLS = {CURRENT: "redis://127.0.0.1:6379/6", BASELINE: "redis://127.0.0.1:6379/7"}
 """Each platform's cache, emptied before it starts (so neither reads the other's)."""
 HEADLINE_RPS = 100
+CHART_SAMPLER, CHART_SAMPLE_RATIO = "parentbased_traceidratio", "0.1"
+"""The Helm chart's default tracing (values ``telemetry.sampleRatio``)."""
 P99_LIMIT_MS = 50.0
 """The latency a level must meet to count for capacity."""
 _NOT_SERVICES = ("load generator", "total")
@@ -240,10 +249,12 @@ class _Clients:
 
     @classmethod
     def connect(cls, platform: dict[str, Any]) -> _Clients:
+        """Channels to ``platform``, presenting the job's token when it has one."""
         import grpc
         from grpc_health.v1 import health_pb2_grpc
 
         from magpie.modelstore.client import RankerClient
+        from magpie.runtime.auth import PresentToken
         from magpie.v1 import (
             catalog_pb2_grpc,
             profiles_pb2_grpc,
@@ -252,7 +263,12 @@ class _Clients:
             retrieval_pb2_grpc,
         )
 
-        channels = {n: grpc.aio.insecure_channel(a) for n, a in platform["addresses"].items()}
+        token_file = platform.get("token_file")
+        interceptors = [PresentToken(token_file)] if token_file else None
+        channels = {
+            n: grpc.aio.insecure_channel(a, interceptors=interceptors)
+            for n, a in platform["addresses"].items()
+        }
         ranking = ranking_pb2_grpc.RankingServiceStub(channels["ranking"])
         return cls(
             channels=list(channels.values()),
@@ -464,12 +480,54 @@ def _worktree(ref: str) -> Iterator[Path]:
             _git("worktree", "remove", "--force", str(tree))
 
 
+@dataclasses.dataclass(frozen=True)
+class _Security:
+    """Authentication and tracing as the chart deploys them, for every measured platform."""
+
+    settings: dict[str, str]
+    """MAGPIE_* values: the callers' tokens file and the token the services present."""
+    environment: dict[str, str]
+    """OTEL_* variables: the chart's sampler, exporting to the receiver."""
+    token_file: str
+    """The load generator's token (a reader, as a storefront)."""
+
+    @classmethod
+    @contextlib.contextmanager
+    def chart_defaults(cls, folder: Path) -> Iterator[_Security]:
+        """Tokens in ``folder`` and an OTLP receiver process, for as long as the block runs."""
+        from magpie.runtime.auth import new_token
+
+        entries: dict[str, dict[str, str]] = {}
+        for name, role in (("storefront", "reader"), ("magpie", "admin")):
+            token, entry = new_token(name, role)
+            (folder / f"{name}.token").write_text(token)
+            entries.update(entry)
+        (folder / "callers.json").write_text(json.dumps(entries))
+        with otlp_receiver(folder / "spans.jsonl") as targets:
+            sampled = dataclasses.replace(
+                targets, sampler=CHART_SAMPLER, sampler_arg=CHART_SAMPLE_RATIO
+            )
+            yield cls(
+                settings={
+                    "MAGPIE_AUTH_TOKENS_FILE": str(folder / "callers.json"),
+                    "MAGPIE_AUTH_TOKEN_FILE": str(folder / "magpie.token"),
+                },
+                environment=sampled.environment(),
+                token_file=str(folder / "storefront.token"),
+            )
+
+
 @contextlib.contextmanager
 def _served(
-    tree: Path, world: _World, redis_url: str, settings: dict[str, str]
+    tree: Path,
+    world: _World,
+    redis_url: str,
+    settings: dict[str, str],
+    security: _Security | None,
 ) -> Iterator[dict[str, Any]]:
     """A trained platform running ``tree``'s code (`_serve_platform.py` of this tree, with
-    ``tree`` as PYTHONPATH and working directory), up until the block ends; its job."""
+    ``tree`` as PYTHONPATH and working directory), up until the block ends; its job (with
+    the token the load generator presents, under ``security``)."""
     import redis
 
     redis.Redis.from_url(redis_url).flushdb()
@@ -479,9 +537,9 @@ def _served(
         str(Path(__file__).with_name("_serve_platform.py")),
         *("--products", str(world.products), "--users", str(world.users)),
         *("--events", str(world.events), "--redis-url", redis_url),
-        *("--settings", json.dumps(settings)),
+        *("--settings", json.dumps({**settings, **(security.settings if security else {})})),
     ]
-    env = {**os.environ, "PYTHONPATH": str(tree)}
+    env = {**os.environ, **(security.environment if security else {}), "PYTHONPATH": str(tree)}
     with subprocess.Popen(
         command, cwd=tree, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     ) as server:
@@ -493,7 +551,7 @@ def _served(
             job: dict[str, Any] = json.loads(line)
             if Path(job["source_root"]).resolve() != tree.resolve():
                 raise RuntimeError(f"the platform of {tree} runs {job['source_root']}")
-            yield job
+            yield {**job, "token_file": security.token_file if security else None}
         finally:
             server.stdin.close()
             server.wait(timeout=120)
@@ -515,27 +573,31 @@ def _measure(platforms: dict[str, dict[str, Any]], args: argparse.Namespace) -> 
     return run_generator("tools.bench.serving", job)
 
 
-def _compared_run(args: argparse.Namespace, world: _World) -> dict[str, Any]:
+def _compared_run(
+    args: argparse.Namespace, world: _World, security: _Security | None
+) -> dict[str, Any]:
     """The current tree (and the baseline's, at once) measured by one generator."""
     with contextlib.ExitStack() as stack:
         baseline, source = None, None
         if args.baseline:
             tree = stack.enter_context(_worktree(args.baseline))
             source = {"ref": args.baseline, "commit": _git("-C", str(tree), "rev-parse", "HEAD")}
-            served = _served(tree, world, REDIS_URLS[BASELINE], _settings(args))
+            served = _served(tree, world, REDIS_URLS[BASELINE], _settings(args), security)
             baseline = stack.enter_context(served)
-        served = _served(ROOT, world, REDIS_URLS[CURRENT], _settings(args))
+        served = _served(ROOT, world, REDIS_URLS[CURRENT], _settings(args), security)
         platforms = {CURRENT: stack.enter_context(served)}
         if baseline is not None:
             platforms[BASELINE] = baseline
         return summarise(_measure(platforms, args), source)
 
 
-def _catalog_row(args: argparse.Namespace, products: int) -> dict[str, Any]:
+def _catalog_row(
+    args: argparse.Namespace, products: int, security: _Security | None
+) -> dict[str, Any]:
     """The current tree with ``products`` products, unloaded and at ``--catalog-rps``."""
     world = _World(products, args.users, args.events)
     level_args = argparse.Namespace(**{**vars(args), "levels": [args.catalog_rps], "rounds": 1})
-    with _served(ROOT, world, REDIS_URLS[CURRENT], _settings(args)) as platform:
+    with _served(ROOT, world, REDIS_URLS[CURRENT], _settings(args), security) as platform:
         measured = _measure({CURRENT: platform}, level_args)[CURRENT]
     (level,) = measured["runs"]
     return {
@@ -550,9 +612,21 @@ def _catalog_row(args: argparse.Namespace, products: int) -> dict[str, Any]:
 
 def _run(args: argparse.Namespace) -> dict[str, Any]:
     world = _World(args.products, args.users, args.events)
-    result = _compared_run(args, world)
-    if args.catalog_sizes:
-        result["by_catalog_size"] = [_catalog_row(args, size) for size in args.catalog_sizes]
+    with contextlib.ExitStack() as stack:
+        security = None
+        if not args.open:
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="magpie-auth-")))
+            security = stack.enter_context(_Security.chart_defaults(folder))
+        result = _compared_run(args, world, security)
+        if args.catalog_sizes:
+            result["by_catalog_size"] = [
+                _catalog_row(args, size, security) for size in args.catalog_sizes
+            ]
+    result["security"] = (
+        {"auth": "bearer tokens", "tracing": f"{CHART_SAMPLER} {CHART_SAMPLE_RATIO}"}
+        if security
+        else {"auth": "off", "tracing": "off"}
+    )
     result["world"] = dataclasses.asdict(world)
     result["candidates"] = 500
     result["load_generator"] = "separate process, open loop, one grpc.aio channel per service"
@@ -642,6 +716,11 @@ def main() -> None:
         type=int,
         default=8,
         help="per service (each platform holds about 5x this many PostgreSQL connections)",
+    )
+    parser.add_argument(
+        "--open",
+        action="store_true",
+        help="no authentication and no tracing (the local development platform)",
     )
     parser.add_argument("--out", type=Path, help="instead of bench-results/serving.json")
     args = parser.parse_args()

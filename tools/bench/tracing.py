@@ -17,23 +17,19 @@ Recommend are counted per trace in the receiver. Writes bench-results/tracing-ov
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
-import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import grpc
 import numpy as np
 
-from magpie.platform.traces import TraceTargets, read_spans
+from magpie.platform.traces import read_spans
 from magpie.v1 import ranking_pb2, ranking_pb2_grpc
-from tools.bench._platform import trained_platform
+from tools.bench._platform import otlp_receiver, trained_platform
 from tools.bench._report import percentiles, write_report
 
 CHART_SAMPLER, CHART_RATIO = "parentbased_traceidratio", 0.1
@@ -71,42 +67,6 @@ def _block(address: str, users: list[str], seconds: float) -> tuple[list[float],
     return latencies, ids
 
 
-@contextlib.contextmanager
-def _receiver(out: Path) -> Iterator[TraceTargets]:
-    """The OTLP receiver as its own process (``python -m magpie.platform.traces``), as a
-    collector would be: in this process its parsing would hold the GIL against the load
-    generator and inflate the "on" latencies."""
-    from magpie.platform.local import free_port
-
-    grpc_port, http_port = free_port(), free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "magpie.platform.traces",
-            "--out",
-            str(out),
-            "--grpc-port",
-            str(grpc_port),
-            "--http-port",
-            str(http_port),
-        ],
-        stdout=subprocess.PIPE,
-    )
-    try:
-        assert process.stdout is not None
-        process.stdout.readline()  # "OTLP on grpc ..., http ...": listening
-        yield TraceTargets(
-            f"http://127.0.0.1:{grpc_port}",
-            f"http://127.0.0.1:{http_port}/v1/traces",
-            schedule_delay_ms=None,  # the SDK's batching, as in production
-        )
-
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
-
-
 def _run(args: argparse.Namespace) -> dict[str, Any]:
     from magpie.datasets import synthetic
     from magpie.platform.demo import demo_world, wait_for_version
@@ -115,7 +75,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     world = synthetic.generate(demo_world())
     with (
         tempfile.TemporaryDirectory(prefix="magpie-tracing-") as state,
-        _receiver(Path(state) / "spans.jsonl") as targets,
+        otlp_receiver(Path(state) / "spans.jsonl") as targets,
         trained_platform(
             Path(state),
             world,

@@ -21,6 +21,8 @@ from google.rpc import status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from magpie.datasets import synthetic
+from magpie.datasets.loader import Addresses, Loader, LoadReport
 from magpie.platform.local import free_port
 from magpie.runtime.clients import open_channel
 from magpie.runtime.server import RunningServer
@@ -28,6 +30,7 @@ from magpie.runtime.settings import Settings
 from magpie.v1 import common_pb2, feedback_pb2_grpc, profiles_pb2_grpc
 from magpie.v1 import feedback_pb2 as fb
 from magpie.v1 import profiles_pb2 as pb
+from services.catalog.server import build_spec as catalog_spec
 from services.feedback.server import build_spec as feedback_spec
 from services.profiles.server import build_spec as profiles_spec
 from tests.certs import Leaf, TestCA
@@ -182,6 +185,32 @@ async def test_a_service_presents_its_own_token_downstream(
         )
 
     assert reply is not None
+
+
+async def test_the_command_line_loader_presents_its_token_on_unary_and_streamed_calls(
+    secured: Settings, tokens: dict[str, str], tmp_path: Path, serve
+) -> None:  # type: ignore[no-untyped-def]
+    catalog = await serve(catalog_spec(secured), secured)
+    profiles = await serve(profiles_spec(secured), secured)
+    feedback = await serve(feedback_spec(secured), secured)
+    addresses = Addresses(catalog.address, profiles.address, feedback.address)
+    token_file = tmp_path / "token"
+    token_file.write_text(tokens["ingest"] + "\n")
+    world = synthetic.preset("tiny")
+
+    def load(token: str) -> LoadReport:
+        with Loader(addresses, progress=False, token_file=token) as loader:
+            loader.products(synthetic.iter_items(world, batch_size=64))  # unary
+            loader.interactions(world.name, synthetic.iter_interactions(world))  # a stream
+            return loader.report
+
+    with pytest.raises(grpc.RpcError) as refused:
+        await asyncio.to_thread(load, "")
+    report = await asyncio.to_thread(load, str(token_file))
+
+    assert refused.value.code() is grpc.StatusCode.UNAUTHENTICATED
+    assert (report.products, report.failed, report.events_rejected) == (200, 0, 0)
+    assert report.events_accepted == sum(map(len, synthetic.iter_interactions(world)))
 
 
 async def test_event_ids_are_scoped_per_caller_and_a_reused_id_is_a_conflict(
