@@ -19,8 +19,8 @@ from magpie.runtime.filters import CATEGORY_SEPARATOR, ProductFilter, matches
 __all__ = ["ProductFacts", "ProductTable"]
 
 _OVERLAP = datetime.timedelta(seconds=10)
-"""Re-read this much before the newest change seen: `updated_at` is the writing
-transaction's start time, so a slow transaction can commit an older timestamp."""
+"""How long a writing transaction may stay open: `updated_at` is its start time, so a row
+it commits may carry a timestamp older than rows read before it committed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,16 +48,28 @@ class ProductTable:
         """The products whose facts say available: a set for C-speed checks of a request's
         several hundred candidates."""
         self._newest: datetime.datetime | None = None
+        self._read_at: datetime.datetime | None = None
 
     @property
     def read_since(self) -> datetime.datetime | None:
-        """Where the next incremental read starts (None: read everything)."""
-        return None if self._newest is None else self._newest - _OVERLAP
+        """Where the next incremental read starts (None: read everything).
+
+        A row the last read could not see was written by a transaction still open then,
+        so its `updated_at` is later than that read's time less `_OVERLAP`; rows changed
+        after the newest one seen are read too. Re-reading from the newest change less
+        the overlap instead would re-read a bulk load's last seconds every refresh, for
+        as long as nothing newer is written.
+        """
+        if self._newest is None or self._read_at is None:
+            return None
+        return min(self._newest, self._read_at - _OVERLAP)
 
     def __len__(self) -> int:
         return len(self._facts)
 
-    def apply(self, rows: Iterable[Row]) -> None:
+    def apply(self, rows: Iterable[Row], read_at: datetime.datetime) -> None:
+        """Applies the rows of a read that started at ``read_at`` (the database's clock)."""
+        self._read_at = read_at
         for product_id, available, path, brand, currency, price, updated_at in rows:
             self._facts[product_id] = ProductFacts(available, path, brand, currency, price)
             if available:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 import numpy as np
 
@@ -56,13 +57,15 @@ class RetrievalStore:
         """Applies the product rows changed since the last read to the table."""
         params = {"active": PRODUCT_STATUS_ACTIVE, "since": self._table.read_since}
 
-        def read(conn: Connection) -> list[Row]:
+        def read(conn: Connection) -> tuple[list[Row], datetime]:
             with conn.cursor() as cur:
+                cur.execute("SELECT now()")  # before the rows: a conservative read time
+                (read_at,) = cur.fetchone()  # type: ignore[misc]
                 cur.execute(_PRODUCTS_SQL, params)
-                return cur.fetchall()
+                return cur.fetchall(), read_at
 
-        rows = await self._db.run(read)
-        self._table.apply(rows)
+        rows, read_at = await self._db.run(read)
+        self._table.apply(rows, read_at)
         if len(rows) >= config.FREEZE_AFTER_PRODUCT_ROWS:
             freeze_long_lived()
         return self._table
