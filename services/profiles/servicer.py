@@ -7,7 +7,10 @@ concern, answered in each user's `ProfileResult`.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from magpie.runtime.validation import Validators, Violations, control_problem
 from magpie.v1 import profiles_pb2 as pb
@@ -138,15 +141,29 @@ def _profile_to_proto(p: StoredProfile) -> pb.Profile:
         disliked_product_ids=p.disliked,
         counts=_counts_to_proto(p.counts),
     )
+    add = profile.recent_interactions.add
     for interaction in p.recent:
-        added = profile.recent_interactions.add(
+        add(
             product_id=interaction.product_id,
             event_type=interaction.event_type,
+            occurred_at=_timestamp(interaction.occurred_at),
         )
-        added.occurred_at.FromDatetime(interaction.occurred_at)
     if p.updated_at is not None:
-        profile.updated_at.FromDatetime(p.updated_at)
+        profile.updated_at.CopyFrom(_timestamp(p.updated_at))
     return profile
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_SECONDS_PER_DAY = 86_400
+
+
+def _timestamp(at: datetime) -> Timestamp:
+    """``at`` (naive: UTC) as a Timestamp, by datetime arithmetic in C: half the cost of
+    ``Timestamp.FromDatetime`` for the 100 interactions of every GetProfile."""
+    since = (at if at.tzinfo is not None else at.replace(tzinfo=UTC)) - _EPOCH
+    return Timestamp(
+        seconds=since.days * _SECONDS_PER_DAY + since.seconds, nanos=since.microseconds * 1000
+    )
 
 
 class ProfileServicer(profiles_pb2_grpc.ProfileServiceServicer):
