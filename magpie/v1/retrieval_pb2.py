@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from magpie.v1 import common_pb2 as magpie_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19magpie/v1/retrieval.proto\x12\tmagpie.v1\x1a\x16magpie/v1/common.proto\"Q\n\x0bSourceQuota\x12*\n\x06source\x18\x01 \x01(\x0e\x32\x1a.magpie.v1.CandidateSource\x12\x16\n\x0emax_candidates\x18\x02 \x01(\x05\"\x9f\x01\n\x0fRetrieveRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\x12(\n\x06\x66ilter\x18\x03 \x01(\x0b\x32\x18.magpie.v1.ProductFilter\x12&\n\x06quotas\x18\x04 \x03(\x0b\x32\x16.magpie.v1.SourceQuota\x12\x1a\n\x12recent_product_ids\x18\x05 \x03(\t\"u\n\tCandidate\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12*\n\x06source\x18\x03 \x01(\x0e\x32\x1a.magpie.v1.CandidateSource\x12\x19\n\x11\x61nchor_product_id\x18\x04 \x01(\t\"S\n\x10RetrieveResponse\x12(\n\ncandidates\x18\x01 \x03(\x0b\x32\x14.magpie.v1.Candidate\x12\x15\n\rmodel_version\x18\x02 \x01(\t\"h\n\x16SimilarProductsRequest\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\x12+\n\x07sources\x18\x03 \x03(\x0e\x32\x1a.magpie.v1.CandidateSource\"Z\n\x17SimilarProductsResponse\x12(\n\ncandidates\x18\x01 \x03(\x0b\x32\x14.magpie.v1.Candidate\x12\x15\n\rmodel_version\x18\x02 \x01(\t2\xb1\x01\n\x10RetrievalService\x12\x43\n\x08Retrieve\x12\x1a.magpie.v1.RetrieveRequest\x1a\x1b.magpie.v1.RetrieveResponse\x12X\n\x0fSimilarProducts\x12!.magpie.v1.SimilarProductsRequest\x1a\".magpie.v1.SimilarProductsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19magpie/v1/retrieval.proto\x12\tmagpie.v1\x1a\x16magpie/v1/common.proto\"Q\n\x0bSourceQuota\x12*\n\x06source\x18\x01 \x01(\x0e\x32\x1a.magpie.v1.CandidateSource\x12\x16\n\x0emax_candidates\x18\x02 \x01(\x05\"\xb1\x01\n\x0fRetrieveRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\x12(\n\x06\x66ilter\x18\x03 \x01(\x0b\x32\x18.magpie.v1.ProductFilter\x12&\n\x06quotas\x18\x04 \x03(\x0b\x32\x16.magpie.v1.SourceQuota\x12\x1a\n\x12recent_product_ids\x18\x05 \x03(\t\x12\x10\n\x08\x63olumnar\x18\x06 \x01(\x08\"u\n\tCandidate\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12*\n\x06source\x18\x03 \x01(\x0e\x32\x1a.magpie.v1.CandidateSource\x12\x19\n\x11\x61nchor_product_id\x18\x04 \x01(\t\"\x80\x01\n\x10\x43\x61ndidateColumns\x12\x13\n\x0bproduct_ids\x18\x01 \x03(\t\x12\x0e\n\x06scores\x18\x02 \x03(\x02\x12+\n\x07sources\x18\x03 \x03(\x0e\x32\x1a.magpie.v1.CandidateSource\x12\x1a\n\x12\x61nchor_product_ids\x18\x04 \x03(\t\"\x81\x01\n\x10RetrieveResponse\x12(\n\ncandidates\x18\x01 \x03(\x0b\x32\x14.magpie.v1.Candidate\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12,\n\x07\x63olumns\x18\x03 \x01(\x0b\x32\x1b.magpie.v1.CandidateColumns\"h\n\x16SimilarProductsRequest\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\x12+\n\x07sources\x18\x03 \x03(\x0e\x32\x1a.magpie.v1.CandidateSource\"Z\n\x17SimilarProductsResponse\x12(\n\ncandidates\x18\x01 \x03(\x0b\x32\x14.magpie.v1.Candidate\x12\x15\n\rmodel_version\x18\x02 \x01(\t2\xb1\x01\n\x10RetrievalService\x12\x43\n\x08Retrieve\x12\x1a.magpie.v1.RetrieveRequest\x1a\x1b.magpie.v1.RetrieveResponse\x12X\n\x0fSimilarProducts\x12!.magpie.v1.SimilarProductsRequest\x1a\".magpie.v1.SimilarProductsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,15 +35,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SOURCEQUOTA']._serialized_start=64
   _globals['_SOURCEQUOTA']._serialized_end=145
   _globals['_RETRIEVEREQUEST']._serialized_start=148
-  _globals['_RETRIEVEREQUEST']._serialized_end=307
-  _globals['_CANDIDATE']._serialized_start=309
-  _globals['_CANDIDATE']._serialized_end=426
-  _globals['_RETRIEVERESPONSE']._serialized_start=428
-  _globals['_RETRIEVERESPONSE']._serialized_end=511
-  _globals['_SIMILARPRODUCTSREQUEST']._serialized_start=513
-  _globals['_SIMILARPRODUCTSREQUEST']._serialized_end=617
-  _globals['_SIMILARPRODUCTSRESPONSE']._serialized_start=619
-  _globals['_SIMILARPRODUCTSRESPONSE']._serialized_end=709
-  _globals['_RETRIEVALSERVICE']._serialized_start=712
-  _globals['_RETRIEVALSERVICE']._serialized_end=889
+  _globals['_RETRIEVEREQUEST']._serialized_end=325
+  _globals['_CANDIDATE']._serialized_start=327
+  _globals['_CANDIDATE']._serialized_end=444
+  _globals['_CANDIDATECOLUMNS']._serialized_start=447
+  _globals['_CANDIDATECOLUMNS']._serialized_end=575
+  _globals['_RETRIEVERESPONSE']._serialized_start=578
+  _globals['_RETRIEVERESPONSE']._serialized_end=707
+  _globals['_SIMILARPRODUCTSREQUEST']._serialized_start=709
+  _globals['_SIMILARPRODUCTSREQUEST']._serialized_end=813
+  _globals['_SIMILARPRODUCTSRESPONSE']._serialized_start=815
+  _globals['_SIMILARPRODUCTSRESPONSE']._serialized_end=905
+  _globals['_RETRIEVALSERVICE']._serialized_start=908
+  _globals['_RETRIEVALSERVICE']._serialized_end=1085
 # @@protoc_insertion_point(module_scope)

@@ -22,6 +22,11 @@ RULES_POOL = 60
 RULES_POOL_PER_ITEM = 4
 """Product data is fetched for the best max(RULES_POOL, RULES_POOL_PER_ITEM * k) scored
 candidates first (business rules need it only there), more only if too few pass."""
+PRODUCT_CACHE_SECONDS = 30.0
+"""How long Recommend reuses a product's facts fetched from the catalog (see
+:mod:`services.ranking.product_cache`); 0 turns the cache off."""
+PRODUCT_CACHE_SIZE = 100_000
+"""Most products kept (about 40 MB)."""
 FALLBACK_POPULAR = 500
 """Size of the last-known popular list kept for when retrieval is down."""
 

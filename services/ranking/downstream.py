@@ -48,6 +48,7 @@ from magpie.v1 import (
 from services.ranking import config
 from services.ranking.domain import Candidate, Floats, Ids, Product, Source, UserState
 from services.ranking.model import ServingModel
+from services.ranking.product_cache import ProductCache
 
 __all__ = ["CatalogClient", "GuardedRanker", "ProfileClient", "RetrievalClient"]
 
@@ -191,6 +192,7 @@ class RetrievalClient:
                 replace(request_filter, exclude_product_ids=_excluded(user, request_filter))
             ),
             recent_product_ids=user.recent_product_ids,
+            columnar=True,
         )
 
         reply: retrieval_pb2.RetrieveResponse = await _call(
@@ -200,15 +202,28 @@ class RetrievalClient:
             config.RETRIEVAL_TIMEOUT_SECONDS,
             caller_fields=("user_id", "filter"),
         )
-        return _candidates(reply.candidates), reply.model_version
+        return _candidates(reply), reply.model_version
 
 
-def _candidates(found: Sequence[retrieval_pb2.Candidate]) -> list[Candidate]:
-    """The reply's candidates as `Candidate` tuples, converted column by column in C (the
-    per-candidate Python loop was the largest cost of Recommend in the ranking process)."""
-    if not found:
+def _candidates(reply: retrieval_pb2.RetrieveResponse) -> list[Candidate]:
+    """The reply's candidates as `Candidate` tuples, built in C from its columns (or, from
+    a retrieval that predates them, from its messages, column by column)."""
+    found: Sequence[Sequence[Any]]
+    if reply.HasField("columns"):
+        columns = reply.columns
+        found = (
+            columns.product_ids,
+            columns.scores,
+            columns.sources,
+            columns.anchor_product_ids,
+        )
+        if len({len(column) for column in found}) > 1:
+            raise DependencyDown("retrieval answered columns of different lengths")
+    elif reply.candidates:
+        found = tuple(zip(*map(_CANDIDATE_FIELDS, reply.candidates), strict=True))
+    else:
         return []
-    product_ids, scores, sources, anchors = zip(*map(_CANDIDATE_FIELDS, found), strict=True)
+    product_ids, scores, sources, anchors = found
     known = map(_SOURCES.get, sources, repeat(Source.UNSPECIFIED))
     return list(map(_candidate, zip(product_ids, scores, known, anchors, strict=True)))
 
@@ -242,11 +257,24 @@ def _product(p: catalog_pb2.Product) -> Product:
 
 
 class CatalogClient:
-    def __init__(self, channel: grpc.aio.Channel) -> None:
+    def __init__(self, channel: grpc.aio.Channel, cache: ProductCache | None = None) -> None:
         self._stub = catalog_pb2_grpc.CatalogServiceStub(channel)
         self._breaker = _breaker("catalog")
+        self._cache = cache
 
-    async def products(self, product_ids: Sequence[str]) -> dict[str, Product]:
+    async def products(self, product_ids: Sequence[str], *, cached: bool) -> dict[str, Product]:
+        """The active products among ``product_ids``; with ``cached``, fresh ones from the
+        cache and only the others from the catalog."""
+        if not cached or self._cache is None:
+            return await self._fetch(product_ids)
+        found, missing = self._cache.split(product_ids)
+        if missing:
+            fetched = await self._fetch(missing)
+            self._cache.store(missing, fetched)
+            found.update(fetched)
+        return found
+
+    async def _fetch(self, product_ids: Sequence[str]) -> dict[str, Product]:
         if not product_ids:
             return {}
         request = catalog_pb2.GetProductsRequest(product_ids=product_ids, read_mask=_PRODUCT_FIELDS)

@@ -14,6 +14,7 @@ from magpie.v1 import ranking_pb2, ranking_pb2_grpc
 from services.ranking import config
 from services.ranking.downstream import CatalogClient, GuardedRanker, ProfileClient, RetrievalClient
 from services.ranking.model import load_serving_model
+from services.ranking.product_cache import ProductCache
 from services.ranking.service import RankingService
 from services.ranking.servicer import VALIDATORS, RankingServicer
 
@@ -38,10 +39,15 @@ def build_spec(settings: Settings) -> ServiceSpec:
         settings.triton_timeout_seconds,
         tls=settings if settings.triton_tls else None,
     )
+    product_cache = (
+        ProductCache(config.PRODUCT_CACHE_SECONDS, config.PRODUCT_CACHE_SIZE)
+        if config.PRODUCT_CACHE_SECONDS > 0
+        else None
+    )
     service = RankingService(
         ProfileClient(profiles_channel),
         RetrievalClient(retrieval_channel),
-        CatalogClient(catalog_channel),
+        CatalogClient(catalog_channel, product_cache),
         GuardedRanker(ranker),
         models,
     )

@@ -67,7 +67,10 @@ class CandidateSource(Protocol):
 
 
 class Catalog(Protocol):
-    async def products(self, product_ids: Sequence[str]) -> dict[str, Product]: ...
+    async def products(self, product_ids: Sequence[str], *, cached: bool) -> dict[str, Product]:
+        """The active products among ``product_ids``; ``cached``: facts a few seconds old
+        will do (Recommend's candidates, which retrieval checked)."""
+        ...
 
 
 class Scorer(Protocol):
@@ -128,7 +131,9 @@ class RankingService:
             logger.warning("retrieval failed, falling back to popular: %s", error)
             degradations.append(Degradation.RETRIEVAL_UNAVAILABLE)
             candidates, retrieval_version = list(self._popular), ""
-        result = await self._rank(model, user, candidates, options, degradations, retrieval_version)
+        result = await self._rank(
+            model, user, candidates, options, degradations, retrieval_version, cached=True
+        )
         _observe("Recommend", user_id, options, candidates, result, started)
         return result
 
@@ -143,7 +148,7 @@ class RankingService:
         candidates = [
             Candidate(pid, float(len(unique) - i), Source.CALLER) for i, pid in enumerate(unique)
         ]
-        result = await self._rank(model, user, candidates, options, degradations, "")
+        result = await self._rank(model, user, candidates, options, degradations, "", cached=False)
         _observe("Rank", user_id, options, candidates, result, started)
         return result
 
@@ -186,9 +191,12 @@ class RankingService:
         options: RequestOptions,
         degradations: list[Degradation],
         retrieval_version: str,
+        *,
+        cached: bool,
     ) -> Recommendation:
         """Scores ``candidates`` with ``model`` (retrieval order if the ranker fails),
-        applies the business rules to the best-scored ones and explains what was picked."""
+        applies the business rules to the best-scored ones and explains what was picked
+        (``cached``: with product facts from ranking's cache, see `Catalog`)."""
         scores = await self._scores(model, user, candidates, options)
         if scores is None:
             degradations.append(Degradation.RANKER_UNAVAILABLE)
@@ -199,7 +207,7 @@ class RankingService:
             else None
         )
         picked, products = await self._pick(
-            user, candidates, scores, embeddings, options, degradations
+            user, candidates, scores, embeddings, options, degradations, cached
         )
         items = _explained(picked, candidates, scores, products, user, options)
         version = (
@@ -217,6 +225,7 @@ class RankingService:
         embeddings: Floats | None,
         options: RequestOptions,
         degradations: list[Degradation],
+        cached: bool,
     ) -> tuple[list[int], dict[str, Product]]:
         """The positions of the ``options.k`` candidates to show, best first, and the product
         data fetched for them (empty when the catalog failed).
@@ -232,7 +241,9 @@ class RankingService:
             if products is not None:
                 wanted = {candidates[i].product_id for i in window}
                 wanted |= {candidates[i].anchor_product_id for i in window} - {""}
-                fetched = await self._products(sorted(wanted - products.keys()), degradations)
+                fetched = await self._products(
+                    sorted(wanted - products.keys()), degradations, cached
+                )
                 products = None if fetched is None else {**products, **fetched}
             known = products if products is not None else {}
             keep = [
@@ -264,10 +275,10 @@ class RankingService:
             pool *= 2
 
     async def _products(
-        self, product_ids: Sequence[str], degradations: list[Degradation]
+        self, product_ids: Sequence[str], degradations: list[Degradation], cached: bool
     ) -> dict[str, Product] | None:
         try:
-            return await self._catalog.products(product_ids)
+            return await self._catalog.products(product_ids, cached=cached)
         except _DEPENDENCY_ERRORS as error:
             logger.warning("catalog failed, applying id-only rules: %s", error)
             degradations.append(Degradation.FEATURES_UNAVAILABLE)

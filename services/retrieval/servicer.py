@@ -70,6 +70,14 @@ def _add_candidates(into: RepeatedCompositeFieldContainer[pb.Candidate], found: 
         add(product_id=p, score=s, source=src, anchor_product_id=a)
 
 
+def _add_columns(into: pb.CandidateColumns, found: Candidates) -> None:
+    """``found`` as a reply's four columns (each one repeated field, filled in C)."""
+    into.product_ids.extend(found.product_ids.tolist())
+    into.scores.extend(found.scores.tolist())
+    into.sources.extend(found.sources.tolist())
+    into.anchor_product_ids.extend(found.anchors.tolist())
+
+
 class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
     def __init__(self, service: RetrievalService) -> None:
         self._service = service
@@ -86,7 +94,10 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
         )
         found = await self._service.retrieve(query)
         reply = pb.RetrieveResponse(model_version=found.model_version)
-        _add_candidates(reply.candidates, found.candidates)
+        if request.columnar:
+            _add_columns(reply.columns, found.candidates)
+        else:
+            _add_candidates(reply.candidates, found.candidates)
         return reply
 
     async def SimilarProducts(

@@ -85,15 +85,13 @@ async def test_each_source_contributes_and_is_labelled(
     address = await _start(serve, retrieval_settings())
     quotas = {ANN: 10, COVISITATION: 5, CONTENT: 5, POPULAR: 5}
 
-    reply = await _retrieve(
-        address,
-        pb.RetrieveRequest(
-            user_id="u1",
-            limit=100,
-            recent_product_ids=RECENT,
-            quotas=[pb.SourceQuota(source=s, max_candidates=q) for s, q in quotas.items()],
-        ),
+    request = pb.RetrieveRequest(
+        user_id="u1",
+        limit=100,
+        recent_product_ids=RECENT,
+        quotas=[pb.SourceQuota(source=s, max_candidates=q) for s, q in quotas.items()],
     )
+    reply = await _retrieve(address, request)
 
     by_source: dict[int, list[pb.Candidate]] = {}
     for c in reply.candidates:
@@ -115,6 +113,18 @@ async def test_each_source_contributes_and_is_labelled(
     assert all(not c.anchor_product_id for c in by_source[POPULAR])
     ids = [c.product_id for c in reply.candidates]
     assert len(ids) == len(set(ids))
+    assert not reply.HasField("columns")
+
+    columnar = pb.RetrieveRequest()
+    columnar.CopyFrom(request)
+    columnar.columnar = True
+    packed = await _retrieve(address, columnar)
+    assert not packed.candidates
+    columns = packed.columns
+    assert list(columns.product_ids) == ids
+    assert list(columns.scores) == [c.score for c in reply.candidates]
+    assert list(columns.sources) == [c.source for c in reply.candidates]
+    assert list(columns.anchor_product_ids) == [c.anchor_product_id for c in reply.candidates]
 
 
 async def test_quotas_cap_sources_and_limit_cuts_them_proportionally(

@@ -27,6 +27,7 @@ from magpie.contract.signature import (
     SCORES,
 )
 from magpie.modelstore.client import RankerClient
+from magpie.runtime.breaker import DependencyDown
 from magpie.runtime.clients import open_channel
 from magpie.runtime.deadline import set_deadline_from
 from magpie.runtime.errors import (
@@ -76,7 +77,7 @@ class Profiles:
 
 
 class Catalog:
-    async def products(self, product_ids: Sequence[str]) -> dict[str, Product]:
+    async def products(self, product_ids: Sequence[str], *, cached: bool) -> dict[str, Product]:
         return {p: Product(p, p, ("Cat",), "b", "EUR", 1, 3, True, 0.0) for p in product_ids}
 
 
@@ -423,9 +424,36 @@ def test_retrieval_candidates_convert_in_order_with_unknown_sources_unspecified(
         ]
     )
 
-    assert _candidates(reply.candidates) == [
+    assert _candidates(reply) == [
         Candidate("a", 2.0, Source.POPULAR, "x"),
         Candidate("b", 1.0, Source.UNSPECIFIED, ""),
     ]
-    assert all(type(c) is Candidate for c in _candidates(reply.candidates))
-    assert _candidates(retrieval_pb2.RetrieveResponse().candidates) == []
+    assert all(type(c) is Candidate for c in _candidates(reply))
+    assert _candidates(retrieval_pb2.RetrieveResponse()) == []
+
+
+def test_retrieval_columns_convert_as_the_messages_do() -> None:
+    columns = retrieval_pb2.CandidateColumns(
+        product_ids=["a", "b"],
+        scores=[2.0, 1.0],
+        sources=[common_pb2.CANDIDATE_SOURCE_POPULAR, 99],  # type: ignore[list-item]
+        anchor_product_ids=["x", ""],
+    )
+    reply = retrieval_pb2.RetrieveResponse(columns=columns)
+
+    assert _candidates(reply) == [
+        Candidate("a", 2.0, Source.POPULAR, "x"),
+        Candidate("b", 1.0, Source.UNSPECIFIED, ""),
+    ]
+    assert all(type(c) is Candidate for c in _candidates(reply))
+    empty = retrieval_pb2.RetrieveResponse(columns=retrieval_pb2.CandidateColumns())
+    assert _candidates(empty) == []
+
+
+def test_retrieval_columns_of_different_lengths_are_the_dependency_s_fault() -> None:
+    columns = retrieval_pb2.CandidateColumns(
+        product_ids=["a", "b"], scores=[2.0], sources=[1, 1], anchor_product_ids=["", ""]
+    )
+
+    with pytest.raises(DependencyDown, match="different lengths"):
+        _candidates(retrieval_pb2.RetrieveResponse(columns=columns))

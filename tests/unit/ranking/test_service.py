@@ -39,8 +39,11 @@ class Retrieval:
 class Catalog:
     def __init__(self, products: dict[str, Product] | None) -> None:
         self.products_by_id = products
+        self.cached: list[bool] = []
+        """Whether each call would take cached product facts."""
 
-    async def products(self, product_ids: Sequence[str]) -> dict[str, Product]:
+    async def products(self, product_ids: Sequence[str], *, cached: bool) -> dict[str, Product]:
+        self.cached.append(cached)
         if self.products_by_id is None:
             raise Unavailable("catalog down")
         return {p: self.products_by_id[p] for p in product_ids if p in self.products_by_id}
@@ -173,6 +176,24 @@ async def test_rank_scores_caller_candidates_and_drops_unknown_ones() -> None:
     assert all(i.source is Source.CALLER for i in result.items)
 
 
+async def test_recommend_takes_cached_product_facts_and_rank_reads_the_catalog() -> None:
+    catalog = Catalog(PRODUCTS)
+    service = RankingService(
+        Profiles(UserState("u")),
+        Retrieval([Candidate(pid, 1.0, Source.POPULAR) for pid in IDS]),
+        catalog,
+        Scorer(),
+        Models(MODEL),
+    )
+
+    await service.recommend("u", RequestOptions(k=3))
+    recommended = list(catalog.cached)
+    await service.rank("u", ["p1", "p4"], RequestOptions(k=2))
+
+    assert recommended and all(recommended)  # retrieval checked those candidates' availability
+    assert catalog.cached[len(recommended) :] == [False]  # the caller's own ids: read fresh
+
+
 async def test_the_ranker_gets_the_models_covisitation_features_of_the_history() -> None:
     scorer = Scorer()
     service = RankingService(
@@ -205,9 +226,9 @@ async def test_product_data_is_fetched_for_the_top_slice_and_widened_when_rules_
     asked: list[int] = []
     original = catalog.products
 
-    async def counting(product_ids: Sequence[str]) -> dict[str, Product]:
+    async def counting(product_ids: Sequence[str], *, cached: bool) -> dict[str, Product]:
         asked.append(len(product_ids))
-        return await original(product_ids)
+        return await original(product_ids, cached=cached)
 
     catalog.products = counting  # type: ignore[method-assign]
     service = RankingService(
