@@ -22,9 +22,11 @@ RULES_POOL = 60
 RULES_POOL_PER_ITEM = 4
 """Product data is fetched for the best max(RULES_POOL, RULES_POOL_PER_ITEM * k) scored
 candidates first (business rules need it only there), more only if too few pass."""
-PRODUCT_CACHE_SECONDS = 30.0
+PRODUCT_CACHE_SECONDS = 300.0
 """How long Recommend reuses a product's facts fetched from the catalog (see
-:mod:`services.ranking.product_cache`); 0 turns the cache off."""
+:mod:`services.ranking.product_cache`), as long as the catalog's own cache keeps them;
+0 turns the cache off. A shorter life refetches most Recommends' slices: at 30 s the
+catalog hop was still made by most calls under load."""
 PRODUCT_CACHE_SIZE = 100_000
 """Most products kept (about 40 MB)."""
 FALLBACK_POPULAR = 500

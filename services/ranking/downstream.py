@@ -270,7 +270,7 @@ class CatalogClient:
         found, missing = self._cache.split(product_ids)
         if missing:
             fetched = await self._fetch(missing)
-            self._cache.store(missing, fetched)
+            self._cache.store(fetched)
             found.update(fetched)
         return found
 
