@@ -51,10 +51,19 @@ def _recommend(
         )
 
 
-EVERY_PART = {"ranking", "profiles", "retrieval", "catalog", "triton"}
+def _rank(platform: Platform, user_id: str, product_ids: list[str]) -> ranking_pb2.RankResponse:
+    with grpc.insecure_channel(platform.settings.ranking_addr) as channel:
+        stub = ranking_pb2_grpc.RankingServiceStub(channel)
+        return stub.Rank(ranking_pb2.RankRequest(user_id=user_id, product_ids=product_ids))
+
+
+EVERY_PART = {"ranking", "profiles", "retrieval", "triton"}
+"""The services every Recommend reaches. The catalog is called only for product facts
+ranking has not kept (its cache, which earlier tests filled); Rank always calls it."""
 
 
 def test_one_recommend_is_one_trace_through_every_service_and_store(platform: Platform) -> None:
+    """...and the catalog hop, in the trace of a Rank of the same products."""
     user = platform.world.loaded.users[-1].user_id  # never asked for before: caches miss
 
     reply = _recommend(platform, user)
@@ -81,7 +90,7 @@ def test_one_recommend_is_one_trace_through_every_service_and_store(platform: Pl
     ids = {span.span_id for span in spans}
     assert all(span.parent_span_id in ids for span in spans if span is not root), tree
     by_id = {span.span_id: span for span in spans}
-    for service in ("profiles", "retrieval", "catalog"):
+    for service in ("profiles", "retrieval"):
         server = next(s for s in spans if s.service == service and s.kind == "server")
         assert by_id[server.parent_span_id].kind == "client"  # called by a client span
     triton = [s for s in spans if s.service == "triton"]
@@ -93,6 +102,16 @@ def test_one_recommend_is_one_trace_through_every_service_and_store(platform: Pl
     log = (platform.local.layout.log_dir / "ranking.log").read_text().splitlines()
     request_lines = [line for line in log if reply.recommendation_id in line]
     assert request_lines and all(f"trace_id={root.trace_id}" in line for line in request_lines)
+
+    ranked = _rank(platform, user, [item.product_id for item in reply.items])
+    rank_spans = _spans_until(
+        platform, ranked.recommendation_id, lambda s: "catalog" in _services(s)
+    )
+    assert len({span.trace_id for span in rank_spans}) == 1, format_tree(rank_spans)
+    by_id = {span.span_id: span for span in rank_spans}
+    catalog = next(s for s in rank_spans if s.service == "catalog" and s.kind == "server")
+    assert by_id[catalog.parent_span_id].kind == "client"
+    assert by_id[catalog.parent_span_id].service == "ranking"
 
 
 async def test_a_cancelled_call_still_ends_its_span(platform: Platform) -> None:

@@ -104,6 +104,17 @@ def _recommend(
     return reply, time.monotonic() - started
 
 
+def _rank(
+    stub: ranking_pb2_grpc.RankingServiceStub, product_ids: list[str], user_id: str = "u000004"
+) -> tuple[ranking_pb2.RankResponse, float]:
+    started = time.monotonic()
+    reply = stub.Rank(
+        ranking_pb2.RankRequest(user_id=user_id, product_ids=product_ids),
+        timeout=DEADLINE_SECONDS,
+    )
+    return reply, time.monotonic() - started
+
+
 def _wait_undegraded(stub: ranking_pb2_grpc.RankingServiceStub) -> ranking_pb2.RecommendResponse:
     give_up = time.monotonic() + RECOVERY_SECONDS
     while True:
@@ -126,7 +137,11 @@ def test_recommend_degrades_within_its_deadline_while_a_dependency_is_out(
     platform: Platform, ranking: ranking_pb2_grpc.RankingServiceStub, dependency: str, fault: str
 ) -> None:
     """Stopped: the process is gone (connections refused). Hung: SIGSTOP, so connections
-    stay open and calls simply never answer, which only time budgets can bound."""
+    stay open and calls simply never answer, which only time budgets can bound.
+
+    While the catalog is out, Recommend answers this user whole from the product facts
+    ranking fetched for the same answer moments before (its cache); Rank, which always
+    reads the catalog, is what degrades."""
     healthy = _wait_undegraded(ranking)  # which also warms the fallbacks
     assert not healthy.degradations
     local = platform.local
@@ -136,7 +151,11 @@ def test_recommend_degrades_within_its_deadline_while_a_dependency_is_out(
     else:
         os.kill(pid, signal.SIGSTOP)
     try:
+        answers: list[tuple[ranking_pb2.RecommendResponse | ranking_pb2.RankResponse, float]]
         answers = [_recommend(ranking) for _ in range(8)]  # enough to open its breaker
+        if dependency == "catalog":
+            shown = [item.product_id for item in healthy.items]
+            answers = [_rank(ranking, shown) for _ in range(8)] + answers
     finally:
         if fault == "stopped":
             local.up([dependency])
@@ -144,7 +163,10 @@ def test_recommend_degrades_within_its_deadline_while_a_dependency_is_out(
             os.kill(pid, signal.SIGCONT)
 
     for reply, seconds in answers:
-        assert OUTAGES[dependency] in reply.degradations, (dependency, fault, reply.degradations)
+        if isinstance(reply, ranking_pb2.RecommendResponse) and dependency == "catalog":
+            assert not reply.degradations, (fault, reply.degradations)  # from the cache
+        else:
+            assert OUTAGES[dependency] in reply.degradations, (dependency, fault, reply)
         assert len(reply.items) == K
         assert seconds < DEADLINE_SECONDS
     recovered = _wait_undegraded(ranking)
