@@ -35,7 +35,7 @@ from magpie.runtime.breaker import (
 from magpie.runtime.deadline import remaining_seconds
 from magpie.runtime.errors import DeadlineExceeded, FieldViolation, InvalidArgument, MagpieError
 from magpie.runtime.filters import MAX_FILTER_VALUES, ProductFilter, filter_to_proto
-from magpie.runtime.metrics import timed_hop
+from magpie.runtime.metrics import CACHE_REQUESTS, timed_hop
 from magpie.runtime.units import NANOS_PER_UNIT
 from magpie.v1 import (
     catalog_pb2,
@@ -268,6 +268,8 @@ class CatalogClient:
         if not cached or self._cache is None:
             return await self._fetch(product_ids)
         found, missing = self._cache.split(product_ids)
+        CACHE_REQUESTS.labels(namespace="ranking_products", result="hit").inc(len(found))
+        CACHE_REQUESTS.labels(namespace="ranking_products", result="miss").inc(len(missing))
         if missing:
             fetched = await self._fetch(missing)
             self._cache.store(fetched)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import grpc
 import pytest
+from prometheus_client import REGISTRY
 
 from magpie.runtime.errors import Unavailable
 from magpie.runtime.server import start_server
@@ -20,6 +21,17 @@ from tests.integration.catalog.conftest import ProductFactory
 pytestmark = pytest.mark.integration
 
 
+def _lookups() -> dict[str, float]:
+    """Ranking's product-cache lookups so far, by result (the process's metric)."""
+    return {
+        result: REGISTRY.get_sample_value(
+            "magpie_cache_requests_total", {"namespace": "ranking_products", "result": result}
+        )
+        or 0.0
+        for result in ("hit", "miss")
+    }
+
+
 async def test_recommend_reuses_fetched_facts_and_rank_reads_the_catalog(
     settings: Settings, product: ProductFactory
 ) -> None:
@@ -31,12 +43,14 @@ async def test_recommend_reuses_fetched_facts_and_rank_reads_the_catalog(
                 pb.UpsertProductsRequest(products=[product("a"), product("b")])
             )
             client = CatalogClient(channel, ProductCache(300.0, 100))
+            before = _lookups()
 
             first = await client.products(["a", "b", "gone"], cached=True)
             await catalog.UpsertProducts(
                 pb.UpsertProductsRequest(products=[product("a", title="Renamed")])
             )
             kept = await client.products(["a", "b"], cached=True)
+            counted = _lookups()
             fresh = await client.products(["a"], cached=False)
             await running.stop(0)
             running = None
@@ -51,3 +65,5 @@ async def test_recommend_reuses_fetched_facts_and_rank_reads_the_catalog(
     assert kept["a"].title == first["a"].title == "Product a"
     assert fresh["a"].title == "Renamed"
     assert during_outage == kept
+    assert counted["miss"] - before["miss"] == 3  # a, b, gone
+    assert counted["hit"] - before["hit"] == 2  # a, b
