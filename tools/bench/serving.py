@@ -40,7 +40,9 @@ loopback development platform instead (no tokens, no tracer).
 
 ``--catalog-sizes`` repeats the run for the current tree with catalogs of those sizes
 (same users and events), one level each, for ``by_catalog_size``: unloaded p50, CPU per
-Recommend and memory per process. Writes bench-results/serving.json.
+Recommend and memory per process. ``--catalog-only`` runs just those rows and sets them in
+the report already written (with their own command; rows of other sizes stay). Writes
+bench-results/serving.json.
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ from numpy.typing import NDArray
 
 from tools.bench._load import Outcome, Recommender, open_loop, run_generator, start_times
 from tools.bench._platform import cpu_seconds, otlp_receiver, rss_mb
-from tools.bench._report import percentiles, write_report
+from tools.bench._report import RESULTS_DIR, command_line, percentiles, write_report
 
 __all__ = [
     "capacity_rps_per_core",
@@ -632,14 +634,19 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     world = _World(args.products, args.users, args.events)
     with contextlib.ExitStack() as stack:
         security = None
+        result: dict[str, Any]
         if not args.open:
             folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="magpie-auth-")))
             security = stack.enter_context(_Security.chart_defaults(folder))
-        result = _compared_run(args, world, security)
-        if args.catalog_sizes:
-            result["by_catalog_size"] = [
-                _catalog_row(args, size, security) for size in args.catalog_sizes
-            ]
+        if args.catalog_only:
+            result = json.loads((args.out or RESULTS_DIR / "serving.json").read_text())
+            result["by_catalog_size_command"] = command_line()
+        else:
+            result = _compared_run(args, world, security)
+        if args.catalog_sizes:  # rows of other sizes already in the report stay
+            rows = {row["products"]: row for row in result.get("by_catalog_size", [])}
+            rows.update({n: _catalog_row(args, n, security) for n in args.catalog_sizes})
+            result["by_catalog_size"] = [rows[n] for n in sorted(rows)]
     result["security"] = (
         {"auth": "bearer tokens", "tracing": f"{CHART_SAMPLER} {CHART_SAMPLE_RATIO}"}
         if security
@@ -734,6 +741,11 @@ def main() -> None:
         type=int,
         default=8,
         help="per service (each platform holds about 5x this many PostgreSQL connections)",
+    )
+    parser.add_argument(
+        "--catalog-only",
+        action="store_true",
+        help="run only the --catalog-sizes rows, into the report that is there already",
     )
     parser.add_argument(
         "--open",
