@@ -79,6 +79,10 @@ def load_sentence_encoder(name: str) -> Encoder:
     return encode
 
 
+_KEYS, _VECTORS = "keys", "vectors"
+"""The cache file's two arrays: text keys, and their vectors row by row."""
+
+
 def _cache_file(config: TextConfig) -> Path:
     from magpie.datasets.movielens import data_dir
 
@@ -102,10 +106,7 @@ def embed_texts(
     from tqdm import tqdm
 
     path = _cache_file(config)
-    cache: dict[str, NDArray[Any]] = {}
-    if path.exists():
-        with np.load(path) as stored:
-            cache = {key: stored[key] for key in stored.files}
+    cache, legacy = _read_cache(path)
     keys = [text_key(config.encoder, text) for text in texts]
     missing = sorted(
         {key: text for key, text in zip(keys, texts, strict=True) if key not in cache}.items()
@@ -118,12 +119,30 @@ def embed_texts(
             batch = missing[start : start + config.batch_size]
             encoded = encode([text for _, text in batch])
             cache.update({key: vector for (key, _), vector in zip(batch, encoded, strict=True)})
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, **cache)
-        tmp.replace(path)
+    if missing or legacy:
+        _write_cache(path, cache)
     vectors: NDArray[Any] = np.stack([cache[key] for key in keys]).astype(np.float32)
     return vectors
+
+
+def _read_cache(path: Path) -> tuple[dict[str, NDArray[Any]], bool]:
+    """The cached vectors by key, and whether the file is in the old layout (one array per
+    text: reading its header per entry took minutes once it held 100k texts)."""
+    if not path.exists():
+        return {}, False
+    with np.load(path) as stored:
+        if set(stored.files) == {_KEYS, _VECTORS}:
+            return dict(zip(stored[_KEYS].tolist(), stored[_VECTORS], strict=True)), False
+        return {key: stored[key] for key in stored.files}, True
+
+
+def _write_cache(path: Path, cache: dict[str, NDArray[Any]]) -> None:
+    """All vectors as one matrix beside their keys, swapped in whole."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    vectors = np.stack(list(cache.values())).astype(np.float32)
+    np.savez(tmp, **{_KEYS: np.array(list(cache)), _VECTORS: vectors})
+    tmp.replace(path)
 
 
 def item_text_table(

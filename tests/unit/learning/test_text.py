@@ -29,6 +29,24 @@ def test_cached_texts_are_never_embedded_again(tmp_path: Path) -> None:
     assert again[1].tolist() == [4.0, 1.0]
 
 
+def test_a_cache_in_the_old_layout_is_read_and_rewritten_as_two_arrays(tmp_path: Path) -> None:
+    """The old layout kept one array per text, whose headers took minutes to read at 100k."""
+    config = TextConfig(encoder="fake", cache_dir=tmp_path)
+    embed_texts(["a"], config, CountingEncoder())
+    (path,) = tmp_path.glob("embeddings/*.npz")
+    with np.load(path) as stored:
+        assert sorted(stored.files) == ["keys", "vectors"]
+        old = {key: vector for key, vector in zip(stored["keys"], stored["vectors"], strict=True)}
+    np.savez(path, **{str(key): vector + 1 for key, vector in old.items()})
+
+    unused = CountingEncoder()
+    vectors = embed_texts(["a"], config, unused)
+
+    assert unused.seen == [] and vectors.tolist() == [[2.0, 2.0]]  # the old file's vector
+    with np.load(path) as stored:
+        assert sorted(stored.files) == ["keys", "vectors"]
+
+
 def test_another_encoder_does_not_reuse_the_cache(tmp_path: Path) -> None:
     embed_texts(["a"], TextConfig(encoder="one", cache_dir=tmp_path), CountingEncoder())
     other = CountingEncoder()
