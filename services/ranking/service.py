@@ -68,8 +68,9 @@ class CandidateSource(Protocol):
 
 class Catalog(Protocol):
     async def products(self, product_ids: Sequence[str], *, cached: bool) -> dict[str, Product]:
-        """The active products among ``product_ids``; ``cached``: facts a few seconds old
-        will do (Recommend's candidates, which retrieval checked)."""
+        """The active products among ``product_ids``; ``cached``: facts up to
+        ``config.PRODUCT_CACHE_SECONDS`` old will do (Recommend's candidates, whose
+        availability retrieval checked)."""
         ...
 
 
