@@ -2,9 +2,9 @@
 
 The same top-neighbour lists (CSR rows, written to a bundle's ``covisitation.npz``) feed
 the retrieval service's co-visitation source and the ranker's candidate features, so
-the features the ranker was trained on are the ones it is served with. Scores come
-from :func:`magpie.learning.baselines.covisitation_matrix`, the co-visitation baseline
-evaluated offline.
+the features the ranker was trained on are the ones it is served with. Scores
+are those of :func:`covisitation_matrix`, the co-visitation baseline evaluated offline,
+computed over the co-visited pairs only.
 """
 
 from __future__ import annotations
@@ -63,23 +63,23 @@ class Covisitation:
     def from_sequences(
         cls, sequences: Sequence[Sequence[int]], vocab_size: int, neighbours: int = NEIGHBOURS
     ) -> Covisitation:
-        """Top ``neighbours`` per item over each sequence's recent tail; an item is never
-        its own neighbour and zero scores are dropped. Builds a dense [vocab, vocab]
-        matrix, which bounds the catalog size it suits (~20k items)."""
-        recent = [list(sequence)[-SEQUENCE_TAIL:] for sequence in sequences]
-        matrix = covisitation_matrix([s for s in recent if s], vocab_size)
-        np.fill_diagonal(matrix, 0.0)
-        k = min(neighbours, vocab_size)
-        top = np.argpartition(-matrix, k - 1, axis=1)[:, :k]
-        top_scores = np.take_along_axis(matrix, top, axis=1)
-        order = np.argsort(-top_scores, axis=1, kind="stable")
-        top = np.take_along_axis(top, order, axis=1)
-        top_scores = np.take_along_axis(top_scores, order, axis=1)
-        keep = top_scores > 0
+        """Top ``neighbours`` per item over each sequence's recent tail, scored as
+        :func:`covisitation_matrix` scores (ties: the lower item first); an item is never
+        its own neighbour. Only co-visited pairs are held, so memory grows with the
+        events, not with the square of the catalog."""
+        recent = [np.asarray(list(s)[-SEQUENCE_TAIL:], dtype=np.int64) for s in sequences]
+        rows, columns, scores = _covisited_pairs([s for s in recent if len(s)], vocab_size)
+        # Best first within each row; rank = position within the row after sorting.
+        order = np.lexsort((columns, -scores, rows))
+        rows, columns, scores = rows[order], columns[order], scores[order]
+        per_row = np.bincount(rows, minlength=vocab_size)
+        starts = np.cumsum(per_row) - per_row
+        keep = np.arange(len(rows)) - starts[rows] < neighbours
+        kept = np.minimum(per_row, neighbours)
         return cls(
-            indptr=np.concatenate([[0], np.cumsum(keep.sum(axis=1))]).astype(np.int64),
-            indices=top[keep].astype(np.int32),
-            scores=top_scores[keep].astype(np.float32),
+            indptr=np.concatenate([[0], np.cumsum(kept)]).astype(np.int64),
+            indices=columns[keep].astype(np.int32),
+            scores=scores[keep].astype(np.float32),
         )
 
     @classmethod
@@ -142,3 +142,28 @@ class Covisitation:
         ).reshape(rows, vocab)
         picked: NDArray[Any] = np.take_along_axis(dense, candidates, axis=1)
         return picked.astype(np.float32)
+
+
+def _covisited_pairs(
+    sequences: Sequence[NDArray[Any]], vocab_size: int, window: int = 5
+) -> tuple[NDArray[Any], NDArray[Any], NDArray[Any]]:
+    """The non-zero, off-diagonal entries of :func:`covisitation_matrix` as (rows,
+    columns, float32 scores), without the dense matrix."""
+    if not sequences:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, np.zeros(0, dtype=np.float32)
+    items = np.concatenate(sequences)
+    owner = np.repeat(np.arange(len(sequences)), [len(s) for s in sequences])
+    keys, weights = [], []
+    for distance in range(1, window + 1):
+        same = owner[:-distance] == owner[distance:]
+        before, after = items[:-distance][same], items[distance:][same]
+        keys += [before * vocab_size + after, after * vocab_size + before]
+        weights += [np.full(2 * len(before), 1.0 / distance, dtype=np.float64)]
+    pairs, inverse = np.unique(np.concatenate(keys), return_inverse=True)
+    sums = np.bincount(inverse, weights=np.concatenate(weights), minlength=len(pairs))
+    rows, columns = pairs // vocab_size, pairs % vocab_size
+    counts = np.bincount(items, minlength=vocab_size)
+    scores = (sums / np.sqrt(np.maximum(counts[rows], 1))).astype(np.float32)
+    off_diagonal = rows != columns
+    return rows[off_diagonal], columns[off_diagonal], scores[off_diagonal]

@@ -1,6 +1,12 @@
 import numpy as np
 
-from magpie.contract.covisitation import FEATURE_DECAY, FEATURE_RECENT, Covisitation
+from magpie.contract.covisitation import (
+    FEATURE_DECAY,
+    FEATURE_RECENT,
+    SEQUENCE_TAIL,
+    Covisitation,
+    covisitation_matrix,
+)
 from magpie.contract.signature import CANDIDATE_FEATURE_DIM, PAD_INDEX
 
 
@@ -54,3 +60,19 @@ def test_features_of_unknown_rows_are_zero() -> None:
     history = np.array([[PAD_INDEX, 99, -1]])
     assert not lists.features(history, np.array([[2, 3, 123]])).any()
     assert lists.features(np.array([[2]]), np.array([[3, 99]]))[0, 1].tolist() == [0.0, 0.0]
+
+
+def test_lists_are_the_top_entries_of_the_dense_matrix() -> None:
+    rng = np.random.default_rng(1)
+    sequences = [rng.integers(2, 60, rng.integers(1, 40)).tolist() for _ in range(80)]
+    lists = Covisitation.from_sequences(sequences, 60, neighbours=7)
+    matrix = covisitation_matrix([s[-SEQUENCE_TAIL:] for s in sequences], 60)
+    np.fill_diagonal(matrix, 0.0)
+    for item in range(60):
+        kept = _neighbours(lists, item)
+        scores = lists.scores[lists.indptr[item] : lists.indptr[item + 1]]
+        assert len(kept) == min(7, int((matrix[item] > 0).sum()))
+        np.testing.assert_allclose(scores, matrix[item, kept], rtol=1e-6)
+        assert (np.diff(scores) <= 0).all()
+        rest = np.delete(matrix[item], kept)
+        assert not kept or rest.max() <= scores[-1] * (1 + 1e-6)
