@@ -91,6 +91,7 @@ P99_LIMIT_MS = 50.0
 """The latency a level must meet to count for capacity."""
 _NOT_SERVICES = ("load generator", "total")
 _WARMUP = 5
+_IDLE_SECONDS = 15.0
 _WARM_CONCURRENCY = 8
 
 
@@ -292,10 +293,23 @@ class _Clients:
             await channel.close()
 
 
+async def _idle_cpu(processes: dict[str, list[int]]) -> dict[str, float]:
+    """CPU ms per second each process spends with no request to serve (timers, pollers,
+    exporters): the part of CPU per Recommend that does not grow with the load."""
+    before = {name: cpu_seconds(pids) for name, pids in processes.items()}
+    started = time.perf_counter()
+    await asyncio.sleep(_IDLE_SECONDS)
+    elapsed = time.perf_counter() - started
+    return {
+        name: round((cpu_seconds(pids) - before[name]) * 1000 / elapsed, 2)
+        for name, pids in processes.items()
+    }
+
+
 async def _unloaded(
     platform: dict[str, Any], clients: _Clients, rng: random.Random, repeat: int
 ) -> dict[str, Any]:
-    """One platform unloaded: its hops, a bare health check, and Recommend."""
+    """One platform unloaded: its hops, a bare health check, Recommend, and idle CPU."""
     from magpie.v1 import ranking_pb2
 
     hops = await _hops(
@@ -321,6 +335,7 @@ async def _unloaded(
         "recommend_unloaded_p50_ms": recommend_p50,
         "p50_ratio_to_health_rtt": round(recommend_p50 / health_p50, 1),
         "hops_p50_ms": hops,
+        "idle_cpu_ms_per_s": await _idle_cpu(platform["processes"]),
     }
 
 
@@ -627,6 +642,7 @@ def _catalog_row(
         "p99_ms": level["p99_ms"],
         "cpu_ms_per_request": level["cpu_ms_per_request"],
         "rss_mb": level["rss_mb"],
+        "idle_cpu_ms_per_s": measured["idle_cpu_ms_per_s"],
     }
 
 
@@ -681,6 +697,7 @@ def _print(result: dict[str, Any]) -> None:
         cpu = level["cpu_ms_per_request"]
         row = " ".join(f"{cpu[n]:>12}" for n in names)
         print(f"{level['rps_offered']:>11} {row}   {level['machine_busy_share']:.0%}")
+    print(f"idle CPU ms per second by process: {result['idle_cpu_ms_per_s']}")
     per_core = result["capacity_rps_per_core"]
     print(f"\nrequests/s one core sustains (at {result['capacity_at_rps']} rps): {per_core}")
     if "baseline" in result:
