@@ -43,13 +43,15 @@ def command_line() -> str:
 
 
 def write_report(name: str, results: dict[str, Any], path: Path | None = None) -> Path:
-    """Write ``results`` plus ``command`` and ``machine`` to ``path`` or bench-results/NAME.json."""
+    """Write ``results`` plus ``command`` and ``machine`` to ``path`` or bench-results/NAME.json
+    (``results``' own ``command`` and ``machine`` stay: a report updated in part keeps
+    those of the run that made the rest)."""
     target = path or RESULTS_DIR / f"{name}.json"
     target.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         **results,
         "command": results.get("command", command_line()),
-        "machine": machine_info(),
+        "machine": results.get("machine", machine_info()),
     }
     target.write_text(json.dumps(payload, indent=2) + "\n")
     return target

@@ -68,7 +68,13 @@ from numpy.typing import NDArray
 
 from tools.bench._load import Outcome, Recommender, open_loop, run_generator, start_times
 from tools.bench._platform import cpu_seconds, otlp_receiver, rss_mb
-from tools.bench._report import RESULTS_DIR, command_line, percentiles, write_report
+from tools.bench._report import (
+    RESULTS_DIR,
+    command_line,
+    machine_info,
+    percentiles,
+    write_report,
+)
 
 __all__ = [
     "capacity_rps_per_core",
@@ -643,6 +649,7 @@ def _catalog_row(
         "cpu_ms_per_request": level["cpu_ms_per_request"],
         "rss_mb": level["rss_mb"],
         "idle_cpu_ms_per_s": measured["idle_cpu_ms_per_s"],
+        "machine": machine_info(),
     }
 
 
@@ -697,7 +704,8 @@ def _print(result: dict[str, Any]) -> None:
         cpu = level["cpu_ms_per_request"]
         row = " ".join(f"{cpu[n]:>12}" for n in names)
         print(f"{level['rps_offered']:>11} {row}   {level['machine_busy_share']:.0%}")
-    print(f"idle CPU ms per second by process: {result['idle_cpu_ms_per_s']}")
+    if "idle_cpu_ms_per_s" in result:  # reports before it was measured lack it
+        print(f"idle CPU ms per second by process: {result['idle_cpu_ms_per_s']}")
     per_core = result["capacity_rps_per_core"]
     print(f"\nrequests/s one core sustains (at {result['capacity_at_rps']} rps): {per_core}")
     if "baseline" in result:
@@ -777,8 +785,9 @@ def main() -> None:
     if args.rounds is None:
         args.rounds = 3 if args.baseline else 1
     result = _run(args)
+    written = write_report("serving", result, args.out)  # first: a printing slip loses nothing
     _print(result)
-    print(f"wrote {write_report('serving', result, args.out)}")
+    print(f"wrote {written}")
 
 
 if __name__ == "__main__":
