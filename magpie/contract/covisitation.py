@@ -2,9 +2,9 @@
 
 The same top-neighbour lists (CSR rows, written to a bundle's ``covisitation.npz``) feed
 the retrieval service's co-visitation source and the ranker's candidate features, so
-the features the ranker was trained on are the ones it is served with. Scores
-are those of :func:`covisitation_matrix`, the co-visitation baseline evaluated offline,
-computed over the co-visited pairs only.
+the features the ranker was trained on are the ones it is served with. Scores are
+those of :func:`covisitation_matrix`, the co-visitation baseline evaluated offline; both
+come from one computation over the co-visited pairs (:func:`_covisited_pairs`).
 """
 
 from __future__ import annotations
@@ -33,19 +33,14 @@ FEATURE_DECAY = 0.9
 def covisitation_matrix(
     sequences: Sequence[Sequence[int]], vocab_size: int, window: int = 5
 ) -> NDArray[Any]:
-    """float32 [vocab, vocab]: how often two items occur within ``window`` steps, weighted
-    1/distance, each row divided by the square root of the item's frequency."""
-    matrix = np.zeros((vocab_size, vocab_size), dtype=np.float32)
-    for sequence in sequences:
-        items = np.asarray(sequence, dtype=np.int64)
-        for distance in range(1, window + 1):
-            np.add.at(matrix, (items[:-distance], items[distance:]), 1.0 / distance)
-            np.add.at(matrix, (items[distance:], items[:-distance]), 1.0 / distance)
-    counts = np.bincount(
-        np.concatenate([np.asarray(s, np.int64) for s in sequences]), minlength=vocab_size
-    )
-    normalized: NDArray[Any] = matrix / np.sqrt(np.maximum(counts, 1))[:, None]
-    return normalized
+    """float64 [vocab, vocab]: how often two items occur within ``window`` steps, weighted
+    1/distance, each row divided by the square root of the item's frequency (the dense
+    form of :func:`_covisited_pairs`, for the offline baseline)."""
+    items = [np.asarray(s, dtype=np.int64) for s in sequences]
+    rows, columns, scores = _covisited_pairs(items, vocab_size, window)
+    matrix = np.zeros((vocab_size, vocab_size))
+    matrix[rows, columns] = scores
+    return matrix
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,10 +60,11 @@ class Covisitation:
     ) -> Covisitation:
         """Top ``neighbours`` per item over each sequence's recent tail, scored as
         :func:`covisitation_matrix` scores (ties: the lower item first); an item is never
-        its own neighbour. Only co-visited pairs are held, so memory grows with the
-        events, not with the square of the catalog."""
+        its own neighbour. Only co-visited pairs are held, never the dense matrix."""
         recent = [np.asarray(list(s)[-SEQUENCE_TAIL:], dtype=np.int64) for s in sequences]
-        rows, columns, scores = _covisited_pairs([s for s in recent if len(s)], vocab_size)
+        rows, columns, scores = _covisited_pairs(recent, vocab_size)
+        off_diagonal = rows != columns
+        rows, columns, scores = rows[off_diagonal], columns[off_diagonal], scores[off_diagonal]
         # Best first within each row; rank = position within the row after sorting.
         order = np.lexsort((columns, -scores, rows))
         rows, columns, scores = rows[order], columns[order], scores[order]
@@ -147,11 +143,13 @@ class Covisitation:
 def _covisited_pairs(
     sequences: Sequence[NDArray[Any]], vocab_size: int, window: int = 5
 ) -> tuple[NDArray[Any], NDArray[Any], NDArray[Any]]:
-    """The non-zero, off-diagonal entries of :func:`covisitation_matrix` as (rows,
-    columns, float32 scores), without the dense matrix."""
+    """The co-visitation scores of the pairs that occur (diagonal included) as (rows,
+    columns, float64 scores): how often two items occur within ``window`` steps of one
+    sequence, weighted 1/distance, divided by the square root of the row item's frequency.
+    Memory grows with the events, not with the square of the catalog."""
     if not sequences:
         empty = np.zeros(0, dtype=np.int64)
-        return empty, empty, np.zeros(0, dtype=np.float32)
+        return empty, empty, np.zeros(0)
     items = np.concatenate(sequences)
     owner = np.repeat(np.arange(len(sequences)), [len(s) for s in sequences])
     keys, weights = [], []
@@ -159,11 +157,9 @@ def _covisited_pairs(
         same = owner[:-distance] == owner[distance:]
         before, after = items[:-distance][same], items[distance:][same]
         keys += [before * vocab_size + after, after * vocab_size + before]
-        weights += [np.full(2 * len(before), 1.0 / distance, dtype=np.float64)]
+        weights += [np.full(2 * len(before), 1.0 / distance)]
     pairs, inverse = np.unique(np.concatenate(keys), return_inverse=True)
     sums = np.bincount(inverse, weights=np.concatenate(weights), minlength=len(pairs))
     rows, columns = pairs // vocab_size, pairs % vocab_size
     counts = np.bincount(items, minlength=vocab_size)
-    scores = (sums / np.sqrt(np.maximum(counts[rows], 1))).astype(np.float32)
-    off_diagonal = rows != columns
-    return rows[off_diagonal], columns[off_diagonal], scores[off_diagonal]
+    return rows, columns, sums / np.sqrt(np.maximum(counts[rows], 1))
