@@ -66,15 +66,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from magpie.runtime.machine import machine_info
 from tools.bench._load import Outcome, Recommender, open_loop, run_generator, start_times
 from tools.bench._platform import cpu_seconds, otlp_receiver, rss_mb
-from tools.bench._report import (
-    RESULTS_DIR,
-    command_line,
-    machine_info,
-    percentiles,
-    write_report,
-)
+from tools.bench._report import RESULTS_DIR, command_line, percentiles, write_report
 
 __all__ = [
     "capacity_rps_per_core",
@@ -111,6 +106,20 @@ async def _timed(call: Callable[[], Awaitable[Any]], repeat: int) -> float:
         await call()
         samples.append((time.perf_counter() - started) * 1000)
     return round(float(np.median(samples)), 2)
+
+
+def _cpu_now(processes: dict[str, list[int]]) -> dict[str, float]:
+    """CPU seconds each process (with its descendants' pids) has used so far."""
+    return {name: cpu_seconds(pids) for name, pids in processes.items()}
+
+
+def _cpu_ms_since(
+    before: dict[str, float], processes: dict[str, list[int]], per: float
+) -> dict[str, float]:
+    """CPU ms each process used since ``before`` (of :func:`_cpu_now`), divided by ``per``
+    (requests, or seconds)."""
+    now = _cpu_now(processes)
+    return {name: round((now[name] - before[name]) * 1000 / per, 2) for name in processes}
 
 
 def _machine_busy_idle() -> tuple[int, int]:
@@ -200,15 +209,12 @@ async def _run_level(
     and each process's memory after it."""
     starts = start_times(rps, seconds)
     total = len(starts)
-    cpu_before = {name: cpu_seconds(pids) for name, pids in processes.items()}
+    cpu_before = _cpu_now(processes)
     busy_before, idle_before = _machine_busy_idle()
     outcomes, elapsed = await open_loop(starts, lambda: recommend(pick_user()))
     busy_after, idle_after = _machine_busy_idle()
     busy, idle = busy_after - busy_before, idle_after - idle_before
-    cpu_ms = {
-        name: round((cpu_seconds(pids) - cpu_before[name]) * 1000 / total, 2)
-        for name, pids in processes.items()
-    }
+    cpu_ms = _cpu_ms_since(cpu_before, processes, per=total)
     level = _summarise_level(rps, outcomes, elapsed, cpu_ms, busy / max(busy + idle, 1))
     level["rss_mb"] = {name: round(rss_mb(pids), 1) for name, pids in processes.items()}
     return level
@@ -302,14 +308,10 @@ class _Clients:
 async def _idle_cpu(processes: dict[str, list[int]]) -> dict[str, float]:
     """CPU ms per second each process spends with no request to serve (timers, pollers,
     exporters): the part of CPU per Recommend that does not grow with the load."""
-    before = {name: cpu_seconds(pids) for name, pids in processes.items()}
+    before = _cpu_now(processes)
     started = time.perf_counter()
     await asyncio.sleep(_IDLE_SECONDS)
-    elapsed = time.perf_counter() - started
-    return {
-        name: round((cpu_seconds(pids) - before[name]) * 1000 / elapsed, 2)
-        for name, pids in processes.items()
-    }
+    return _cpu_ms_since(before, processes, per=time.perf_counter() - started)
 
 
 async def _unloaded(
